@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (the main job on a small default) and `make test`.
+# Both install what they need (system Vulkan driver, .venv, CPU torch, the package) idempotently.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+
+.PHONY: setup demo test test-slow bench lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/aem-bench pipeline --task AEM/HandoverBlock-v0 --out $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache

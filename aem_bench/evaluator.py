@@ -1,0 +1,250 @@
+"""Evaluate a policy on an AEM task: success rate with a Wilson interval, policy latency, provenance.
+
+Usage::
+
+    report = evaluate(policy, "AEM/HandoverBlock-v0", episodes=100)
+    write_report(report, "leaderboard/results/my_policy.json")
+
+Episode ``i`` runs on seed ``seed + i`` for both the environment and the policy, so two policies
+evaluated with the same ``seed`` and ``episodes`` face exactly the same initial states. The JSON that
+:func:`write_report` writes is a valid leaderboard results file (see ``aem_bench.leaderboard.results``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from aem_bench.demos import package_versions
+
+
+class Policy(Protocol):
+    """What the evaluator needs from a policy."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, observation: dict) -> np.ndarray: ...
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Chosen over the normal ("Wald") interval because it stays inside [0, 1] and does not collapse
+    to zero width at 0/n or n/n, which are common outcomes for weak or strong policies.
+    """
+    if n <= 0:
+        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half_width = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # At 0/n and n/n one end is exactly 0 or 1 in theory; pin it so rounding cannot push the
+    # interval off the observed rate.
+    lo = 0.0 if successes == 0 else max(0.0, center - half_width)
+    hi = 1.0 if successes == n else min(1.0, center + half_width)
+    return lo, hi
+
+
+def _latency_summary(latencies_ms: list[float]) -> dict:
+    if not latencies_ms:
+        return {"median": None, "p95": None}
+    return {
+        "median": round(float(np.median(latencies_ms)), 4),
+        "p95": round(float(np.percentile(latencies_ms, 95)), 4),
+    }
+
+
+@dataclass
+class EpisodeRecord:
+    seed: int
+    success: bool
+    steps: int  # environment steps completed
+    # Wall time of the steps (policy + environment). Reset is left out: the first one in a process
+    # initialises the renderer and takes seconds, which would swamp steps_per_second.
+    seconds: float
+    latencies_ms: list[float] = field(repr=False)  # one per policy.act call
+    error: str | None = None  # set when the environment rejected the policy's action
+
+    def to_dict(self) -> dict:
+        # Per-episode summaries keep results files small; the report aggregates the raw latencies.
+        return {
+            "seed": self.seed,
+            "success": self.success,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 4),
+            "latency_ms": _latency_summary(self.latencies_ms),
+            "error": self.error,
+        }
+
+
+def collect_provenance() -> dict:
+    """Where and with what the numbers were produced."""
+    return {
+        "hardware": _hardware(),
+        "versions": package_versions(),
+        "git_commit": _git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _hardware() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: keep the platform module's answer
+    try:  # torch's thread count decides how fast a CPU policy answers
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch_threads = None
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "torch_threads": torch_threads}
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@dataclass
+class EvalReport:
+    policy: str
+    task: str
+    records: list[EpisodeRecord]
+    env_kwargs: dict = field(default_factory=dict)
+    variant: str = "clean"
+    provenance: dict = field(default_factory=collect_provenance)
+
+    @property
+    def successes(self) -> int:
+        return sum(record.success for record in self.records)
+
+    def summary(self) -> dict:
+        episodes = len(self.records)
+        steps = sum(record.steps for record in self.records)
+        seconds = sum(record.seconds for record in self.records)
+        lo, hi = wilson_interval(self.successes, episodes)
+        return {
+            "policy": self.policy,
+            "task": self.task,
+            "variant": self.variant,
+            "episodes": episodes,
+            "successes": self.successes,
+            "success_rate": self.successes / episodes,
+            "success_ci95": [lo, hi],
+            "latency_ms": _latency_summary(
+                [ms for record in self.records for ms in record.latencies_ms]
+            ),
+            "steps_per_second": round(steps / seconds, 2) if seconds > 0 else None,
+            "errors": sum(record.error is not None for record in self.records),
+            "seeds": [record.seed for record in self.records],
+            **self.provenance,
+        }
+
+    def to_dict(self) -> dict:
+        """The summary plus what is needed to rerun it and per-episode detail: the JSON content."""
+        return {
+            **self.summary(),
+            "env_kwargs": self.env_kwargs,
+            "records": [record.to_dict() for record in self.records],
+        }
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int) -> EpisodeRecord:
+    """Run one episode to termination or truncation; a rejected action ends it as a failure."""
+    policy.reset(seed=seed)
+    observation, _ = env.reset(seed=seed)
+    start = time.perf_counter()
+    latencies_ms: list[float] = []
+    steps, success, error = 0, False, None
+    while True:
+        tic = time.perf_counter()
+        action = policy.act(observation)
+        latencies_ms.append((time.perf_counter() - tic) * 1e3)
+        try:
+            observation, _, terminated, truncated, info = env.step(action)
+        except ValueError as err:
+            # The environment rejects NaN or wrongly shaped actions. That is the policy's failure
+            # on this episode, not a reason to throw away the others.
+            error = f"step {steps}: {err}"
+            break
+        steps += 1
+        success = bool(info["is_success"])
+        if terminated or truncated:
+            break
+    return EpisodeRecord(seed, success, steps, time.perf_counter() - start, latencies_ms, error)
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    episodes: int,
+    seed: int = 100_000,
+    env_kwargs: dict | None = None,
+    progress: bool = True,
+    policy_name: str | None = None,
+    variant: str = "clean",
+) -> EvalReport:
+    """Run ``episodes`` episodes on seeds ``seed, seed + 1, ...`` and report on them."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    env_kwargs = dict(env_kwargs or {})
+    env = gym.make(env_id, **env_kwargs)
+    records: list[EpisodeRecord] = []
+    try:
+        with tqdm(total=episodes, desc=env_id, unit="ep", disable=not progress) as bar:
+            for episode_seed in range(seed, seed + episodes):
+                records.append(run_episode(env, policy, episode_seed))
+                successes = sum(record.success for record in records)
+                rate = successes / len(records)
+                bar.set_postfix(success=f"{successes}/{len(records)} ({rate:.0%})", refresh=False)
+                bar.update()
+    finally:
+        env.close()
+    return EvalReport(
+        policy=policy_name or type(policy).__name__,
+        task=env_id,
+        records=records,
+        env_kwargs=env_kwargs,
+        variant=variant,
+    )
+
+
+def write_report(report: EvalReport, path: str | os.PathLike) -> Path:
+    """Write the report as strict JSON (no NaN) so that reading it back gives ``report.to_dict()``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+    return path

@@ -1,0 +1,61 @@
+"""Task registration: one decorator puts a task in Gymnasium's registry and in our task table.
+
+    @register_task("AEM/HandoverBlock-v0", max_episode_steps=400, arms=2, skills=("handover",))
+    class HandoverBlockEnv(TableTopEnv): ...
+
+Gymnasium 1.x has no plugin auto-discovery, so users ``import aem_bench`` first (or write
+``gym.make("aem_bench:AEM/HandoverBlock-v0")``, which imports it for them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    env_id: str
+    entry_point: str
+    max_episode_steps: int
+    arms: int
+    skills: tuple[str, ...]
+    memory: str | None = None  # the memory type a non-Markovian task needs; None if Markovian
+    description: str = ""
+    kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tuple[str, ...],
+                  memory: str | None = None, **kwargs):
+    def decorator(cls):
+        spec = TaskSpec(
+            env_id=env_id,
+            entry_point=f"{cls.__module__}:{cls.__qualname__}",
+            max_episode_steps=max_episode_steps,
+            arms=arms,
+            skills=tuple(skills),
+            memory=memory,
+            description=(cls.__doc__ or "").strip().split("\n")[0],
+            kwargs=kwargs,
+        )
+        gym.register(id=env_id, entry_point=spec.entry_point,
+                     max_episode_steps=max_episode_steps, kwargs=kwargs)
+        TASKS[env_id] = spec
+        cls.task_spec = spec
+        return cls
+
+    return decorator
+
+
+def get_task(env_id: str) -> TaskSpec:
+    if env_id not in TASKS:
+        known = ", ".join(sorted(TASKS)) or "none"
+        raise KeyError(f"unknown task {env_id!r}; registered tasks: {known}")
+    return TASKS[env_id]

@@ -1,0 +1,250 @@
+"""The base of every task: two Pandas facing each other across a table, cameras, the step loop.
+
+A task subclasses :class:`TableTopEnv` and fills in, as in ManiSkill3:
+
+- ``_load_scene()``: build the task's objects once per environment;
+- ``_initialize_episode(rng)``: place them for a new episode (all randomness from ``rng``);
+- ``evaluate() -> dict``: geometric checks, with ``"success"``;
+- ``compute_dense_reward(info) -> float``: shaped reward in [0, 1];
+- ``expert()``: a generator of actions that solves the episode from the current state.
+
+Conventions: world x points away from the head camera, y to the left, z up; the table top is
+at z = 0. The left arm stands at y = +0.6 facing -y, the right arm at y = -0.6 facing +y.
+Actions are absolute joint-position targets ``[left q1..q7, left finger, right q1..q7, right
+finger]`` (16 numbers, clipped to the joint limits); ``qpos`` reads back the same layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gymnasium as gym
+import numpy as np
+import sapien
+
+from aem_bench.sim.panda import GRIPPER_OPEN, HOME_QPOS, PandaArm
+
+CONTROL_FREQ = 20  # Hz, as ManiSkill3's default
+SIM_SUBSTEPS = 5  # physics at 100 Hz
+ARM_BASE_Y = 0.6
+TABLE_HALF_SIZE = (0.4, 0.75, 0.02)
+HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
+HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
+HEAD_CAMERA_FOVY = np.deg2rad(52)
+
+_renderer_configured = False
+
+
+def _configure_renderer() -> None:
+    # The "minimal" shader skips shadows and post-processing: it is what makes CPU rendering
+    # (Mesa lavapipe) cheap enough. It must be chosen before the first camera is created.
+    global _renderer_configured
+    if not _renderer_configured:
+        sapien.render.set_camera_shader_dir("minimal")
+        _renderer_configured = True
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> sapien.Pose:
+    """Pose of a SAPIEN camera (x forward, y left, z up) at ``eye`` looking at ``target``."""
+    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    left = np.cross(up, forward)
+    left /= np.linalg.norm(left)
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.stack([forward, left, np.cross(forward, left)], axis=1)
+    matrix[:3, 3] = eye
+    return sapien.Pose(matrix)
+
+
+def yaw_quat(yaw: float) -> np.ndarray:
+    """Quaternion (w, x, y, z) of a rotation by ``yaw`` about the world z axis."""
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+class TableTopEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        camera_size: tuple[int, int] = (128, 128),
+        wrist_cameras: bool = False,
+    ):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                             f"got {render_mode!r}")
+        height, width = (int(v) for v in camera_size)
+        if height < 16 or width < 16:
+            raise ValueError(f"camera_size must be at least (16, 16), got {camera_size!r}")
+        self.render_mode = render_mode
+        self.camera_size = (height, width)
+        self.wrist_cameras = wrist_cameras
+
+        _configure_renderer()
+        self.scene = sapien.Scene()
+        self.scene.set_timestep(1.0 / (CONTROL_FREQ * SIM_SUBSTEPS))
+        self._build_room()
+        self.arms = {
+            "left": PandaArm(self.scene, sapien.Pose([0, ARM_BASE_Y, 0], yaw_quat(-np.pi / 2)),
+                             "left"),
+            "right": PandaArm(self.scene, sapien.Pose([0, -ARM_BASE_Y, 0], yaw_quat(np.pi / 2)),
+                              "right"),
+        }
+        self.cameras = {"rgb": self._add_camera("head", look_at(HEAD_CAMERA_EYE,
+                                                                HEAD_CAMERA_TARGET))}
+        if wrist_cameras:
+            for side, arm in self.arms.items():
+                # Beside the hand, looking along the fingers (the hand's z axis).
+                camera = self._add_camera(f"{side}_wrist", look_at((-0.06, 0, 0.02),
+                                                                  (-0.03, 0, 0.2)),
+                                          mount=arm.links["panda_hand"])
+                self.cameras[f"rgb_{side}_wrist"] = camera
+        self._load_scene()
+
+        low = np.concatenate([self.arms["left"].low, self.arms["right"].low])
+        high = np.concatenate([self.arms["left"].high, self.arms["right"].high])
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({
+            **{key: gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
+               for key in self.cameras},
+            "qpos": gym.spaces.Box(low, high, dtype=np.float32),
+        })
+        self._last_obs: dict | None = None
+        self.elapsed_steps = 0
+
+    # --- scene -------------------------------------------------------------------------------
+    def _build_room(self) -> None:
+        self.scene.set_ambient_light([0.45, 0.45, 0.45])
+        self.scene.add_directional_light([0.3, 0.2, -1.0], [0.75, 0.75, 0.75])
+        self.table = self.add_box("table", TABLE_HALF_SIZE, (0.62, 0.5, 0.38),
+                                  pose=sapien.Pose([0, 0, -TABLE_HALF_SIZE[2]]), static=True)
+        # A floor box rather than scene.add_ground(): the ground plane costs ~1 ms per frame.
+        self.add_box("floor", (3.0, 3.0, 0.01), (0.3, 0.32, 0.35),
+                     pose=sapien.Pose([0, 0, -0.76]), static=True)
+
+    def add_box(self, name, half_size, colour, pose=None, static=False, density=500.0,
+                friction=1.0) -> sapien.Entity:
+        builder = self.scene.create_actor_builder()
+        material = sapien.physx.PhysxMaterial(friction, friction, 0.0)
+        builder.add_box_collision(half_size=half_size, material=material, density=density)
+        builder.add_box_visual(half_size=half_size, material=colour)
+        actor = builder.build_static(name=name) if static else builder.build(name=name)
+        if pose is not None:
+            actor.set_pose(pose)
+        return actor
+
+    def add_visual_box(self, name, half_size, colour) -> sapien.Entity:
+        """A marker that is seen but not touched (target pads)."""
+        builder = self.scene.create_actor_builder()
+        builder.add_box_visual(half_size=half_size, material=colour)
+        return builder.build_kinematic(name=name)
+
+    def _add_camera(self, name, pose, mount=None):
+        height, width = self.camera_size
+        if mount is None:
+            camera = self.scene.add_camera(name, width, height, HEAD_CAMERA_FOVY, 0.01, 10.0)
+            camera.set_local_pose(pose)
+        else:
+            camera = self.scene.add_mounted_camera(name, mount.entity, pose, width, height,
+                                                   np.deg2rad(75), 0.01, 10.0)
+        return camera
+
+    # --- task hooks --------------------------------------------------------------------------
+    def _load_scene(self) -> None:
+        raise NotImplementedError
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        raise NotImplementedError
+
+    def compute_dense_reward(self, info: dict) -> float:
+        raise NotImplementedError
+
+    def expert(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    # --- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        for arm in self.arms.values():
+            arm.reset(np.append(HOME_QPOS, GRIPPER_OPEN))
+        self._initialize_episode(self.np_random)
+        self.elapsed_steps = 0
+        obs = self._get_obs()
+        info = self.evaluate()
+        info["is_success"] = bool(info["success"])
+        return obs, info
+
+    def step(self, action):
+        action = self._check_action(action)
+        self.arms["left"].set_target(action[:8])
+        self.arms["right"].set_target(action[8:])
+        for _ in range(SIM_SUBSTEPS):
+            self.scene.step()
+        self.elapsed_steps += 1
+        obs = self._get_obs()
+        info = self.evaluate()
+        info["is_success"] = bool(info["success"])
+        reward = float(self.compute_dense_reward(info))
+        return obs, reward, info["is_success"], False, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._last_obs is None:
+            return self._take_pictures()["rgb"]
+        return self._last_obs["rgb"]
+
+    def close(self) -> None:
+        self.scene = None  # frees the physics and render scenes
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _check_action(self, action) -> np.ndarray:
+        array = np.asarray(action)
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise ValueError(f"action must be a float array, got dtype {array.dtype}")
+        if array.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape} "
+                             f"(left arm 7 + gripper 1, right arm 7 + gripper 1), "
+                             f"got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"action contains NaN or inf at indices "
+                             f"{np.flatnonzero(~np.isfinite(array)).tolist()}")
+        return np.clip(array.astype(np.float32), self.action_space.low, self.action_space.high)
+
+    def _take_pictures(self) -> dict[str, np.ndarray]:
+        self.scene.update_render()
+        pictures = {}
+        for key, camera in self.cameras.items():
+            camera.take_picture()
+            rgba = camera.get_picture("Color")
+            pictures[key] = (np.clip(rgba[..., :3], 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return pictures
+
+    def _get_obs(self) -> dict[str, np.ndarray]:
+        qpos = np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
+        obs = self._take_pictures()
+        obs["qpos"] = np.clip(qpos, self.action_space.low, self.action_space.high)
+        self._last_obs = obs
+        return obs
+
+    @property
+    def qpos(self) -> np.ndarray:
+        return np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
+
+    def grasping_arms(self, actor: sapien.Entity, min_impulse: float = 1e-4) -> set[str]:
+        """Names of the arms whose two fingers both push on ``actor`` (one pass over contacts)."""
+        finger_owner = {finger.entity: (side, finger.name)
+                        for side, arm in self.arms.items() for finger in arm.fingers}
+        touching: dict[str, set[str]] = {}
+        for contact in self.scene.get_contacts():
+            a, b = contact.bodies[0].entity, contact.bodies[1].entity
+            other = b if a is actor else a if b is actor else None
+            if other not in finger_owner:
+                continue
+            if sum(np.linalg.norm(point.impulse) for point in contact.points) > min_impulse:
+                side, finger = finger_owner[other]
+                touching.setdefault(side, set()).add(finger)
+        return {side for side, fingers in touching.items() if len(fingers) == 2}

@@ -1,0 +1,1 @@
+"""Leaderboard: results files and rendered tables."""

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent setup for aem-bench on Debian 12 / 13 (no GPU needed).
+#   1. system packages: a Vulkan driver SAPIEN accepts (Mesa >= 24.3 lavapipe)
+#   2. .venv in the repo root with CPU torch and the package (+ dev extras)
+# A second run checks a stamp and does nothing when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+PY=${PYTHON:-python3}
+TORCH_VERSION=2.13.0   # a CPU wheel of this version is preinstalled on our machines
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+mesa_major() {
+  dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | sed -E 's/^([0-9]+:)?([0-9]+)\..*/\2/' || true
+}
+
+install_system_packages() {
+  local major; major=$(mesa_major)
+  if [ -n "$major" ] && [ "$major" -ge 24 ] && dpkg -s libvulkan1 >/dev/null 2>&1; then
+    log "Mesa $major lavapipe present"
+    return
+  fi
+  local debian; debian=$(cut -d. -f1 /etc/debian_version 2>/dev/null || echo unknown)
+  export DEBIAN_FRONTEND=noninteractive
+  if [ "$debian" = 12 ]; then
+    # Bookworm ships Mesa 22.3, whose lavapipe SAPIEN refuses; backports has Mesa 25.
+    log "Debian 12: installing Mesa lavapipe from bookworm-backports"
+    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "deb http://deb.debian.org/debian bookworm-backports main" \
+        | as_root tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+    fi
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+  else
+    log "Debian $debian: installing Mesa lavapipe as shipped"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  fi
+  major=$(mesa_major)
+  if [ -z "$major" ] || [ "$major" -lt 24 ]; then
+    echo "setup: need Mesa >= 24.3 lavapipe for SAPIEN, found '${major:-none}'" >&2
+    exit 1
+  fi
+}
+
+install_python_packages() {
+  [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+  local stamp="$VENV/.aem-bench-installed"
+  local want; want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "python packages up to date"
+    return
+  fi
+  # torch first and pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+}
+
+install_system_packages
+install_python_packages
+log "ready: $VENV"

@@ -1,0 +1,15 @@
+import gymnasium as gym
+import pytest
+
+import aem_bench  # noqa: F401
+
+TASK = "AEM/HandoverBlock-v0"
+
+
+@pytest.fixture(scope="session")
+def handover_env():
+    """One environment for the session: the first picture in a process costs ~10 s (SAPIEN builds
+    a BRDF lookup table on the CPU renderer), so tests that only reset and step share it."""
+    env = gym.make(TASK, render_mode="rgb_array")
+    yield env
+    env.close()
