@@ -84,16 +84,21 @@ def cmd_train(args) -> int:
     from aem_bench.policies.training import train
 
     overrides = json.loads(args.config) if args.config else {}
-    out = train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
-                seed=args.seed, **overrides)
-    print(f"checkpoint written to {out}")
+    train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
+          seed=args.seed, config_overrides=overrides, num_threads=args.threads)
+    print(f"checkpoint written to {args.out}")
     return 0
 
 
 def cmd_eval(args) -> int:
+    import torch
+
     from aem_bench.evaluator import evaluate, write_report
     from aem_bench.policies import load_policy
 
+    # One thread by default: the CPU renderer runs threads of its own, and torch's OpenMP workers
+    # spin-wait at every barrier; on 2 cores, 2 torch threads stalled some calls 100-fold.
+    torch.set_num_threads(args.threads)
     policy = load_policy(args.policy)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     report = evaluate(policy, args.task, args.episodes, seed=args.seed, policy_name=name,
@@ -134,10 +139,11 @@ def cmd_pipeline(args) -> int:
             task=args.task, episodes=args.demos, out=demos, seed=0))),
         ("train", lambda: cmd_train(argparse.Namespace(
             policy=args.policy, demos=demos, out=checkpoint, steps=args.train_steps,
-            batch_size=args.batch_size, seed=0, config=None))),
+            batch_size=args.batch_size, seed=0, config=None, threads=None))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=args.task, episodes=args.eval_episodes, seed=100_000,
-            json=False, out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
+            json=False, threads=1,
+            out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
             name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)"))),
         ("leaderboard", lambda: cmd_leaderboard(argparse.Namespace(
             results=results, out=out / "LEADERBOARD.md"))),
@@ -178,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help='JSON of config overrides, e.g. \'{"num_inference_steps": 5}\'')
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: success rate, CI, latency")
@@ -188,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first evaluation seed (demonstrations use seeds from 0)")
     p.add_argument("--out", help="results JSON (default: CHECKPOINT/eval/...json)")
     p.add_argument("--name", help="policy name shown in the leaderboard")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

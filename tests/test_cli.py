@@ -1,0 +1,61 @@
+"""The command line end to end on a tiny budget: expert, demos, train, eval, leaderboard."""
+
+import json
+
+import pytest
+
+from aem_bench.cli import main
+
+TASK = "AEM/HandoverBlock-v0"
+
+
+def test_expert_json(capsys):
+    assert main(["expert", "--task", TASK, "--episodes", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    demos, checkpoint = root / "demos.h5", root / "ckpt"
+    assert main(["demos", "--task", TASK, "--episodes", "2", "--out", str(demos)]) == 0
+    assert main(["train", "--demos", str(demos), "--out", str(checkpoint), "--steps", "2",
+                 "--batch-size", "8"]) == 0
+    return root, checkpoint
+
+
+def test_train_writes_a_checkpoint(trained):
+    _, checkpoint = trained
+    assert (checkpoint / "config.json").is_file() and (checkpoint / "model.safetensors").is_file()
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["policy_type"] == "singleframe-dp"
+
+
+def test_two_episode_evaluation_and_leaderboard(trained, capsys):
+    root, checkpoint = trained
+    results = root / "results"
+    out = results / "tiny.json"
+    assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
+                 "--json", "--out", str(out), "--name", "tiny-dp"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 2 and summary["seeds"] == [100_000, 100_001]
+    lo, hi = summary["success_ci95"]
+    assert 0.0 <= lo <= summary["success_rate"] <= hi <= 1.0
+    assert summary["latency_ms"]["median"] > 0
+    assert json.loads(out.read_text())["policy"] == "tiny-dp"
+
+    table_path = root / "LEADERBOARD.md"
+    assert main(["leaderboard", "--results", str(results), "--out", str(table_path)]) == 0
+    table = table_path.read_text()
+    assert "tiny-dp" in table and TASK in table
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, capsys):
+    assert main(["eval", "--policy", str(tmp_path / "missing"), "--episodes", "1"]) == 2
+    assert "missing" in capsys.readouterr().err
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not hdf5")
+    assert main(["train", "--demos", str(broken), "--out", str(tmp_path / "c"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.h5" in err and "not a readable HDF5 file" in err
