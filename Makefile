@@ -20,7 +20,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 bench: setup
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=median,iqr,ops -q
+	$(BIN)/python benchmarks/report.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -9,4 +9,4 @@ Importing the package registers every task under the ``AEM/`` namespace in Gymna
 
 __version__ = "0.1.0"
 
-from aem_bench import tasks as _tasks  # noqa: E402,F401  (registers AEM/* environments)
+from aem_bench import tasks as _tasks  # noqa: F401  (registers AEM/* environments)

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Self
 
 import h5py
 import numpy as np
@@ -93,7 +94,7 @@ class DemoWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "DemoWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -146,7 +147,7 @@ def load_demos(path: str | os.PathLike) -> DemoSet:
             versions = json.loads(f.attrs["versions"])
         except json.JSONDecodeError as err:
             raise DemoFileError(f"{path}: file attribute is not valid JSON: {err}")
-        names = sorted(k for k in f.keys() if k.startswith(EPISODE_PREFIX))
+        names = sorted(k for k in f if k.startswith(EPISODE_PREFIX))
         if not names:
             raise DemoFileError(f"{path}: contains no episodes")
         episodes = [_read_episode(f[name], f"{path}:{name}") for name in names]

@@ -27,7 +27,8 @@ def test_make_without_import_uses_module_prefix():
         f"env = gym.make('aem_bench:{TASK}')\n"
         "print(env.observation_space['rgb'].shape)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert "(128, 128, 3)" in out.stdout
 
@@ -117,17 +118,17 @@ def test_truncates_at_step_limit():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_expert_solves_and_reward_rises(handover_env, seed):
+def test_expert_solves(handover_env, seed):
     result = run_expert(handover_env, seed)
     assert result.success, result.failure
     assert result.steps < gym.spec(TASK).max_episode_steps
 
 
 def test_dense_reward_is_staged(handover_env):
-    obs, _ = handover_env.reset(seed=4)
+    handover_env.reset(seed=4)
     rewards = []
     for action in handover_env.unwrapped.expert():
-        obs, reward, terminated, truncated, info = handover_env.step(action)
+        _, reward, terminated, _, _ = handover_env.step(action)
         rewards.append(reward)
         if terminated:
             break

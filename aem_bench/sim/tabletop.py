@@ -17,6 +17,7 @@ finger]`` (16 numbers, clipped to the joint limits); ``qpos`` reads back the sam
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -62,7 +63,7 @@ def yaw_quat(yaw: float) -> np.ndarray:
 
 
 class TableTopEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
     def __init__(
         self,
