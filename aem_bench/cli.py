@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+# Before torch is imported: OpenMP workers that spin-wait at barriers stall badly (seconds per
+# training step) when anything else, the CPU renderer included, wants the same cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tqdm import tqdm
 
