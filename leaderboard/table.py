@@ -15,6 +15,7 @@ HEADERS = [
     "Policy",
     "Success % (95% CI)",
     "Episodes",
+    "Eval seeds",
     "Latency ms (median / p95)",
     "Hardware",
     "Commit",
@@ -34,6 +35,13 @@ def _short_cpu(hardware: dict) -> str:
     return f"{' '.join(cpu.split())}, {hardware['cores']} cores"
 
 
+def _seed_range(seeds: list[int]) -> str:
+    # Consecutive seeds (the evaluator's default) read as a range; anything else as a count.
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    return f"{len(seeds)} seeds"
+
+
 def _row(result: dict) -> list:
     lo, hi = result["success_ci95"]
     latency = result["latency_ms"]
@@ -41,6 +49,7 @@ def _row(result: dict) -> list:
         result["policy"],
         f"{100 * result['success_rate']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
         result["episodes"],
+        _seed_range(result["seeds"]),
         f"{latency['median']:.2f} / {latency['p95']:.2f}",
         _short_cpu(result["hardware"]),
         (result["git_commit"] or "-")[:7],

@@ -147,6 +147,7 @@ def test_render_markdown_one_table_per_task_and_variant_sorted_by_success():
         "best",
         f"90.0 [{100 * lo:.1f}, {100 * hi:.1f}]",
         "10",
+        "100000-100009",
         "1.50 / 2.25",
         "Intel Xeon Platinum 8481C, 2 cores",
         "0123456",
