@@ -20,8 +20,6 @@ import os
 import platform
 import subprocess
 
-import pytest
-
 PINNED_CPUS: set[int] | None = None  # None: not pinned
 
 
@@ -117,19 +115,3 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["render_device"] = sapien.render.get_device_summary().strip()
     except Exception as exc:  # noqa: BLE001  (machine info must never fail the run)
         machine_info["render_device"] = f"unknown ({exc})"
-
-
-@pytest.fixture(scope="session")
-def render_system():
-    """Claim SAPIEN's one render device as ``"cpu"`` before any environment is built.
-
-    SAPIEN 3 renders on one device per process. ManiSkill's ``render_backend="cpu"`` asks for
-    ``sapien.Device("cpu")``, while a bare ``sapien.Scene()`` (our tasks) asks for the default
-    device, which SAPIEN names ``pci:...`` even for lavapipe; whichever comes second fails with
-    "only supports single-GPU rendering". Creating the ``"cpu"`` one first makes both share it
-    (the same Mesa lavapipe rasteriser either way). Kept alive for the whole session.
-    """
-    import sapien
-
-    system = sapien.render.RenderSystem(sapien.Device("cpu"))
-    yield system

@@ -88,14 +88,14 @@ def make_aem(camera_size):
 
 
 @pytest.fixture(scope="module")
-def aem_rgb128(render_system):
+def aem_rgb128():
     env = make_aem((128, 128))
     yield env, record_expert(env)
     env.close()
 
 
 @pytest.fixture(scope="module")
-def aem_rgb64(render_system):
+def aem_rgb64():
     env = make_aem((64, 64))
     yield env, record_expert(env)
     env.close()
@@ -121,14 +121,14 @@ def make_pickcube(obs_mode: str):
 
 
 @pytest.fixture(scope="module")
-def pickcube_rgb128(render_system):
+def pickcube_rgb128():
     env, actions = make_pickcube("rgb")
     yield env, actions
     env.close()
 
 
 @pytest.fixture(scope="module")
-def pickcube_state(render_system):
+def pickcube_state():
     env, actions = make_pickcube("state")
     yield env, actions
     env.close()

@@ -137,3 +137,19 @@ def test_dense_reward_is_staged(handover_env):
     # Progress is rewarded: each quarter of the episode ends higher than the one before.
     quarters = np.array_split(np.array(rewards), 4)
     assert [q[-1] for q in quarters] == sorted(q[-1] for q in quarters)
+
+
+def test_shares_the_render_device_with_maniskill():
+    # SAPIEN allows one render device per process; ManiSkill3 built after us must reuse ours.
+    code = (
+        "import gymnasium as gym, aem_bench, mani_skill.envs\n"
+        f"ours = gym.make('{TASK}', camera_size=(32, 32)); ours.reset(seed=0)\n"
+        "theirs = gym.make('PickCube-v1', obs_mode='rgb', sim_backend='cpu', "
+        "render_backend='cpu', sensor_configs=dict(width=32, height=32))\n"
+        "obs, _ = theirs.reset(seed=0)\n"
+        "print('ok', tuple(obs['sensor_data']['base_camera']['rgb'].shape))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ok (1, 32, 32, 3)" in out.stdout

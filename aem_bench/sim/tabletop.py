@@ -16,6 +16,7 @@ finger]`` (16 numbers, clipped to the joint limits); ``qpos`` reads back the sam
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -33,16 +34,31 @@ HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
 HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
 HEAD_CAMERA_FOVY = np.deg2rad(52)
 
-_renderer_configured = False
+_render_device: sapien.Device | None = None
 
 
-def _configure_renderer() -> None:
-    # The "minimal" shader skips shadows and post-processing: it is what makes CPU rendering
-    # (Mesa lavapipe) cheap enough. It must be chosen before the first camera is created.
-    global _renderer_configured
-    if not _renderer_configured:
+def render_device() -> sapien.Device:
+    """The device every scene of this process renders on, chosen once.
+
+    SAPIEN renders on one device per process and refuses a second one. ManiSkill3 asks for
+    ``"cuda"`` or ``"cpu"``, while a bare ``sapien.Scene()`` names the same lavapipe device
+    ``"pci:..."``; asking by the names ManiSkill uses lets both live in one process, in either
+    order. ``AEM_RENDER_DEVICE`` overrides the choice.
+    """
+    global _render_device
+    if _render_device is None:
+        # The "minimal" shader skips shadows and post-processing: it is what makes CPU rendering
+        # (Mesa lavapipe) cheap enough. It must be chosen before the first camera is created.
         sapien.render.set_camera_shader_dir("minimal")
-        _renderer_configured = True
+        name = os.environ.get("AEM_RENDER_DEVICE")
+        if name:
+            _render_device = sapien.Device(name)
+        else:
+            try:
+                _render_device = sapien.Device("cuda")
+            except RuntimeError:  # no CUDA device: Mesa lavapipe on the CPU
+                _render_device = sapien.Device("cpu")
+    return _render_device
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> sapien.Pose:
@@ -81,8 +97,8 @@ class TableTopEnv(gym.Env):
         self.camera_size = (height, width)
         self.wrist_cameras = wrist_cameras
 
-        _configure_renderer()
-        self.scene = sapien.Scene()
+        self.scene = sapien.Scene([sapien.physx.PhysxCpuSystem(),
+                                   sapien.render.RenderSystem(render_device())])
         self.scene.set_timestep(1.0 / (CONTROL_FREQ * SIM_SUBSTEPS))
         self._build_room()
         self.arms = {
