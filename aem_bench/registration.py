@@ -3,6 +3,10 @@
     @register_task("AEM/HandoverBlock-v0", max_episode_steps=400, arms=2, skills=("handover",))
     class HandoverBlockEnv(TableTopEnv): ...
 
+registers three ids, one per scene variant: ``AEM/HandoverBlock-v0`` (clean),
+``AEM/HandoverBlock-Cluttered-v0`` and ``AEM/HandoverBlock-Randomized-v0``. The variant is also a
+keyword, so ``gym.make("AEM/HandoverBlock-v0", scene="randomized")`` is the same environment.
+
 Gymnasium 1.x has no plugin auto-discovery, so users ``import aem_bench`` first (or write
 ``gym.make("aem_bench:AEM/HandoverBlock-v0")``, which imports it for them).
 """
@@ -14,9 +18,20 @@ from dataclasses import asdict, dataclass, field
 import gymnasium as gym
 
 
+VARIANT_SUFFIXES = {"clean": "", "cluttered": "-Cluttered", "randomized": "-Randomized"}
+
+
+def variant_id(env_id: str, scene: str) -> str:
+    """``AEM/StackBlocksTwo-v0`` -> ``AEM/StackBlocksTwo-Cluttered-v0`` for ``scene="cluttered"``."""
+    name, version = env_id.rsplit("-", 1)
+    return f"{name}{VARIANT_SUFFIXES[scene]}-{version}"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     env_id: str
+    base_id: str  # the clean variant's id: one task, three scenes
+    scene: str
     entry_point: str
     max_episode_steps: int
     arms: int
@@ -35,20 +50,23 @@ TASKS: dict[str, TaskSpec] = {}
 def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tuple[str, ...],
                   memory: str | None = None, **kwargs):
     def decorator(cls):
-        spec = TaskSpec(
-            env_id=env_id,
-            entry_point=f"{cls.__module__}:{cls.__qualname__}",
-            max_episode_steps=max_episode_steps,
-            arms=arms,
-            skills=tuple(skills),
-            memory=memory,
-            description=(cls.__doc__ or "").strip().split("\n")[0],
-            kwargs=kwargs,
-        )
-        gym.register(id=env_id, entry_point=spec.entry_point,
-                     max_episode_steps=max_episode_steps, kwargs=kwargs)
-        TASKS[env_id] = spec
-        cls.task_spec = spec
+        for scene in VARIANT_SUFFIXES:
+            spec = TaskSpec(
+                env_id=variant_id(env_id, scene),
+                base_id=env_id,
+                scene=scene,
+                entry_point=f"{cls.__module__}:{cls.__qualname__}",
+                max_episode_steps=max_episode_steps,
+                arms=arms,
+                skills=tuple(skills),
+                memory=memory,
+                description=(cls.__doc__ or "").strip().split("\n")[0],
+                kwargs={**kwargs, "scene": scene},
+            )
+            gym.register(id=spec.env_id, entry_point=spec.entry_point,
+                         max_episode_steps=max_episode_steps, kwargs=spec.kwargs)
+            TASKS[spec.env_id] = spec
+        cls.task_spec = TASKS[env_id]
         return cls
 
     return decorator

@@ -17,7 +17,8 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner, relative_pose
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
-from aem_bench.sim.tabletop import TableTopEnv, yaw_quat
+from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.tabletop import TableTopEnv
 
 BAR_HALF_SIZE = (0.02, 0.09, 0.02)  # along x, along y (the bar's axis), up
 GRASP_OFFSET = 0.055  # grasp points sit this far from the bar centre along its axis
@@ -40,9 +41,7 @@ class HandoverBlockEnv(TableTopEnv):
     def _initialize_episode(self, rng: np.random.Generator) -> None:
         bar_xy = rng.uniform([-0.08, 0.06], [0.08, 0.18])
         bar_yaw = rng.uniform(-0.3, 0.3)
-        self.bar.set_pose(sapien.Pose([*bar_xy, BAR_HALF_SIZE[2]], yaw_quat(bar_yaw)))
-        self.bar.components[1].set_linear_velocity([0, 0, 0])
-        self.bar.components[1].set_angular_velocity([0, 0, 0])
+        self.set_actor_pose(self.bar, sapien.Pose([*bar_xy, BAR_HALF_SIZE[2]], yaw_quat(bar_yaw)))
         pad_xy = rng.uniform([-0.08, -0.18], [0.08, -0.06])
         self.pad.set_pose(sapien.Pose([*pad_xy, PAD_HALF_SIZE[2]]))
 
@@ -123,11 +122,6 @@ class HandoverBlockEnv(TableTopEnv):
         yield from plan.open("left")
         left_tcp = self.arms["left"].tcp_pose
         yield from plan.move(15, left=sapien.Pose(left_tcp.p + [0.0, 0.05, HOVER], left_tcp.q))
-        # 4. The right hand sets the bar down on the pad and opens.
-        bar_in_right = relative_pose(self.arms["right"].tcp_pose, self.bar.pose)
+        # 4. The right hand sets the bar down on the pad (level, as held) and opens.
         place = np.append(self.pad.pose.p[:2], BAR_HALF_SIZE[2] + 0.004)
-        yield from plan.move(30, right=sapien.Pose(place + up) * bar_in_right.inv())
-        yield from plan.move(15, right=sapien.Pose(place) * bar_in_right.inv())
-        yield from plan.open("right")
-        right_tcp = self.arms["right"].tcp_pose
-        yield from plan.move(10, right=sapien.Pose(right_tcp.p + up, right_tcp.q))
+        yield from plan.place("right", self.bar, place, goal_quat=[1.0, 0.0, 0.0, 0.0])

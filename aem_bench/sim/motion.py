@@ -15,6 +15,7 @@ import sapien
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_CLOSED, GRIPPER_OPEN
 
 ARM_SLICES = {"left": slice(0, 8), "right": slice(8, 16)}
+HOVER = 0.10  # m above a grasp or place point where approaches start and retreats end
 
 
 class ExpertFailure(RuntimeError):
@@ -87,6 +88,42 @@ class MotionPlanner:
 
     def hold(self, steps: int) -> Iterator[np.ndarray]:
         yield from self._interpolate(self.command.copy(), steps)
+
+    # --- common skills ---------------------------------------------------------------------
+    def pick(self, side: str, grasp_point, closing_yaw: float, hover: float = HOVER,
+             approach_steps: int = 25, descend_steps: int = 15,
+             lift: float | None = None) -> Iterator[np.ndarray]:
+        """Top-down grasp at ``grasp_point`` (world), then lift by ``lift`` (default ``hover``)."""
+        grasp_point = np.asarray(grasp_point, dtype=np.float64)
+        pose = self.top_down(side, grasp_point, closing_yaw)
+        above = sapien.Pose(grasp_point + [0.0, 0.0, hover], pose.q)
+        yield from self.move(approach_steps, **{side: above})
+        yield from self.move(descend_steps, **{side: pose})
+        yield from self.close(side)
+        lifted = grasp_point + [0.0, 0.0, hover if lift is None else lift]
+        yield from self.move(descend_steps, **{side: sapien.Pose(lifted, pose.q)})
+
+    def place(self, side: str, held: sapien.Entity, goal, goal_quat=None, hover: float = HOVER,
+              carry_steps: int = 30, descend_steps: int = 15,
+              release: bool = True) -> Iterator[np.ndarray]:
+        """Carry the grasped ``held`` object so its centre ends at ``goal`` (world), lower it
+        from ``hover`` above, open and retreat. ``goal_quat`` is the object's final orientation
+        (default: as held now). The grasp offset is measured once, when the carry starts."""
+        arm = self.env.arms[side]
+        held_in_tcp = relative_pose(arm.tcp_pose, held.pose)
+        quat = held.pose.q if goal_quat is None else goal_quat
+        goal = np.asarray(goal, dtype=np.float64)
+        above = sapien.Pose(goal + [0.0, 0.0, hover], quat)
+        yield from self.move(carry_steps, **{side: above * held_in_tcp.inv()})
+        yield from self.move(descend_steps, **{side: sapien.Pose(goal, quat) * held_in_tcp.inv()})
+        if release:
+            yield from self.open(side)
+            yield from self.retreat(side, hover)
+
+    def retreat(self, side: str, height: float = HOVER, steps: int = 10) -> Iterator[np.ndarray]:
+        """Straight up by ``height``, keeping the hand's orientation."""
+        tcp = self.env.arms[side].tcp_pose
+        yield from self.move(steps, **{side: sapien.Pose(tcp.p + [0.0, 0.0, height], tcp.q)})
 
     def _interpolate(self, goal: np.ndarray, steps: int) -> Iterator[np.ndarray]:
         start = self.command.copy()

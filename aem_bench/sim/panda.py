@@ -9,6 +9,7 @@ camera cost grows with triangle count, and this is what brings a dual-arm step w
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import os
 import tempfile
@@ -45,8 +46,10 @@ def lowpoly_panda_urdf() -> Path:
     """Write (once) a Panda URDF whose visuals are its collision shapes, with flat colours."""
     asset_dir = _panda_asset_dir()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aem_bench"
-    out = cache / "panda_lowpoly_v1.urdf"
-    if out.is_file() and str(asset_dir) in out.read_text():
+    # One file per installation: the URDF holds absolute mesh paths into that installation.
+    tag = hashlib.sha1(str(asset_dir.resolve()).encode()).hexdigest()[:12]
+    out = cache / f"panda_lowpoly_v1_{tag}.urdf"
+    if out.is_file():
         return out
     root = ET.parse(asset_dir / "panda_v2.urdf").getroot()
     for mesh in root.iter("mesh"):
@@ -112,6 +115,11 @@ class PandaArm:
     def set_target(self, q8: np.ndarray) -> None:
         for joint, target in zip(self.joints, self._expand(q8)):
             joint.set_drive_target(float(target))
+
+    def set_base_height(self, z: float) -> None:
+        """Raise or lower the arm's base (the randomized scenes' table-height jitter)."""
+        self.base_pose = sapien.Pose([*self.base_pose.p[:2], z], self.base_pose.q)
+        self.robot.set_root_pose(self.base_pose)
 
     @staticmethod
     def _expand(q8: np.ndarray) -> np.ndarray:

@@ -8,6 +8,20 @@ A task subclasses :class:`TableTopEnv` and fills in, as in ManiSkill3:
 - ``compute_dense_reward(info) -> float``: shaped reward in [0, 1];
 - ``expert()``: a generator of actions that solves the episode from the current state.
 
+Objects made with :meth:`add_box`, :meth:`add_cylinder` (and their visual-only twins) are task
+objects: the scene variants keep clutter off their footprints. A task with other footprints (an
+articulation, a goal region with no marker) returns them from :meth:`keep_clear`.
+
+Scene variants (``scene=``), as RoboTwin 2.0's clean and randomized settings:
+
+- ``"clean"``: the task's objects on a plain table;
+- ``"cluttered"``: plus up to ten distractors that keep off the task's footprints;
+- ``"randomized"``: clutter plus random table, floor and lighting colours, table height +-3 cm
+  (the arms move instead, so that task code keeps the table top at z = 0) and head-camera jitter.
+
+The task places its objects first, then the variant draws its own randomness, so one seed gives
+the same task layout in every variant: results across variants are paired.
+
 Conventions: world x points away from the head camera, y to the left, z up; the table top is
 at z = 0. The left arm stands at y = +0.6 facing -y, the right arm at y = -0.6 facing +y.
 Actions are absolute joint-position targets ``[left q1..q7, left finger, right q1..q7, right
@@ -24,7 +38,9 @@ import gymnasium as gym
 import numpy as np
 import sapien
 
+from aem_bench.sim.clutter import SceneRandomizer
 from aem_bench.sim.panda import GRIPPER_OPEN, HOME_QPOS, PandaArm
+from aem_bench.sim.poses import look_at, yaw_quat
 
 CONTROL_FREQ = 20  # Hz, as ManiSkill3's default
 SIM_SUBSTEPS = 5  # physics at 100 Hz
@@ -33,6 +49,8 @@ TABLE_HALF_SIZE = (0.4, 0.75, 0.02)
 HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
 HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
 HEAD_CAMERA_FOVY = np.deg2rad(52)
+SCENES = ("clean", "cluttered", "randomized")
+OBS_MODES = ("rgb", "state")
 
 _render_device: sapien.Device | None = None
 
@@ -61,41 +79,35 @@ def render_device() -> sapien.Device:
     return _render_device
 
 
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> sapien.Pose:
-    """Pose of a SAPIEN camera (x forward, y left, z up) at ``eye`` looking at ``target``."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    left = np.cross(up, forward)
-    left /= np.linalg.norm(left)
-    matrix = np.eye(4)
-    matrix[:3, :3] = np.stack([forward, left, np.cross(forward, left)], axis=1)
-    matrix[:3, 3] = eye
-    return sapien.Pose(matrix)
-
-
-def yaw_quat(yaw: float) -> np.ndarray:
-    """Quaternion (w, x, y, z) of a rotation by ``yaw`` about the world z axis."""
-    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
-
-
 class TableTopEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+    obs_modes: ClassVar[tuple[str, ...]] = OBS_MODES
 
     def __init__(
         self,
         render_mode: str | None = None,
         camera_size: tuple[int, int] = (128, 128),
         wrist_cameras: bool = False,
+        scene: str = "clean",
+        obs_mode: str = "rgb",
     ):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
                              f"got {render_mode!r}")
+        if scene not in SCENES:
+            raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+        if obs_mode not in self.obs_modes:
+            raise ValueError(f"obs_mode must be one of {self.obs_modes}, got {obs_mode!r}")
         height, width = (int(v) for v in camera_size)
         if height < 16 or width < 16:
             raise ValueError(f"camera_size must be at least (16, 16), got {camera_size!r}")
         self.render_mode = render_mode
         self.camera_size = (height, width)
         self.wrist_cameras = wrist_cameras
+        self.scene_variant = scene
+        self.obs_mode = obs_mode
+        self.head_camera_eye, self.head_camera_target = HEAD_CAMERA_EYE, HEAD_CAMERA_TARGET
+        self._task_objects: list[tuple[sapien.Entity, float]] = []  # entity, footprint radius
 
         self.scene = sapien.Scene([sapien.physx.PhysxCpuSystem(),
                                    sapien.render.RenderSystem(render_device())])
@@ -117,44 +129,98 @@ class TableTopEnv(gym.Env):
                                           mount=arm.links["panda_hand"])
                 self.cameras[f"rgb_{side}_wrist"] = camera
         self._load_scene()
+        self._randomizer = (None if scene == "clean" else
+                            SceneRandomizer(self, randomize_appearance=scene == "randomized"))
 
         low = np.concatenate([self.arms["left"].low, self.arms["right"].low])
         high = np.concatenate([self.arms["left"].high, self.arms["right"].high])
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
-        self.observation_space = gym.spaces.Dict({
-            **{key: gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
-               for key in self.cameras},
-            "qpos": gym.spaces.Box(low, high, dtype=np.float32),
-        })
+        self.observation_space = gym.spaces.Dict(self._observation_spaces(low, high))
         self._last_obs: dict | None = None
         self.elapsed_steps = 0
 
     # --- scene -------------------------------------------------------------------------------
     def _build_room(self) -> None:
         self.scene.set_ambient_light([0.45, 0.45, 0.45])
-        self.scene.add_directional_light([0.3, 0.2, -1.0], [0.75, 0.75, 0.75])
+        self.sun = self.scene.add_directional_light([0.3, 0.2, -1.0], [0.75, 0.75, 0.75])
         self.table = self.add_box("table", TABLE_HALF_SIZE, (0.62, 0.5, 0.38),
-                                  pose=sapien.Pose([0, 0, -TABLE_HALF_SIZE[2]]), static=True)
+                                  pose=sapien.Pose([0, 0, -TABLE_HALF_SIZE[2]]), static=True,
+                                  task_object=False)
         # A floor box rather than scene.add_ground(): the ground plane costs ~1 ms per frame.
-        self.add_box("floor", (3.0, 3.0, 0.01), (0.3, 0.32, 0.35),
-                     pose=sapien.Pose([0, 0, -0.76]), static=True)
+        self.floor_top = -0.75
+        self.floor = self.add_box("floor", (3.0, 3.0, 0.01), (0.3, 0.32, 0.35),
+                                  pose=sapien.Pose([0, 0, self.floor_top - 0.01]), static=True,
+                                  task_object=False)
+        # The background behind the table, seen over the robots' shoulders.
+        self.wall = self.add_box("wall", (0.01, 3.0, 1.5), (0.55, 0.58, 0.6),
+                                 pose=sapien.Pose([1.6, 0, self.floor_top + 1.5]),
+                                 visual_only=True, task_object=False)
 
+    # --- building objects --------------------------------------------------------------------
+    # Objects are dynamic by default; ``static=True`` fixes them in place and ``visual_only=True``
+    # makes markers that are seen but never touched. Task objects are kept clear of clutter.
     def add_box(self, name, half_size, colour, pose=None, static=False, density=500.0,
-                friction=1.0) -> sapien.Entity:
+                friction=1.0, visual_only=False, task_object=True) -> sapien.Entity:
         builder = self.scene.create_actor_builder()
-        material = sapien.physx.PhysxMaterial(friction, friction, 0.0)
-        builder.add_box_collision(half_size=half_size, material=material, density=density)
+        if not visual_only:
+            material = sapien.physx.PhysxMaterial(friction, friction, 0.0)
+            builder.add_box_collision(half_size=half_size, material=material, density=density)
         builder.add_box_visual(half_size=half_size, material=colour)
-        actor = builder.build_static(name=name) if static else builder.build(name=name)
-        if pose is not None:
-            actor.set_pose(pose)
-        return actor
+        radius = float(np.hypot(half_size[0], half_size[1]))
+        return self._build(builder, name, pose, static, visual_only, task_object, radius)
+
+    def add_cylinder(self, name, radius, half_height, colour, pose=None, static=False,
+                     density=500.0, friction=1.0, visual_only=False,
+                     task_object=True) -> sapien.Entity:
+        """An upright cylinder (SAPIEN's cylinders lie along x; this one stands along z)."""
+        builder = self.scene.create_actor_builder()
+        upright = sapien.Pose(q=[np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0])
+        if not visual_only:
+            material = sapien.physx.PhysxMaterial(friction, friction, 0.0)
+            builder.add_cylinder_collision(upright, radius, half_height, material=material,
+                                           density=density)
+        builder.add_cylinder_visual(upright, radius, half_height, material=colour)
+        return self._build(builder, name, pose, static, visual_only, task_object, float(radius))
 
     def add_visual_box(self, name, half_size, colour) -> sapien.Entity:
         """A marker that is seen but not touched (target pads)."""
-        builder = self.scene.create_actor_builder()
-        builder.add_box_visual(half_size=half_size, material=colour)
-        return builder.build_kinematic(name=name)
+        return self.add_box(name, half_size, colour, visual_only=True)
+
+    def _build(self, builder, name, pose, static, visual_only, task_object, radius):
+        if static:
+            actor = builder.build_static(name=name)
+        elif visual_only:
+            actor = builder.build_kinematic(name=name)
+        else:
+            actor = builder.build(name=name)
+        if pose is not None:
+            actor.set_pose(pose)
+        if task_object:
+            self.track(actor, radius)
+        return actor
+
+    def track(self, entity: sapien.Entity, radius: float) -> None:
+        """Declare ``entity`` a task object with a footprint of ``radius`` around its centre
+        (for objects a task builds itself, e.g. composite bodies)."""
+        self._task_objects.append((entity, float(radius)))
+
+    def keep_clear(self) -> list[tuple[np.ndarray, float]]:
+        """Extra table regions (centre xy, radius) that clutter must avoid; override as needed."""
+        return []
+
+    def footprints(self) -> list[tuple[np.ndarray, float]]:
+        """Where the task's objects stand now, as (centre xy, radius) circles."""
+        return [(entity.pose.p[:2], radius) for entity, radius in self._task_objects
+                ] + list(self.keep_clear())
+
+    @staticmethod
+    def set_actor_pose(entity: sapien.Entity, pose: sapien.Pose) -> None:
+        """Teleport an actor and stop it (a reset must not inherit last episode's velocity)."""
+        entity.set_pose(pose)
+        body = entity.find_component_by_type(sapien.physx.PhysxRigidDynamicComponent)
+        if body is not None and not body.kinematic:
+            body.set_linear_velocity([0.0, 0.0, 0.0])
+            body.set_angular_velocity([0.0, 0.0, 0.0])
 
     def _add_camera(self, name, pose, mount=None):
         height, width = self.camera_size
@@ -188,6 +254,8 @@ class TableTopEnv(gym.Env):
         for arm in self.arms.values():
             arm.reset(np.append(HOME_QPOS, GRIPPER_OPEN))
         self._initialize_episode(self.np_random)
+        if self._randomizer is not None:
+            self._randomizer.apply(self.np_random)
         self.elapsed_steps = 0
         obs = self._get_obs()
         info = self.evaluate()
@@ -240,11 +308,28 @@ class TableTopEnv(gym.Env):
             pictures[key] = (np.clip(rgba[..., :3], 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
         return pictures
 
+    def _observation_spaces(self, low, high) -> dict[str, gym.Space]:
+        spaces: dict[str, gym.Space] = {"qpos": gym.spaces.Box(low, high, dtype=np.float32)}
+        if self.obs_mode == "state":
+            # Position and quaternion of every task object: for experts, RL and debugging.
+            size = 7 * len(self._task_objects)
+            spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
+        else:
+            height, width = self.camera_size
+            spaces.update({key: gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
+                           for key in self.cameras})
+        return spaces
+
     def _get_obs(self) -> dict[str, np.ndarray]:
         qpos = np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
-        obs = self._take_pictures()
+        if self.obs_mode == "state":
+            obs = {"state": np.concatenate([np.concatenate([e.pose.p, e.pose.q])
+                                            for e, _ in self._task_objects]).astype(np.float32)}
+            self._last_obs = None  # render() takes its own picture
+        else:
+            obs = self._take_pictures()
+            self._last_obs = obs
         obs["qpos"] = np.clip(qpos, self.action_space.low, self.action_space.high)
-        self._last_obs = obs
         return obs
 
     @property
