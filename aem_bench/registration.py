@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
 
-
 VARIANT_SUFFIXES = {"clean": "", "cluttered": "-Cluttered", "randomized": "-Randomized"}
 
 
