@@ -1,6 +1,8 @@
 """The ``aem-bench`` command line.
 
-    aem-bench expert      --task ID --episodes N [--json]        expert success rate
+    aem-bench tasks       [--memory] [--json] [--measure]          list tasks and their metadata
+    aem-bench gallery     [--out FILE.png]                         contact sheet of every task
+    aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
     aem-bench demos       --task ID --episodes N --out FILE.h5   record successful expert episodes
     aem-bench train       --policy NAME --demos FILE.h5 --out DIR
     aem-bench eval        --policy DIR --task ID --episodes N [--json] [--out FILE.json]
@@ -51,11 +53,112 @@ def cmd_expert(args) -> int:
         "failed_seeds": [r.seed for r in results if not r.success],
         "mean_steps": sum(r.steps for r in results) / len(results),
     }
+    if args.video:
+        _write_videos(args, results)
     if args.json:
         _print_json(summary)
     else:
         print(f"{args.task}: expert solved {successes}/{len(results)} seeds "
               f"({100 * summary['success_rate']:.1f}%); failed seeds {summary['failed_seeds']}")
+    return 0
+
+
+def _write_videos(args, results) -> None:
+    """Replay the expert on each seed with a larger camera and write one GIF per episode."""
+    from aem_bench.expert import run_expert_frames
+    from aem_bench.media import write_gif
+
+    for result in results:
+        frames = run_expert_frames(args.task, result.seed, size=args.video_size)
+        path = Path(args.video) / f"{args.task.split('/')[-1]}_seed{result.seed}.gif"
+        write_gif(frames, path)
+        print(f"video of seed {result.seed} ({len(frames)} frames) written to {path}")
+
+
+def cmd_tasks(args) -> int:
+    from aem_bench.registration import TASKS, measured_expert_success
+
+    if args.measure:
+        return _measure_experts(args)
+    measured = measured_expert_success()
+    rows = []
+    for spec in TASKS.values():
+        if args.memory and spec.memory is None:
+            continue
+        expert = measured.get(spec.env_id)
+        rows.append({
+            "id": spec.env_id, "scene": spec.scene, "arms": spec.arms,
+            "skills": list(spec.skills), "memory": spec.memory,
+            "max_episode_steps": spec.max_episode_steps,
+            "expert_success": (None if expert is None
+                               else expert["successes"] / expert["episodes"]),
+            "expert_episodes": None if expert is None else expert["episodes"],
+            "description": spec.description,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    def expert_cell(row):
+        if row["expert_success"] is None:
+            return "not measured"
+        return f"{100 * row['expert_success']:.0f}% of {row['expert_episodes']}"
+
+    print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
+                     r["max_episode_steps"], expert_cell(r)] for r in rows],
+                   headers=["id", "arms", "skills", "memory", "step limit", "expert success"]))
+    return 0
+
+
+def _measure_experts(args) -> int:
+    """Run every task's expert (no rendering) and write the rates `aem-bench tasks` shows."""
+    from aem_bench.evaluator import collect_provenance
+    from aem_bench.expert import expert_rollouts
+    from aem_bench.registration import TASKS, expert_success_file, measured_expert_success
+
+    machine = collect_provenance()["hardware"]
+    measured = measured_expert_success()
+    ids = args.ids or list(TASKS)
+    for env_id in tqdm(ids, desc="experts", unit="task"):
+        results = list(expert_rollouts(env_id, range(args.episodes), obs_mode="state"))
+        measured[env_id] = {
+            "episodes": len(results),
+            "successes": sum(r.success for r in results),
+            "first_seed": 0,
+            "failed_seeds": [r.seed for r in results if not r.success],
+            "mean_steps": round(sum(r.steps for r in results) / len(results), 1),
+            "machine": machine,
+        }
+        # Written after every task: an interrupted run keeps what it measured.
+        expert_success_file().write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+        tqdm.write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
+    print(f"written to {expert_success_file()}")
+    return 0
+
+
+def cmd_gallery(args) -> int:
+    import gymnasium as gym
+
+    from aem_bench.media import contact_sheet
+    from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+
+    base_ids = sorted({spec.base_id for spec in TASKS.values()
+                       if args.memory == (spec.memory is not None)})
+    rows = []
+    for base_id in tqdm(base_ids, desc="gallery", unit="task"):
+        row = []
+        for scene in VARIANT_SUFFIXES:
+            env = gym.make(base_id, scene=scene, camera_size=(args.size, args.size))
+            obs, _ = env.reset(seed=args.seed)
+            row.append(obs["rgb"])
+            env.close()
+        rows.append(row)
+    sheet = contact_sheet(rows, [i.removeprefix("AEM/").removesuffix("-v0") for i in base_ids],
+                          list(VARIANT_SUFFIXES))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out)
+    print(f"{len(base_ids)} tasks x {len(VARIANT_SUFFIXES)} scenes written to {args.out}")
     return 0
 
 
@@ -172,7 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="first seed (seeds are consecutive)")
     p.add_argument("--json", action="store_true", help="print a JSON summary only")
+    p.add_argument("--video", metavar="DIR", help="also write a GIF of each episode to DIR")
+    p.add_argument("--video-size", type=int, default=256, help="video frame size (pixels)")
     p.set_defaults(func=cmd_expert)
+
+    p = sub.add_parser("tasks", help="list the registered tasks with their metadata")
+    p.add_argument("--memory", action="store_true", help="only the memory (non-Markovian) tasks")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--measure", action="store_true",
+                   help="run every expert and write tasks/expert_success.json")
+    p.add_argument("--episodes", type=int, default=100, help="with --measure: seeds per task")
+    p.add_argument("--ids", nargs="*", help="with --measure: only these ids")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("gallery", help="contact sheet (PNG) of every task in every scene")
+    p.add_argument("--out", default="docs/gallery.png")
+    p.add_argument("--size", type=int, default=128, help="tile size (pixels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory", action="store_true", help="the memory suite instead")
+    p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser("demos", help="record the expert's successful episodes to HDF5")
     p.add_argument("--task", default=DEFAULT_TASK)

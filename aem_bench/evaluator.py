@@ -5,8 +5,9 @@ Usage::
     report = evaluate(policy, "AEM/HandoverBlock-v0", episodes=100)
     write_report(report, "leaderboard/results/my_policy.json")
 
-Episode ``i`` runs on seed ``seed + i`` for both the environment and the policy, so two policies
-evaluated with the same ``seed`` and ``episodes`` face exactly the same initial states. The JSON that
+Episodes run on the first ``episodes`` seeds from ``seed`` that the scripted expert solves (RoboTwin
+2.0's protocol), the same seed for the environment and the policy, so two policies evaluated with
+the same ``seed`` and ``episodes`` face exactly the same initial states. The JSON that
 :func:`write_report` writes is a valid leaderboard results file (see ``aem_bench.leaderboard.results``).
 """
 
@@ -29,6 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from aem_bench.demos import package_versions
+from aem_bench.expert import solvable_seeds
+from aem_bench.registration import get_task
 
 
 class Policy(Protocol):
@@ -215,17 +218,21 @@ def evaluate(
     env_kwargs: dict | None = None,
     progress: bool = True,
     policy_name: str | None = None,
-    variant: str = "clean",
+    solvable_only: bool = True,
 ) -> EvalReport:
-    """Run ``episodes`` episodes on seeds ``seed, seed + 1, ...`` and report on them."""
+    """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
+    (``solvable_only=False``: on ``seed, seed + 1, ...`` whatever the expert does)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env_kwargs = dict(env_kwargs or {})
+    scene = env_kwargs.get("scene", get_task(env_id).scene)
+    seeds = (solvable_seeds(env_id, episodes, seed, **env_kwargs) if solvable_only
+             else list(range(seed, seed + episodes)))
     env = gym.make(env_id, **env_kwargs)
     records: list[EpisodeRecord] = []
     try:
         with tqdm(total=episodes, desc=env_id, unit="ep", disable=not progress) as bar:
-            for episode_seed in range(seed, seed + episodes):
+            for episode_seed in seeds:
                 records.append(run_episode(env, policy, episode_seed))
                 successes = sum(record.success for record in records)
                 rate = successes / len(records)
@@ -238,7 +245,7 @@ def evaluate(
         task=env_id,
         records=records,
         env_kwargs=env_kwargs,
-        variant=variant,
+        variant=scene,
     )
 
 

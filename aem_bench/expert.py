@@ -46,6 +46,25 @@ def run_expert(env: gym.Env, seed: int, record: bool = False) -> ExpertResult:
     return ExpertResult(seed, success, steps, episode, failure)
 
 
+def run_expert_frames(env_id: str, seed: int, size: int = 256) -> list[np.ndarray]:
+    """The head camera's frames of one expert episode, for videos."""
+    env = gym.make(env_id, camera_size=(size, size))
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames = [obs["rgb"]]
+        try:
+            for action in env.unwrapped.expert():
+                obs, _, terminated, truncated, _ = env.step(action)
+                frames.append(obs["rgb"])
+                if terminated or truncated:
+                    break
+        except ExpertFailure:
+            pass  # the frames up to the failure are still worth seeing
+    finally:
+        env.close()
+    return frames
+
+
 def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
                     **env_kwargs) -> Iterator[ExpertResult]:
     env = gym.make(env_id, **env_kwargs)
@@ -54,3 +73,32 @@ def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
             yield run_expert(env, seed, record=record)
     finally:
         env.close()
+
+
+# Settings that change what a policy sees but not what happens: the expert check skips them.
+_OBSERVATION_KWARGS = ("obs_mode", "camera_size", "wrist_cameras", "render_mode")
+
+
+def solvable_seeds(env_id: str, count: int, start: int = 0, **env_kwargs) -> list[int]:
+    """The first ``count`` seeds from ``start`` on which the expert succeeds.
+
+    RoboTwin 2.0 evaluates only on seeds its expert solves, so that a failure is the policy's,
+    not an impossible layout's. The check runs without rendering (physics does not depend on
+    it), about 0.25 s per seed.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    kwargs = {k: v for k, v in env_kwargs.items() if k not in _OBSERVATION_KWARGS}
+    seeds: list[int] = []
+    max_tries = 2 * count + 20
+    with_state = gym.make(env_id, obs_mode="state", **kwargs)
+    try:
+        for seed in range(start, start + max_tries):
+            if run_expert(with_state, seed).success:
+                seeds.append(seed)
+                if len(seeds) == count:
+                    return seeds
+    finally:
+        with_state.close()
+    raise ValueError(f"the expert of {env_id} solved only {len(seeds)} of seeds "
+                     f"{start}-{start + max_tries - 1}; it cannot supply {count} solvable seeds")

@@ -13,7 +13,9 @@ Gymnasium 1.x has no plugin auto-discovery, so users ``import aem_bench`` first 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 
@@ -76,3 +78,17 @@ def get_task(env_id: str) -> TaskSpec:
         known = ", ".join(sorted(TASKS)) or "none"
         raise KeyError(f"unknown task {env_id!r}; registered tasks: {known}")
     return TASKS[env_id]
+
+
+def expert_success_file() -> Path:
+    """Measured expert success per task id, beside the tasks; ``aem-bench tasks --measure``."""
+    from aem_bench import tasks
+
+    return Path(tasks.__file__).resolve().parent / "expert_success.json"
+
+
+def measured_expert_success() -> dict[str, dict]:
+    """``{env_id: {"episodes", "successes", "first_seed", "mean_steps", "machine"}}``; empty if
+    never measured."""
+    path = expert_success_file()
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -256,6 +256,12 @@ class TableTopEnv(gym.Env):
         self._initialize_episode(self.np_random)
         if self._randomizer is not None:
             self._randomizer.apply(self.np_random)
+        # Objects start at rest, asleep until something touches them. Besides being true, this
+        # drops PhysX's contact caches from the last episode: without it the first steps after
+        # a reset differed in the last bits depending on what happened before.
+        for body in self.scene.physx_system.rigid_dynamic_components:
+            if not body.kinematic:
+                body.put_to_sleep()
         self.elapsed_steps = 0
         obs = self._get_obs()
         info = self.evaluate()
