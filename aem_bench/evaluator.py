@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from aem_bench.demos import package_versions
 from aem_bench.expert import solvable_seeds
-from aem_bench.registration import get_task
+from aem_bench.registration import TASKS
 
 
 class Policy(Protocol):
@@ -221,12 +221,13 @@ def evaluate(
     solvable_only: bool = True,
 ) -> EvalReport:
     """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
-    (``solvable_only=False``: on ``seed, seed + 1, ...`` whatever the expert does)."""
+    (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``)."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env_kwargs = dict(env_kwargs or {})
-    scene = env_kwargs.get("scene", get_task(env_id).scene)
-    seeds = (solvable_seeds(env_id, episodes, seed, **env_kwargs) if solvable_only
+    task = TASKS.get(env_id)  # None for environments from outside the suite: no expert
+    scene = env_kwargs.get("scene", task.scene if task else "clean")
+    seeds = (solvable_seeds(env_id, episodes, seed, **env_kwargs) if solvable_only and task
              else list(range(seed, seed + episodes)))
     env = gym.make(env_id, **env_kwargs)
     records: list[EpisodeRecord] = []

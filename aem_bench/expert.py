@@ -75,8 +75,10 @@ def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
         env.close()
 
 
-# Settings that change what a policy sees but not what happens: the expert check skips them.
-_OBSERVATION_KWARGS = ("obs_mode", "camera_size", "wrist_cameras", "render_mode")
+# Settings that change what a policy sees, or how long it may try, but not whether the layout
+# can be solved: the solvability check runs the expert under the task's own settings instead.
+_NOT_LAYOUT_KWARGS = ("obs_mode", "camera_size", "wrist_cameras", "render_mode",
+                      "max_episode_steps")
 
 
 def solvable_seeds(env_id: str, count: int, start: int = 0, **env_kwargs) -> list[int]:
@@ -88,7 +90,7 @@ def solvable_seeds(env_id: str, count: int, start: int = 0, **env_kwargs) -> lis
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
-    kwargs = {k: v for k, v in env_kwargs.items() if k not in _OBSERVATION_KWARGS}
+    kwargs = {k: v for k, v in env_kwargs.items() if k not in _NOT_LAYOUT_KWARGS}
     seeds: list[int] = []
     max_tries = 2 * count + 20
     with_state = gym.make(env_id, obs_mode="state", **kwargs)
