@@ -143,8 +143,11 @@ def cmd_gallery(args) -> int:
     from aem_bench.media import contact_sheet
     from aem_bench.registration import TASKS, VARIANT_SUFFIXES
 
-    base_ids = sorted({spec.base_id for spec in TASKS.values()
-                       if args.memory == (spec.memory is not None)})
+    base_ids = args.tasks or sorted({spec.base_id for spec in TASKS.values()
+                                     if args.memory == (spec.memory is not None)})
+    for base_id in base_ids:
+        if TASKS[base_id].scene != "clean":  # KeyError names an unknown id
+            raise ValueError(f"{base_id} is a scene variant; name the clean id")
     rows = []
     for base_id in tqdm(base_ids, desc="gallery", unit="task"):
         row = []
@@ -293,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="tile size (pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory", action="store_true", help="the memory suite instead")
+    p.add_argument("--tasks", nargs="*", help="only these (clean) ids")
     p.set_defaults(func=cmd_gallery)
 
     p = sub.add_parser("demos", help="record the expert's successful episodes to HDF5")

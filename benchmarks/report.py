@@ -179,6 +179,47 @@ def summarise_interleaved(results: list[dict]) -> dict | None:
     return out
 
 
+PER_TASK = "test_task_step_rgb128"
+
+
+def summarise_per_task(results: list[dict]) -> dict[str, dict]:
+    """Per task id: median over runs of the per-run median step time (wall and CPU), and of the
+    ratio to PickCube-v1 within each run."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for data in results:
+        by_name = {bench["name"]: bench for bench in data["benchmarks"]}
+        reference = by_name.get(REFERENCE)
+        for bench in data["benchmarks"]:
+            if bench["name"].split("[")[0] != PER_TASK:
+                continue
+            row = rows.setdefault(bench["extra_info"]["env_id"],
+                                  {"wall": [], "cpu": [], "ratio": []})
+            row["wall"].append(1e3 * bench["stats"]["median"])
+            row["cpu"].append(bench["extra_info"]["cpu_ms_median"])
+            if reference:
+                row["ratio"].append(reference["stats"]["median"] / bench["stats"]["median"])
+    return {env_id: {key: statistics.median(values) if values else None
+                     for key, values in row.items()} for env_id, row in rows.items()}
+
+
+def per_task_markdown(per_task: dict[str, dict], runs: int) -> list[str]:
+    if not per_task:
+        return []
+    lines = [
+        "## Every task, default camera (RGB 128x128)", "",
+        (f"`{PER_TASK}`: `env.step` over each task's own expert episode (seed 0) replayed twice "
+         f"(at least 200 rounds), pinned as above; medians over rounds, then over {runs} run(s). "
+         f"The target is {TARGET_STEPS_PER_S:.0f} steps/s."), "",
+        "| task | median ms/step | steps/s | CPU ms/step | vs PickCube-v1 RGB | target |",
+        "|---|---:|---:|---:|---:|---|"]
+    for env_id, row in sorted(per_task.items()):
+        rate = 1e3 / row["wall"]
+        lines.append(f"| {env_id} | {row['wall']:.2f} | {rate:.0f} | {row['cpu']:.2f} | "
+                     f"{_fmt_ratio(row['ratio'])} | "
+                     f"{'met' if rate >= TARGET_STEPS_PER_S else 'not met'} |")
+    return [*lines, ""]
+
+
 def _fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}x"
 
@@ -253,6 +294,7 @@ def render_markdown(summary: dict, interleaved: dict | None, results: list[dict]
             for name, row in summary.items()) + ".",
         "",
     ]
+    lines += per_task_markdown(summarise_per_task(results), len(results))
     if interleaved:
         lines += [
             "## Interleaved: the ratio least exposed to the machine's load", "",

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import aem_bench  # noqa: F401  (registers AEM/*)
+from aem_bench.registration import TASKS
 from aem_bench.sim.tabletop import SIM_SUBSTEPS
 
 AEM_TASK = "AEM/HandoverBlock-v0"
@@ -79,8 +80,8 @@ def record_expert(env) -> list[np.ndarray]:
     return actions
 
 
-def make_aem(camera_size):
-    env = gym.make(AEM_TASK, camera_size=camera_size)
+def make_aem(camera_size, env_id=AEM_TASK):
+    env = gym.make(env_id, camera_size=camera_size)
     obs, _ = env.reset(seed=SEED)  # the first picture in the process builds the BRDF table
     assert obs["rgb"].shape == (*camera_size, 3) and obs["rgb"].dtype == np.uint8
     assert obs["rgb"].std() > 0, "blank camera image"
@@ -244,3 +245,22 @@ def test_interleaved_aem_vs_pickcube(benchmark, aem_rgb128, pickcube_rgb128):
         ratio_of_medians=float(np.median(ms_ms) / np.median(aem_ms)),
         ratio_median_per_round=float(np.median(ms_ms / aem_ms)),
         loadavg_1min=os.getloadavg()[0])
+
+
+# Every task with the default camera, plus the heaviest scene variant of one task (clutter adds
+# up to ten bodies to simulate and draw).
+PER_TASK_IDS = sorted(spec.env_id for spec in TASKS.values() if spec.scene == "clean") + [
+    "AEM/HandoverBlock-Cluttered-v0", "AEM/HandoverBlock-Randomized-v0"]
+
+
+@pytest.mark.benchmark(group="per task")
+@pytest.mark.parametrize("env_id", PER_TASK_IDS)
+def test_task_step_rgb128(benchmark, env_id):
+    """``env.step`` of each task's own expert episode (seed 0), default camera (RGB 128)."""
+    env = make_aem((128, 128), env_id)
+    try:
+        actions = record_expert(env)
+        _run(benchmark, env, actions, max(2 * len(actions), 200), env_id=env_id,
+             camera="128x128 rgb", timed="env.step")
+    finally:
+        env.close()

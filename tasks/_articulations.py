@@ -8,10 +8,8 @@ from __future__ import annotations
 import numpy as np
 import sapien
 
-from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
 
-GRIPPER_OPEN_FRACTION = 0.9  # "open" means at least 90% of the full finger travel
 FINGERTIP_BELOW_TCP = 0.009  # m: the fingertip pads reach this far below the TCP
 # Rotations that turn x (the axis of PhysX's joints and SAPIEN's cylinders) onto -z and onto y.
 X_TO_DOWN = np.array([np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0])
@@ -39,10 +37,3 @@ def reset_articulation(articulation, root_pose: sapien.Pose, qpos) -> None:
     articulation.set_qvel(np.zeros_like(qpos))
 
 
-def gripper_open(arm) -> bool:
-    return bool(arm.qpos[ARM_DOF] >= GRIPPER_OPEN_FRACTION * GRIPPER_OPEN)
-
-
-def closeness(a, b) -> float:
-    """1 at ``a == b``, falling towards 0 over some 20 cm: the reaching term of the rewards."""
-    return float(1.0 - np.tanh(5.0 * np.linalg.norm(np.asarray(a) - np.asarray(b))))

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import sapien
 
-from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
-
 SIDE_SIGN = {"left": 1.0, "right": -1.0}  # each arm works on its own half of the table (y sign)
-GRIPPER_OPEN_FRACTION = 0.9  # "open" means at least 90% of the full finger travel
 _UPRIGHT = sapien.Pose(q=[np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0])  # SAPIEN cylinders lie along x
 
 
@@ -87,10 +84,3 @@ def nearest_arm(env, point) -> str:
     return min(env.arms, key=lambda side: np.linalg.norm(env.arms[side].tcp_pose.p - point))
 
 
-def gripper_open(arm) -> bool:
-    return bool(arm.qpos[ARM_DOF] >= GRIPPER_OPEN_FRACTION * GRIPPER_OPEN)
-
-
-def closeness(a, b, sharpness: float = 5.0) -> float:
-    """1 at ``a == b``, falling towards 0 with distance: the shaping term of dense rewards."""
-    return float(1.0 - np.tanh(sharpness * np.linalg.norm(np.asarray(a) - np.asarray(b))))

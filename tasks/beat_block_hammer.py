@@ -16,17 +16,10 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import (
-    SIDE_SIGN,
-    Part,
-    body_yaw,
-    build_composite,
-    closeness,
-    collision_shapes,
-    in_frame,
-)
+from ._containers import SIDE_SIGN, Part, body_yaw, build_composite, collision_shapes, in_frame
 
 HANDLE_HALF_SIZE = (0.10, 0.015, 0.015)  # along the hammer's x axis, across, up
 HEAD_HALF_SIZE = (0.03, 0.045, 0.025)

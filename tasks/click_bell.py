@@ -16,12 +16,12 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_CLOSED, GRIPPER_OPEN
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 from aem_bench.tasks._articulations import (
     FINGERTIP_BELOW_TCP,
     X_TO_DOWN,
     add_prismatic_link,
-    closeness,
     reset_articulation,
 )
 

@@ -18,6 +18,7 @@ from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner, relative_pose
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
 BAR_HALF_SIZE = (0.02, 0.09, 0.02)  # along x, along y (the bar's axis), up
@@ -25,7 +26,6 @@ GRASP_OFFSET = 0.055  # grasp points sit this far from the bar centre along its 
 PAD_HALF_SIZE = (0.05, 0.11, 0.001)
 TRANSFER_POINT = np.array([0.0, 0.0, 0.25])  # where the bar centre is handed over
 SUCCESS_XY, SUCCESS_Z = 0.03, 0.01
-GRIPPER_OPEN_FRACTION = 0.9  # "open" means at least 90% of the full finger travel
 HOVER = 0.10  # approach height above a grasp or place point
 
 
@@ -62,7 +62,7 @@ class HandoverBlockEnv(TableTopEnv):
         right = self.arms["right"]
         on_pad_xy = bool(np.all(np.abs(bar[:2] - pad[:2]) < SUCCESS_XY))
         resting = bool(abs(bar[2] - BAR_HALF_SIZE[2] - pad_top) < SUCCESS_Z)
-        right_open = bool(right.qpos[ARM_DOF] >= GRIPPER_OPEN_FRACTION * GRIPPER_OPEN)
+        right_open = right.is_open
         grasping = self.grasping_arms(self.bar)
         return {
             "success": on_pad_xy and resting and right_open,
@@ -76,9 +76,6 @@ class HandoverBlockEnv(TableTopEnv):
 
     def compute_dense_reward(self, info: dict) -> float:
         """Staged reward in [0, 1]: reach, grasp, transfer, regrasp, place, release."""
-        def closeness(a, b):
-            return 1.0 - np.tanh(5.0 * np.linalg.norm(np.asarray(a) - np.asarray(b)))
-
         if info["success"]:
             return 1.0
         bar = self.bar.pose.p

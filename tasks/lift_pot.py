@@ -16,9 +16,10 @@ from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner, relative_pose
 from aem_bench.sim.panda import GRIPPER_CLOSED
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import SIDE_SIGN, Part, body_yaw, build_composite, closeness, tilt
+from ._containers import SIDE_SIGN, Part, body_yaw, build_composite, tilt
 
 POT_RADIUS, POT_HALF_HEIGHT = 0.06, 0.05  # m: 12 cm wide, 10 cm tall
 HANDLE_HALF_SIZE = (0.015, 0.03, 0.01)  # across (the fingers close along x), outwards, up

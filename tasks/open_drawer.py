@@ -23,14 +23,9 @@ from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
 from aem_bench.sim.panda import GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
-from aem_bench.tasks._articulations import (
-    X_TO_Y,
-    add_prismatic_link,
-    closeness,
-    gripper_open,
-    reset_articulation,
-)
+from aem_bench.tasks._articulations import X_TO_Y, add_prismatic_link, reset_articulation
 
 # The cabinet frame: origin on the table under the middle of the shell's open front, +y the
 # direction the drawer slides out, x across the front.
@@ -131,7 +126,7 @@ class OpenDrawerEnv(TableTopEnv):
     def evaluate(self) -> dict:
         opening = self.opening
         held = bool(self.grasping_arms(self.drawer_link.entity))
-        left_open = gripper_open(self.arms["left"])
+        left_open = self.arms["left"].is_open
         return {
             "success": opening >= OPEN_ENOUGH and not held and left_open,
             "drawer_open": bool(opening >= OPEN_ENOUGH),

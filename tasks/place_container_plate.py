@@ -16,17 +16,10 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import (
-    SIDE_SIGN,
-    Part,
-    build_composite,
-    closeness,
-    gripper_open,
-    nearest_arm,
-    tilt,
-)
+from ._containers import SIDE_SIGN, Part, build_composite, nearest_arm, tilt
 
 CUP_RADIUS, CUP_HALF_HEIGHT = 0.03, 0.04  # m: 6 cm wide (the open gripper spans 8 cm), 8 cm tall
 GRASP_BELOW_TOP = 0.02  # grasp the cup this far below its rim
@@ -81,7 +74,7 @@ class PlaceContainerPlateEnv(TableTopEnv):
         bottom_gap = cup[2] - CUP_HALF_HEIGHT - (plate[2] + PLATE_HALF_HEIGHT)
         resting = bool(abs(bottom_gap) < SUCCESS_Z)
         grasped = bool(self.grasping_arms(self.cup))
-        released = not grasped and gripper_open(self.arms[nearest_arm(self, cup)])
+        released = not grasped and self.arms[nearest_arm(self, cup)].is_open
         return {
             "success": upright and on_plate_xy and resting and released,
             "cup_upright": upright,

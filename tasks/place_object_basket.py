@@ -16,17 +16,10 @@ from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import (
-    SIDE_SIGN,
-    Part,
-    build_composite,
-    closeness,
-    gripper_open,
-    in_frame,
-    nearest_arm,
-)
+from ._containers import SIDE_SIGN, Part, build_composite, in_frame, nearest_arm
 
 CAN_RADIUS, CAN_HALF_HEIGHT = 0.02, 0.04  # m: a 4 cm wide, 8 cm tall can
 GRASP_BELOW_TOP = 0.02  # grasp the can this far below its top: the fingers stay above the walls
@@ -90,7 +83,7 @@ class PlaceObjectBasketEnv(TableTopEnv):
         inside_xy = bool(np.all(np.abs(local[:2]) < BASKET_INNER_HALF))
         below_rim = bool(local[2] < BASKET_WALL_TOP - BASKET_FLOOR_HALF)
         grasped = bool(self.grasping_arms(self.can))
-        released = not grasped and gripper_open(self.arms[nearest_arm(self, can)])
+        released = not grasped and self.arms[nearest_arm(self, can)].is_open
         return {
             "success": inside_xy and below_rim and released,
             "can_inside_xy": inside_xy,

@@ -27,8 +27,8 @@ from aem_bench.sim.motion import (
 )
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
-from aem_bench.tasks._articulations import closeness, gripper_open
 
 BLOCK_HALF_SIZE = (0.025, 0.025, 0.015)
 MARKER_HALF_SIZE = (0.001, 0.018, 0.009)  # a stripe on the block's +x face
@@ -112,7 +112,7 @@ class RotateBlockEnv(TableTopEnv):
         bottom = self.block.pose.p[2] - BLOCK_HALF_SIZE[2]
         resting = bool(up >= UPRIGHT_COS and abs(bottom) < SUCCESS_Z)
         held = bool(self.grasping_arms(self.block))
-        side_open = gripper_open(self.arms[self.side])
+        side_open = self.arms[self.side].is_open
         aligned = error < SUCCESS_ANGLE
         return {
             "success": aligned and resting and not held and side_open,

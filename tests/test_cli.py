@@ -59,3 +59,40 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys):
     assert main(["train", "--demos", str(broken), "--out", str(tmp_path / "c"), "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "broken.h5" in err and "not a readable HDF5 file" in err
+
+
+def test_tasks_lists_every_id_with_metadata(capsys):
+    from aem_bench.registration import TASKS
+
+    assert main(["tasks", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["id"] for row in rows} == set(TASKS)
+    handover = next(row for row in rows if row["id"] == TASK)
+    assert handover["arms"] == 2 and handover["max_episode_steps"] == 400
+    assert handover["scene"] == "clean" and "handover" in handover["skills"]
+    assert main(["tasks", "--memory", "--json"]) == 0
+    assert all(row["memory"] for row in json.loads(capsys.readouterr().out))
+
+
+def test_gallery_is_a_grid_of_tasks_by_scene(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "gallery.png"
+    assert main(["gallery", "--tasks", TASK, "AEM/ClickBell-v0", "--size", "64",
+                 "--out", str(out)]) == 0
+    sheet = Image.open(out)
+    assert sheet.height > 2 * 64 and sheet.width > 3 * 64  # 2 rows, 3 scene columns
+
+
+def test_gallery_refuses_a_variant_id(capsys):
+    assert main(["gallery", "--tasks", "AEM/ClickBell-Cluttered-v0"]) == 2
+    assert "scene variant" in capsys.readouterr().err
+
+
+def test_expert_video_is_an_animated_gif(tmp_path):
+    from PIL import Image
+
+    assert main(["expert", "--task", "AEM/ClickBell-v0", "--episodes", "1", "--json",
+                 "--video", str(tmp_path), "--video-size", "64"]) == 0
+    gif = Image.open(tmp_path / "ClickBell-v0_seed0.gif")
+    assert gif.n_frames > 20 and gif.size == (64, 64)

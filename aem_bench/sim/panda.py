@@ -25,6 +25,7 @@ ARM_DOF = 7
 HOME_QPOS = np.array([0.0, -0.6, 0.0, -2.7, 0.0, 2.1, np.pi / 4])
 GRIPPER_OPEN = 0.04  # finger joint position (m); the gap between the fingers is twice this
 GRIPPER_CLOSED = 0.0
+GRIPPER_OPEN_FRACTION = 0.9  # "open" (RoboTwin's release checks): at least 90% of finger travel
 # Same drive gains as ManiSkill3's Panda `pd_joint_pos` controller.
 ARM_STIFFNESS, ARM_DAMPING, ARM_FORCE_LIMIT = 1e3, 1e2, 100.0
 GRIPPER_STIFFNESS, GRIPPER_DAMPING, GRIPPER_FORCE_LIMIT = 1e3, 1e2, 100.0
@@ -128,6 +129,10 @@ class PandaArm:
     @property
     def tcp_pose(self) -> sapien.Pose:
         return self.tcp.entity_pose
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.qpos[ARM_DOF] >= GRIPPER_OPEN_FRACTION * GRIPPER_OPEN)
 
     @property
     def gripper_width(self) -> float:
