@@ -88,7 +88,7 @@ def cmd_tasks(args) -> int:
         expert = measured.get(spec.env_id)
         rows.append({
             "id": spec.env_id, "scene": spec.scene, "arms": spec.arms,
-            "skills": list(spec.skills), "memory": spec.memory,
+            "skills": list(spec.skills), "memory": spec.memory, "chance": spec.chance,
             "max_episode_steps": spec.max_episode_steps,
             "expert_success": (None if expert is None
                                else expert["successes"] / expert["episodes"]),
@@ -105,9 +105,13 @@ def cmd_tasks(args) -> int:
             return "not measured"
         return f"{100 * row['expert_success']:.0f}% of {row['expert_episodes']}"
 
+    def chance_cell(row):
+        return "-" if row["chance"] is None else f"{100 * row['chance']:.0f}%"
+
     print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
-                     r["max_episode_steps"], expert_cell(r)] for r in rows],
-                   headers=["id", "arms", "skills", "memory", "step limit", "expert success"]))
+                     chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
+                   headers=["id", "arms", "skills", "memory", "chance", "step limit",
+                            "expert success"]))
     return 0
 
 

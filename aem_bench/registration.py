@@ -19,6 +19,8 @@ from pathlib import Path
 
 import gymnasium as gym
 
+# MIKASA-Robo's memory types: what kind of fact must be carried across the frames.
+MEMORY_TYPES = ("object", "spatial", "sequential", "capacity")
 VARIANT_SUFFIXES = {"clean": "", "cluttered": "-Cluttered", "randomized": "-Randomized"}
 
 
@@ -38,6 +40,7 @@ class TaskSpec:
     arms: int
     skills: tuple[str, ...]
     memory: str | None = None  # the memory type a non-Markovian task needs; None if Markovian
+    chance: float | None = None  # memory tasks: success rate of guessing the hidden fact
     description: str = ""
     kwargs: dict = field(default_factory=dict)
 
@@ -49,7 +52,9 @@ TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tuple[str, ...],
-                  memory: str | None = None, **kwargs):
+                  memory: str | None = None, chance: float | None = None, **kwargs):
+    if memory is not None and memory not in MEMORY_TYPES:
+        raise ValueError(f"memory must be one of {MEMORY_TYPES} or None, got {memory!r}")
     def decorator(cls):
         for scene in VARIANT_SUFFIXES:
             spec = TaskSpec(
@@ -61,6 +66,7 @@ def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tup
                 arms=arms,
                 skills=tuple(skills),
                 memory=memory,
+                chance=chance,
                 description=(cls.__doc__ or "").strip().split("\n")[0],
                 kwargs={**kwargs, "scene": scene},
             )

@@ -4,9 +4,15 @@ A task subclasses :class:`TableTopEnv` and fills in, as in ManiSkill3:
 
 - ``_load_scene()``: build the task's objects once per environment;
 - ``_initialize_episode(rng)``: place them for a new episode (all randomness from ``rng``);
-- ``evaluate() -> dict``: geometric checks, with ``"success"``;
+- ``evaluate() -> dict``: geometric checks, with ``"success"`` (and ``"fail"`` where a wrong
+  move ends the episode for good);
 - ``compute_dense_reward(info) -> float``: shaped reward in [0, 1];
 - ``expert()``: a generator of actions that solves the episode from the current state.
+
+Memory tasks (where the current frame does not tell what to do) also set ``oracle_size`` and
+fill in ``oracle()``: the hidden fact as a vector, observed under ``obs_mode="rgb+oracle"`` (a
+control that removes the need for memory, as MIKASA-Robo's oracle state mode). Scene changes in
+time, such as hiding a cue, go in ``_after_step()``, which runs after the physics of every step.
 
 Objects made with :meth:`add_box`, :meth:`add_cylinder` (and their visual-only twins) are task
 objects: the scene variants keep clutter off their footprints. A task with other footprints (an
@@ -50,7 +56,7 @@ HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
 HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
 HEAD_CAMERA_FOVY = np.deg2rad(52)
 SCENES = ("clean", "cluttered", "randomized")
-OBS_MODES = ("rgb", "state")
+OBS_MODES = ("rgb", "state", "rgb+oracle")
 
 _render_device: sapien.Device | None = None
 
@@ -82,6 +88,7 @@ def render_device() -> sapien.Device:
 class TableTopEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
     obs_modes: ClassVar[tuple[str, ...]] = OBS_MODES
+    oracle_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``oracle()``
 
     def __init__(
         self,
@@ -98,6 +105,9 @@ class TableTopEnv(gym.Env):
             raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
         if obs_mode not in self.obs_modes:
             raise ValueError(f"obs_mode must be one of {self.obs_modes}, got {obs_mode!r}")
+        if obs_mode == "rgb+oracle" and self.oracle_size == 0:
+            raise ValueError(f"obs_mode 'rgb+oracle' needs a memory task; {type(self).__name__} "
+                             f"has nothing hidden to reveal")
         height, width = (int(v) for v in camera_size)
         if height < 16 or width < 16:
             raise ValueError(f"camera_size must be at least (16, 16), got {camera_size!r}")
@@ -248,6 +258,13 @@ class TableTopEnv(gym.Env):
     def expert(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
 
+    def oracle(self) -> np.ndarray:
+        """Memory tasks: the fact the frame may no longer show, ``(oracle_size,)`` float32."""
+        raise NotImplementedError
+
+    def _after_step(self) -> None:
+        """Runs after each step's physics, before the observation: timed scene changes."""
+
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -275,11 +292,14 @@ class TableTopEnv(gym.Env):
         for _ in range(SIM_SUBSTEPS):
             self.scene.step()
         self.elapsed_steps += 1
+        self._after_step()
         obs = self._get_obs()
         info = self.evaluate()
         info["is_success"] = bool(info["success"])
         reward = float(self.compute_dense_reward(info))
-        return obs, reward, info["is_success"], False, info
+        # A task may also end an episode as failed for good ("fail": the wrong cup was lifted).
+        terminated = info["is_success"] or bool(info.get("fail", False))
+        return obs, reward, terminated, False, info
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -324,6 +344,9 @@ class TableTopEnv(gym.Env):
             height, width = self.camera_size
             spaces.update({key: gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
                            for key in self.cameras})
+        if self.obs_mode == "rgb+oracle":
+            spaces["oracle"] = gym.spaces.Box(-np.inf, np.inf, (self.oracle_size,),
+                                              dtype=np.float32)
         return spaces
 
     def _get_obs(self) -> dict[str, np.ndarray]:
@@ -336,6 +359,8 @@ class TableTopEnv(gym.Env):
             obs = self._take_pictures()
             self._last_obs = obs
         obs["qpos"] = np.clip(qpos, self.action_space.low, self.action_space.high)
+        if self.obs_mode == "rgb+oracle":
+            obs["oracle"] = np.asarray(self.oracle(), dtype=np.float32)
         return obs
 
     @property
