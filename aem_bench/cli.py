@@ -177,9 +177,10 @@ def cmd_demos(args) -> int:
     max_seeds = args.episodes * 2 + 10
     seeds = range(args.seed, args.seed + max_seeds)
     written, tried = 0, 0
-    with DemoWriter(args.out, args.task, {}) as writer, \
+    env_kwargs = {} if args.obs_mode == "rgb" else {"obs_mode": args.obs_mode}
+    with DemoWriter(args.out, args.task, env_kwargs) as writer, \
             tqdm(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
-        for result in expert_rollouts(args.task, seeds, record=True):
+        for result in expert_rollouts(args.task, seeds, record=True, **env_kwargs):
             tried += 1
             if result.success:
                 writer.add(result.episode)
@@ -216,8 +217,10 @@ def cmd_eval(args) -> int:
     torch.set_num_threads(args.threads)
     policy = load_policy(args.policy)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
+    # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
+    env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
     report = evaluate(policy, args.task, args.episodes, seed=args.seed, policy_name=name,
-                      progress=not args.json)
+                      env_kwargs=env_kwargs, progress=not args.json)
     summary = report.summary()
     out = Path(args.out) if args.out else Path(args.policy) / "eval" / (
         f"{args.task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}.json")
@@ -251,7 +254,7 @@ def cmd_pipeline(args) -> int:
     started = time.perf_counter()
     steps = [
         ("demos", lambda: cmd_demos(argparse.Namespace(
-            task=args.task, episodes=args.demos, out=demos, seed=0))),
+            task=args.task, episodes=args.demos, out=demos, seed=0, obs_mode="rgb"))),
         ("train", lambda: cmd_train(argparse.Namespace(
             policy=args.policy, demos=demos, out=checkpoint, steps=args.train_steps,
             batch_size=args.batch_size, seed=0, config=None, threads=None))),
@@ -308,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--obs-mode", default="rgb", choices=["rgb", "rgb+oracle"],
+                   help="rgb+oracle also records the hidden fact of a memory task")
     p.set_defaults(func=cmd_demos)
 
     p = sub.add_parser("train", help="train a policy on demonstrations")

@@ -7,6 +7,7 @@ Layout (``FORMAT_VERSION`` 1)::
         rgb      (T, H, W, 3) uint8    head camera before each action
         qpos     (T, D)       float32  joint positions before each action
         actions  (T, A)       float32  action taken at that step
+        oracle   (T, K)       float32  optional: memory tasks recorded with obs_mode="rgb+oracle"
 
 Observation ``t`` is what the policy saw when it chose ``actions[t]``. The reader checks all of this
 and raises :class:`DemoFileError` naming the file, the episode and the field that is wrong.
@@ -39,6 +40,7 @@ class Episode:
     actions: np.ndarray
     seed: int
     success: bool
+    oracle: np.ndarray | None = None  # (T, K): the hidden fact, when recorded
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -86,6 +88,8 @@ class DemoWriter:
         group.create_dataset("rgb", data=episode.rgb, compression="lzf", chunks=True)
         group.create_dataset("qpos", data=episode.qpos.astype(np.float32))
         group.create_dataset("actions", data=episode.actions.astype(np.float32))
+        if episode.oracle is not None:
+            group.create_dataset("oracle", data=episode.oracle.astype(np.float32))
         group.attrs["seed"] = int(episode.seed)
         group.attrs["success"] = bool(episode.success)
         self._file.flush()
@@ -110,6 +114,8 @@ def _check_episode(ep: Episode, where: str) -> None:
         ("qpos", ep.qpos, 2, np.floating),
         ("actions", ep.actions, 2, np.floating),
     ]
+    if ep.oracle is not None:
+        checks.append(("oracle", ep.oracle, 2, np.floating))
     for name, array, ndim, dtype in checks:
         if array.ndim != ndim:
             raise DemoFileError(f"{where}: '{name}' has {array.ndim} dims, expected {ndim}")
@@ -168,6 +174,7 @@ def _read_episode(group: h5py.Group, where: str) -> Episode:
             actions=group["actions"][()],
             seed=int(group.attrs["seed"]),
             success=bool(group.attrs["success"]),
+            oracle=group["oracle"][()] if "oracle" in group else None,
         )
     except OSError as err:  # h5py raises OSError on damaged chunks
         raise DemoFileError(f"{where}: data cannot be read (corrupt?): {err}")

@@ -25,13 +25,15 @@ class ExpertResult:
 def run_expert(env: gym.Env, seed: int, record: bool = False) -> ExpertResult:
     """Play one episode with the expert. ``env`` comes from ``gym.make`` (TimeLimit applies)."""
     obs, info = env.reset(seed=seed)
-    rgb, qpos, actions = [], [], []
+    rgb, qpos, oracle, actions = [], [], [], []
     failure = None
     try:
         for action in env.unwrapped.expert():
             if record:
                 rgb.append(obs["rgb"])
                 qpos.append(obs["qpos"])
+                if "oracle" in obs:
+                    oracle.append(obs["oracle"])
                 actions.append(action)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
@@ -42,7 +44,8 @@ def run_expert(env: gym.Env, seed: int, record: bool = False) -> ExpertResult:
     steps = int(env.unwrapped.elapsed_steps)
     episode = None
     if record and actions:
-        episode = Episode(np.stack(rgb), np.stack(qpos), np.stack(actions), seed, success)
+        episode = Episode(np.stack(rgb), np.stack(qpos), np.stack(actions), seed, success,
+                          oracle=np.stack(oracle) if oracle else None)
     return ExpertResult(seed, success, steps, episode, failure)
 
 

@@ -17,10 +17,11 @@ import os
 from pathlib import Path
 
 import torch
-from aem_bench.policies.configuration_diffusion import DiffusionConfig
-from aem_bench.policies.modeling_diffusion import DiffusionPolicy
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from aem_bench.policies.configuration_diffusion import DiffusionConfig
+from aem_bench.policies.modeling_diffusion import DiffusionPolicy
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"

@@ -19,8 +19,12 @@ from dataclasses import asdict, dataclass, fields
 class DiffusionConfig:
     policy_type: str = "singleframe-dp"
 
+    # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
+    # gripper each) and, for the memory tasks' oracle control, "oracle" (the hidden fact).
+    state_keys: tuple[str, ...] = ("qpos",)
+
     # Shapes of the data. ``train()`` fills these from the demonstration file.
-    state_dim: int = 16  # qpos: two 7-DoF arms + one gripper each
+    state_dim: int = 16  # total length of the state_keys entries
     action_dim: int = 16  # absolute joint-position targets, same layout as qpos
     image_size: tuple[int, int] = (128, 128)  # (H, W) of the camera image the policy expects
 
@@ -76,6 +80,8 @@ class DiffusionConfig:
             if not ok:
                 raise ValueError(f"DiffusionConfig: {message}")
 
+        require(len(self.state_keys) > 0 and set(self.state_keys) <= {"qpos", "oracle"},
+                f"state_keys must be taken from ('qpos', 'oracle'), got {self.state_keys}")
         require(self.obs_horizon >= 1, f"obs_horizon must be >= 1, got {self.obs_horizon}")
         require(
             1 <= self.action_steps <= self.pred_horizon,

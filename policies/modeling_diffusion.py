@@ -15,12 +15,13 @@ from collections import deque
 
 import numpy as np
 import torch
-from aem_bench.policies.configuration_diffusion import DiffusionConfig
-from aem_bench.policies.unet1d import ConditionalUnet1D
-from aem_bench.policies.vision import ImageEncoder
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
+
+from aem_bench.policies.configuration_diffusion import DiffusionConfig
+from aem_bench.policies.unet1d import ConditionalUnet1D
+from aem_bench.policies.vision import ImageEncoder
 
 
 class MinMaxNormalizer(nn.Module):
@@ -81,7 +82,7 @@ class DiffusionPolicy(nn.Module):
             n_groups=config.n_groups,
             timestep_embed_dim=config.timestep_embed_dim,
         )
-        self.qpos_normalizer = MinMaxNormalizer(config.state_dim, "qpos")
+        self.state_normalizer = MinMaxNormalizer(config.state_dim, "state")
         self.action_normalizer = MinMaxNormalizer(config.action_dim, "actions")
 
         schedule = {
@@ -97,33 +98,32 @@ class DiffusionPolicy(nn.Module):
 
     # ----------------------------------------------------------------------------- statistics
 
-    def fit_normalization(self, qpos: np.ndarray, actions: np.ndarray) -> None:
-        """Set the min/max stats from all qpos (N, state_dim) and actions (N, action_dim) rows."""
-        self.qpos_normalizer.fit(qpos)
+    def fit_normalization(self, state: np.ndarray, actions: np.ndarray) -> None:
+        """Set the min/max stats from all state (N, state_dim) and action (N, action_dim) rows."""
+        self.state_normalizer.fit(state)
         self.action_normalizer.fit(actions)
 
     # ----------------------------------------------------------------------------- training
 
     def _global_cond(
-        self, rgb: torch.Tensor, qpos: torch.Tensor, generator: torch.Generator | None = None
+        self, rgb: torch.Tensor, state: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """rgb (B, To, H, W, 3) uint8 and qpos (B, To, state_dim) -> (B, To * (feature + state))."""
-        batch, horizon = qpos.shape[:2]
+        """rgb (B, To, H, W, 3) uint8 and state (B, To, state_dim) -> (B, To * (feature + state))."""
+        batch, horizon = state.shape[:2]
         if tuple(rgb.shape[2:4]) != tuple(self.config.image_size):
             raise ValueError(
                 f"images are {tuple(rgb.shape[2:4])} but the policy was built for "
                 f"{tuple(self.config.image_size)}"
             )
         features = self.image_encoder(rgb.flatten(0, 1), generator).reshape(batch, horizon, -1)
-        state = self.qpos_normalizer.normalize(qpos)
-        return torch.cat([features, state], dim=-1).flatten(1)
+        return torch.cat([features, self.state_normalizer.normalize(state)], dim=-1).flatten(1)
 
     def compute_loss(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Denoising loss of a batch {"rgb": (B, To, H, W, 3) uint8, "qpos": (B, To, D),
+        """Denoising loss of a batch {"rgb": (B, To, H, W, 3) uint8, "state": (B, To, D),
         "actions": (B, Tp, A)}. ``generator`` drives the crops, noise and diffusion steps."""
-        cond = self._global_cond(batch["rgb"], batch["qpos"], generator)
+        cond = self._global_cond(batch["rgb"], batch["state"], generator)
         actions = self.action_normalizer.normalize(batch["actions"])
         noise = torch.randn(actions.shape, generator=generator, device=actions.device)
         steps = torch.randint(
@@ -144,8 +144,8 @@ class DiffusionPolicy(nn.Module):
     def predict_action_chunk(
         self, obs_batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """{"rgb": (B, To, H, W, 3) uint8, "qpos": (B, To, D)} -> actions (B, Tp, A), unnormalised."""
-        cond = self._global_cond(obs_batch["rgb"], obs_batch["qpos"])
+        """{"rgb": (B, To, H, W, 3) uint8, "state": (B, To, D)} -> actions (B, Tp, A), unnormalised."""
+        cond = self._global_cond(obs_batch["rgb"], obs_batch["state"])
         shape = (len(cond), self.config.pred_horizon, self.config.action_dim)
         chunk = torch.randn(shape, generator=generator, device=cond.device)
         for step in self.sampler.timesteps:
@@ -160,7 +160,7 @@ class DiffusionPolicy(nn.Module):
         """Start an episode: forget past observations and planned actions, reseed the sampler."""
         self._observations: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.obs_horizon)
         self._actions: deque[np.ndarray] = deque()
-        device = self.qpos_normalizer.min.device
+        device = self.state_normalizer.min.device
         self._generator = torch.Generator(device=device)
         if seed is None:
             self._generator.seed()  # fresh entropy; a new Generator alone has a fixed seed
@@ -169,14 +169,19 @@ class DiffusionPolicy(nn.Module):
 
     @torch.inference_mode()
     def act(self, observation: dict) -> np.ndarray:
-        """{"rgb": (H, W, 3) uint8, "qpos": (state_dim,)} -> the next action, (action_dim,) float32."""
-        device = self.qpos_normalizer.min.device
+        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,)]} -> the next action,
+        (action_dim,) float32."""
+        device = self.state_normalizer.min.device
+        missing = [key for key in self.config.state_keys if key not in observation]
+        if missing:
+            raise ValueError(f"the policy needs observation keys {missing}; an oracle policy "
+                             f"needs the task made with obs_mode='rgb+oracle'")
+        state = np.concatenate([np.asarray(observation[key], dtype=np.float32)
+                                for key in self.config.state_keys])
         self._observations.append(
             {
                 "rgb": torch.as_tensor(np.ascontiguousarray(observation["rgb"]), device=device),
-                "qpos": torch.as_tensor(
-                    np.asarray(observation["qpos"], dtype=np.float32), device=device
-                ),
+                "state": torch.as_tensor(state, device=device),
             }
         )
         if not self._actions:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from aem_bench.policies import make_policy, save_policy
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from aem_bench.demos import DemoSet, load_demos
+from aem_bench.policies import make_policy, save_policy
 
 LOG_NAME = "train_log.jsonl"
 
@@ -41,9 +41,10 @@ class DemoWindows(Dataset):
     into flat arrays kept in memory (images stay uint8) and each sample is two index rows into them.
     """
 
-    def __init__(self, demos: DemoSet, obs_horizon: int, pred_horizon: int):
+    def __init__(self, demos: DemoSet, obs_horizon: int, pred_horizon: int,
+                 state_keys: tuple[str, ...] = ("qpos",)):
         self.rgb = np.concatenate([ep.rgb for ep in demos.episodes])
-        self.qpos = np.concatenate([ep.qpos for ep in demos.episodes]).astype(np.float32)
+        self.state = np.concatenate([episode_state(ep, state_keys) for ep in demos.episodes])
         self.actions = np.concatenate([ep.actions for ep in demos.episodes]).astype(np.float32)
         obs_index, action_index, start = [], [], 0
         for episode in demos.episodes:
@@ -52,7 +53,7 @@ class DemoWindows(Dataset):
             obs_index.append(start + np.clip(steps + np.arange(1 - obs_horizon, 1), 0, last))
             action_index.append(start + np.clip(steps + np.arange(pred_horizon), 0, last))
             start += len(episode)
-        self.obs_index = np.concatenate(obs_index)  # (N, obs_horizon) rows into rgb / qpos
+        self.obs_index = np.concatenate(obs_index)  # (N, obs_horizon) rows into rgb / state
         self.action_index = np.concatenate(action_index)  # (N, pred_horizon) rows into actions
 
     def __len__(self) -> int:
@@ -62,7 +63,7 @@ class DemoWindows(Dataset):
         obs, act = self.obs_index[i], self.action_index[i]
         return {
             "rgb": torch.from_numpy(self.rgb[obs]),
-            "qpos": torch.from_numpy(self.qpos[obs]),
+            "state": torch.from_numpy(self.state[obs]),
             "actions": torch.from_numpy(self.actions[act]),
         }
 
@@ -88,11 +89,23 @@ class EMA:
             average.lerp_(current, 1.0 - decay)
 
 
-def _data_shapes(demos: DemoSet) -> dict:
+def episode_state(episode, state_keys: tuple[str, ...]) -> np.ndarray:
+    """The (T, state_dim) low-dimensional input of one episode: its ``state_keys`` side by side."""
+    parts = []
+    for key in state_keys:
+        part = getattr(episode, key, None)
+        if part is None:
+            raise ValueError(f"the demonstrations have no '{key}'; record them with "
+                             f"`aem-bench demos --obs-mode rgb+oracle` on a memory task")
+        parts.append(part)
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _data_shapes(demos: DemoSet, state_keys: tuple[str, ...]) -> dict:
     first = demos.episodes[0]
     return {
         "image_size": tuple(first.rgb.shape[1:3]),
-        "state_dim": first.qpos.shape[1],
+        "state_dim": episode_state(first, state_keys).shape[1],
         "action_dim": first.actions.shape[1],
     }
 
@@ -134,16 +147,17 @@ def train(
     overrides = dict(config_overrides or {})
     if batch_size is not None:
         overrides["batch_size"] = batch_size
-    for key, value in _data_shapes(demos).items():
+    state_keys = tuple(overrides.get("state_keys", ("qpos",)))
+    for key, value in _data_shapes(demos, state_keys).items():
         if key in overrides and not np.array_equal(overrides[key], value):
             raise ValueError(f"config override {key}={overrides[key]} but {demos_path} has {value}")
         overrides[key] = value
     policy = make_policy(policy_name, **overrides)
     config = policy.config
 
-    dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon)
+    dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys)
     del demos  # the dataset holds its own concatenated copy
-    policy.fit_normalization(dataset.qpos, dataset.actions)
+    policy.fit_normalization(dataset.state, dataset.actions)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,

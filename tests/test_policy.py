@@ -10,6 +10,8 @@ import re
 import numpy as np
 import pytest
 import torch
+
+from aem_bench.demos import DemoWriter, Episode, load_demos
 from aem_bench.policies import (
     POLICIES,
     CheckpointError,
@@ -21,8 +23,6 @@ from aem_bench.policies.configuration_diffusion import DiffusionConfig
 from aem_bench.policies.training import DemoWindows, train
 from aem_bench.policies.unet1d import ConditionalUnet1D
 from aem_bench.policies.vision import ImageEncoder
-
-from aem_bench.demos import DemoWriter, Episode, load_demos
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,14 +67,17 @@ def rollout(policy, seed, steps=6, size=32):
     return np.stack([policy.act(observation(size, seed=t)) for t in range(steps)])
 
 
-def write_demos(path, episodes=2, steps=12, size=32, seed=0):
+def write_demos(path, episodes=2, steps=12, size=32, seed=0, oracle_size=0):
     rng = np.random.default_rng(seed)
     with DemoWriter(path, "AEM/Test-v0") as writer:
         for i in range(episodes):
             qpos = np.cumsum(rng.normal(0, 0.05, (steps, 16)), axis=0).astype(np.float32)
             qpos[:, 7] = 0.04  # a gripper that never moves: the constant-dimension guard
             rgb = rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8)
-            writer.add(Episode(rgb, qpos, np.roll(qpos, -1, axis=0), seed=i, success=True))
+            oracle = (np.eye(oracle_size, dtype=np.float32)[np.full(steps, i % oracle_size)]
+                      if oracle_size else None)
+            writer.add(Episode(rgb, qpos, np.roll(qpos, -1, axis=0), seed=i, success=True,
+                               oracle=oracle))
     return path
 
 
@@ -112,7 +115,7 @@ def test_act_executes_the_first_action_steps_of_one_chunk():
     # The same seed and observation give the chunk act() took its actions from (starting at t).
     batch = {
         "rgb": torch.from_numpy(obs["rgb"])[None, None],
-        "qpos": torch.from_numpy(obs["qpos"])[None, None],
+        "state": torch.from_numpy(obs["qpos"])[None, None],
     }
     chunk = policy.predict_action_chunk(batch, torch.Generator().manual_seed(3))
     assert chunk.shape == (1, policy.config.pred_horizon, 16)
@@ -148,7 +151,7 @@ def test_training_on_a_fixed_batch_lowers_the_loss(prediction_type, ratio):
     rng = np.random.default_rng(0)
     batch = {
         "rgb": torch.from_numpy(rng.integers(0, 256, (8, 1, 32, 32, 3), dtype=np.uint8)),
-        "qpos": torch.from_numpy(rng.normal(size=(8, 1, 16)).astype(np.float32)),
+        "state": torch.from_numpy(rng.normal(size=(8, 1, 16)).astype(np.float32)),
         # Smooth chunks in [-1, 1], like joint targets.
         "actions": torch.from_numpy(
             np.cumsum(rng.normal(0, 0.3, (8, 8, 16)), axis=1).clip(-1, 1).astype(np.float32)
@@ -282,3 +285,24 @@ def test_train_writes_a_loadable_checkpoint_deterministically(tmp_path):
     assert (tmp_path / "run0" / "model.safetensors").read_bytes() == (
         tmp_path / "run1" / "model.safetensors"
     ).read_bytes()
+
+
+def test_oracle_policy_reads_qpos_and_oracle(tmp_path):
+    """The memory tasks' control: the hidden fact joins qpos as the low-dimensional input."""
+    demos = write_demos(tmp_path / "oracle.h5", oracle_size=3)
+    policy = train("singleframe-dp", demos, tmp_path / "ckpt", steps=2, batch_size=4,
+                   config_overrides={**TINY, "state_keys": ["qpos", "oracle"]}, progress=False)
+    assert policy.config.state_dim == 16 + 3
+    obs = {**observation(32), "oracle": np.array([0, 1, 0], dtype=np.float32)}
+    policy.reset(0)
+    assert policy.act(obs).shape == (16,)
+    policy.reset(0)
+    with pytest.raises(ValueError, match=r"\['oracle'\]"):
+        policy.act(observation(32))
+
+
+def test_oracle_policy_refuses_demos_without_oracle(tmp_path):
+    demos = write_demos(tmp_path / "plain.h5")
+    with pytest.raises(ValueError, match="no 'oracle'"):
+        train("singleframe-dp", demos, tmp_path / "ckpt", steps=1, batch_size=4,
+              config_overrides={**TINY, "state_keys": ["qpos", "oracle"]}, progress=False)
