@@ -2,6 +2,7 @@
 
     aem-bench tasks       [--memory] [--json] [--measure]          list tasks and their metadata
     aem-bench gallery     [--out FILE.png]                         contact sheet of every task
+    aem-bench certify     --task ID                                a memory task's certificate
     aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
     aem-bench demos       --task ID --episodes N --out FILE.h5   record successful expert episodes
     aem-bench train       --policy NAME --demos FILE.h5 --out DIR
@@ -169,6 +170,27 @@ def cmd_gallery(args) -> int:
     return 0
 
 
+def cmd_certify(args) -> int:
+    from aem_bench.certify import CertificateBudget, certify
+
+    budget = CertificateBudget(demos=args.demos, train_steps=args.train_steps,
+                               eval_episodes=args.episodes, camera=args.camera,
+                               threads=args.threads)
+    out = args.out or Path("runs/certify") / args.task.split("/")[-1]
+    entry = certify(args.task, out, budget, progress=not args.json)
+    if args.json:
+        _print_json(entry)
+        return 0
+    for name in ("with_oracle", "without_oracle"):
+        rate = entry[name]
+        print(f"{args.task} {name}: {rate['successes']}/{rate['episodes']} "
+              f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
+              f"{100 * rate['ci95'][1]:.0f}%)")
+    print(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
+          f"{entry['expert']['episodes']}; {entry['minutes']} min")
+    return 0
+
+
 def cmd_demos(args) -> int:
     from aem_bench.demos import DemoWriter
     from aem_bench.expert import expert_rollouts
@@ -219,6 +241,8 @@ def cmd_eval(args) -> int:
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
     env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
+    if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
+        env_kwargs["camera_size"] = tuple(policy.config.image_size)
     report = evaluate(policy, args.task, args.episodes, seed=args.seed, policy_name=name,
                       env_kwargs=env_kwargs, progress=not args.json)
     summary = report.summary()
@@ -305,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", action="store_true", help="the memory suite instead")
     p.add_argument("--tasks", nargs="*", help="only these (clean) ids")
     p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser("certify", help="measure a memory task's certificate (oracle vs none)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", type=Path, help="work directory (default runs/certify/TASK)")
+    p.add_argument("--demos", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy")
+    p.add_argument("--camera", type=int, default=64, help="square camera side (pixels)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("demos", help="record the expert's successful episodes to HDF5")
     p.add_argument("--task", default=DEFAULT_TASK)

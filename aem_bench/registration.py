@@ -13,6 +13,7 @@ Gymnasium 1.x has no plugin auto-discovery, so users ``import aem_bench`` first 
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +85,12 @@ def get_task(env_id: str) -> TaskSpec:
         known = ", ".join(sorted(TASKS)) or "none"
         raise KeyError(f"unknown task {env_id!r}; registered tasks: {known}")
     return TASKS[env_id]
+
+
+def task_class(env_id: str) -> type:
+    """The environment class behind ``env_id`` (for its class attributes; builds nothing)."""
+    module, name = get_task(env_id).entry_point.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def expert_success_file() -> Path:
