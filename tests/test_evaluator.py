@@ -8,9 +8,9 @@ from datetime import datetime
 import gymnasium as gym
 import numpy as np
 import pytest
-from aem_bench.leaderboard.results import validate_result
 
 from aem_bench.evaluator import evaluate, run_episode, wilson_interval, write_report
+from aem_bench.leaderboard.results import validate_result
 
 TASK = "AEM/HandoverBlock-v0"
 

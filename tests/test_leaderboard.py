@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from aem_bench.leaderboard.results import ResultsFileError, load_results, validate_result
-from aem_bench.leaderboard.table import FOOTER, render_markdown, write_leaderboard
 
 from aem_bench.evaluator import wilson_interval
+from aem_bench.leaderboard.results import ResultsFileError, load_results, validate_result
+from aem_bench.leaderboard.table import FOOTER, render_markdown, write_leaderboard
 
 
 def make_result(policy="hold", successes=5, episodes=10, task="AEM/HandoverBlock-v0", **extra):
