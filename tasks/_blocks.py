@@ -22,7 +22,6 @@ SPAWN_CLEARANCE = 0.03  # m kept free between two cubes' footprints at reset (ro
 SPAWN_TRIES = 1000
 CROSS_REACH = 0.09  # an arm reaches this far (m) past the table's midline (y = 0) top-down
 DROP_HEIGHT = 0.004  # a carried cube is released this far above its resting height
-GRIPPER_OPEN_FRACTION = 0.9  # "open" means at least 90% of the full finger travel
 PARK = {"left": np.array([-0.05, 0.32, 0.25]), "right": np.array([-0.05, -0.32, 0.25])}
 PLACED_TOLERANCE = 0.015  # m: a cube this close to its goal counts as placed (dense reward)
 FINGER_REACH = 0.055  # m from a grasped cube's centre to the outside of the open fingers
