@@ -132,3 +132,28 @@ def test_every_task_has_three_registered_variants():
             spec = TASKS[variant_id(base_id, scene)]
             assert spec.scene == scene and spec.base_id == base_id
             assert gym.spec(spec.env_id).kwargs["scene"] == scene
+
+
+MEMORY_IDS = sorted(spec.env_id for spec in TASKS.values()
+                    if spec.memory is not None and spec.scene == "clean")
+
+
+@pytest.mark.parametrize("env_id", MEMORY_IDS)
+def test_memory_task_declares_its_fact_and_oracle(env_id):
+    spec = TASKS[env_id]
+    assert 0.0 < spec.chance < 1.0
+    env = gym.make(env_id, obs_mode="rgb+oracle")
+    try:
+        task = env.unwrapped
+        assert isinstance(type(task).memory_fact, str) and type(task).memory_fact
+        obs, _ = env.reset(seed=0)
+        assert obs["oracle"].shape == (task.oracle_size,) and obs["oracle"].dtype == np.float32
+        assert env.observation_space.contains(obs)
+        assert task.cue_hidden_at is None, "the cue must be visible when the episode starts"
+    finally:
+        env.close()
+
+
+def test_oracle_mode_is_refused_on_a_markovian_task():
+    with pytest.raises(ValueError, match="memory task"):
+        gym.make("AEM/HandoverBlock-v0", obs_mode="rgb+oracle")

@@ -273,17 +273,31 @@ class TableTopEnv(gym.Env):
         self._initialize_episode(self.np_random)
         if self._randomizer is not None:
             self._randomizer.apply(self.np_random)
-        # Objects start at rest, asleep until something touches them. Besides being true, this
-        # drops PhysX's contact caches from the last episode: without it the first steps after
-        # a reset differed in the last bits depending on what happened before.
-        for body in self.scene.physx_system.rigid_dynamic_components:
-            if not body.kinematic:
-                body.put_to_sleep()
+        self._forget_physics_history()
         self.elapsed_steps = 0
         obs = self._get_obs()
         info = self.evaluate()
         info["is_success"] = bool(info["success"])
         return obs, info
+
+    def _forget_physics_history(self) -> None:
+        """Make the next steps depend on this reset only, not on the episodes before it.
+
+        PhysX keeps, per pair of touching bodies, contact caches, and wakes sleeping bodies
+        when a pair from the last episode comes apart; either made the first steps after a
+        reset differ in the last bits with what happened before (and now and then a pixel).
+        Taking the free bodies out of the scene and back in, in a fixed order, starts their
+        pairs afresh; they then start at rest, asleep until something touches them.
+        """
+        bodies = [body for body in self.scene.physx_system.rigid_dynamic_components
+                  if not body.kinematic]
+        entities = [body.entity for body in bodies]
+        for entity in entities:
+            self.scene.remove_entity(entity)
+        for entity in entities:
+            self.scene.add_entity(entity)
+        for body in bodies:
+            body.put_to_sleep()
 
     def step(self, action):
         action = self._check_action(action)
