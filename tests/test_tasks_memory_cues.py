@@ -1,0 +1,196 @@
+"""The cue-memory tasks: ObserveAndPickup, RememberColor3/5/9, ShellGame, SeqOfColors."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import sapien
+
+from aem_bench.registration import get_task
+from aem_bench.tasks._memory_cues import PALETTE, is_hidden
+
+OBSERVE, SHELL, SEQ = "AEM/ObserveAndPickup-v0", "AEM/ShellGame-v0", "AEM/SeqOfColors-v0"
+COLOUR_IDS = ("AEM/RememberColor3-v0", "AEM/RememberColor5-v0", "AEM/RememberColor9-v0")
+LIFT_IDS = (OBSERVE, SHELL, *COLOUR_IDS)
+ALL_IDS = (*LIFT_IDS, SEQ)
+EXPECTED = {OBSERVE: ("object", 1 / 5), SHELL: ("spatial", 1 / 3), SEQ: ("sequential", 1 / 6),
+            COLOUR_IDS[0]: ("object", 1 / 3), COLOUR_IDS[1]: ("object", 1 / 5),
+            COLOUR_IDS[2]: ("object", 1 / 9)}
+
+
+def make(env_id, **kwargs):
+    return gym.make(env_id, obs_mode="state", **kwargs)
+
+
+def hold(env, steps):
+    """Step with the arms holding still."""
+    for _ in range(steps):
+        env.step(env.unwrapped.qpos)
+
+
+def base_colour(entity):
+    shape = entity.find_component_by_type(sapien.render.RenderBodyComponent).render_shapes[0]
+    return np.asarray(shape.material.base_color[:3])
+
+
+def lift(task, entity, half, height):
+    task.set_actor_pose(entity, sapien.Pose([*entity.pose.p[:2], half + height], entity.pose.q))
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_registered_as_memory_task(env_id):
+    spec = get_task(env_id)
+    memory, chance = EXPECTED[env_id]
+    assert spec.memory == memory and spec.chance == pytest.approx(chance)
+    task = make(env_id).unwrapped
+    assert type(task).memory_fact and task.oracle_size > 0
+    assert spec.entry_point.endswith(type(task).__name__)
+    task.close()
+
+
+@pytest.mark.parametrize("env_id", LIFT_IDS)
+def test_lift_the_answer_succeeds_and_a_wrong_lift_fails(env_id):
+    env = make(env_id)
+    env.reset(seed=4)
+    task = env.unwrapped
+    hold(env, task.choosing_from)
+    assert task.cue_hidden_at is not None and task.cue_hidden_at <= task.choosing_from
+    assert all(entity.pose.p[2] > 0 for entity in task.choices)  # all on the table now
+    answer, half = task.choices[task.answer], task.choice_halves[task.answer]
+    wrong = (task.answer + 1) % len(task.choices)
+    info = task.evaluate()
+    assert not info["success"] and not info["fail"]
+    lift(task, answer, half, 0.04)  # a near miss: 4 cm
+    assert not task.evaluate()["success"]
+    lift(task, answer, half, 0.06)
+    assert task.evaluate()["success"]
+    lift(task, answer, half, 0.0)
+    # A wrong object lifted: the episode ends, failed, even with the answer lifted too.
+    lift(task, task.choices[wrong], task.choice_halves[wrong], 0.06)
+    _, reward, terminated, _, info = env.step(task.qpos)
+    assert info["fail"] and terminated and not info["is_success"] and reward == 0.0
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", (OBSERVE, *COLOUR_IDS))
+def test_cue_shows_the_oracle_fact_then_hides(env_id):
+    env = make(env_id)
+    for seed in range(3):
+        env.reset(seed=seed)
+        task = env.unwrapped
+        oracle = task.oracle()
+        assert oracle.shape == (task.oracle_size,) and oracle.dtype == np.float32
+        if env_id == OBSERVE:
+            cue = task.copies[task.answer]
+            assert oracle[:5].argmax() == task.answer
+            colour = PALETTE[int(oracle[5:].argmax())][1]
+            # The answer in the row looks like the shown copy.
+            np.testing.assert_allclose(base_colour(task.choices[task.answer]), colour, atol=1e-6)
+            assert sum(not is_hidden(copy) for copy in task.copies) == 1
+        else:
+            cue = task.shown
+            colour = PALETTE[int(oracle.argmax())][1]
+            assert all(cube.pose.p[2] < 0 for cube in task.choices)  # not there yet
+        assert oracle.sum() == pytest.approx(2.0 if env_id == OBSERVE else 1.0)
+        np.testing.assert_allclose(base_colour(cue), colour, atol=1e-6)
+        assert not is_hidden(cue) and task.cue_hidden_at is None
+        hold(env, 8)
+        assert is_hidden(cue) and task.cue_hidden_at == 8
+        if env_id != OBSERVE:
+            hold(env, task.choosing_from - 8)
+            assert len({tuple(base_colour(cube)) for cube in task.choices}) == task.num_choices
+            np.testing.assert_allclose(base_colour(task.choices[task.answer]), colour, atol=1e-6)
+        np.testing.assert_array_equal(task.oracle(), oracle)
+    env.close()
+
+
+def test_shell_game_cups_cover_the_ball_alike():
+    env = make(SHELL)
+    for seed in range(3):
+        env.reset(seed=seed)
+        task = env.unwrapped
+        spot = int(task.oracle().argmax())
+        assert task.oracle().sum() == 1.0 and spot == task.answer
+        np.testing.assert_allclose(task.ball.pose.p[:2], task.spots[spot])
+        assert all(cup.pose.p[2] < 0 for cup in task.choices)  # the ball is in view
+        hold(env, 8)
+        assert task.cue_hidden_at == 8
+        colours = {tuple(base_colour(cup)) for cup in task.choices}
+        assert len(colours) == 1  # identical cups
+        for cup, spot_xy in zip(task.choices, task.spots):
+            np.testing.assert_allclose(cup.pose.p[:2], spot_xy, atol=2e-3)
+        # The ball lies wholly inside the cup over it.
+        cup = task.choices[spot].pose.p
+        ball = task.ball.pose.p
+        assert np.linalg.norm(ball[:2] - cup[:2]) + 0.024 < 0.03 and ball[2] + 0.024 < 0.09
+    env.close()
+
+
+def press(task, button, depth):
+    task.buttons[button].set_qpos([depth])
+    task._count_presses()
+
+
+def test_seq_of_colors_presses_in_order():
+    env = make(SEQ)
+    env.reset(seed=2)
+    task = env.unwrapped
+    oracle = task.oracle()
+    assert oracle.shape == (task.oracle_size,) == (3 * 9 + 4,)
+    shown = [int(oracle[9 * i:9 * i + 9].argmax()) for i in range(3)]
+    assert shown == [int(task.colours[button]) for button in task.sequence]
+    assert oracle[27:].argmax() == 0
+    # The tile shows the sequence, one colour after another, then disappears.
+    for index in range(3):
+        np.testing.assert_allclose(base_colour(task.tile), PALETTE[shown[index]][1], atol=1e-6)
+        hold(env, 6)
+    assert is_hidden(task.tile) and task.cue_hidden_at == 18
+    first, second, third = task.sequence
+    press(task, first, 0.008)
+    assert task.pressed == 1 and task.oracle()[27:].argmax() == 1
+    press(task, first, 0.008)  # still held down: not a second press
+    assert task.pressed == 1 and not task.evaluate()["fail"]
+    press(task, first, 0.0)
+    press(task, second, 0.005)  # a near miss: half way down is not a press
+    assert task.pressed == 1
+    press(task, second, 0.008)
+    press(task, second, 0.0)
+    assert not task.evaluate()["success"]
+    press(task, third, 0.008)
+    assert task.evaluate()["success"]
+    # Another episode: a press out of order ends it as failed.
+    env.reset(seed=2)
+    press(task, task.sequence[1], 0.008)
+    _, reward, terminated, _, info = env.step(task.qpos)
+    assert info["fail"] and terminated and not info["is_success"] and reward == 0.0
+    env.close()
+
+
+def test_oracle_observation():
+    # One test for all: the first picture of a process costs ~10 s, and again after the last
+    # rendering environment closes, so they all stay open until the end.
+    envs = [gym.make(env_id, obs_mode="rgb+oracle", camera_size=(32, 32)) for env_id in ALL_IDS]
+    for env in envs:
+        obs, _ = env.reset(seed=1)
+        assert "oracle" in obs and env.observation_space.contains(obs)
+        np.testing.assert_array_equal(obs["oracle"], env.unwrapped.oracle())
+        obs, *_ = env.step(env.unwrapped.qpos)
+        assert env.observation_space.contains(obs)
+    for env in envs:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_expert_solves(env_id, seed):
+    env = make(env_id)
+    env.reset(seed=seed)
+    rewards, terminated = [], False
+    for action in env.unwrapped.expert():
+        _, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert terminated and info["is_success"] and rewards[-1] == 1.0
+    assert all(0.0 <= r <= 1.0 for r in rewards)
+    assert len(rewards) < env.spec.max_episode_steps
+    env.close()
