@@ -39,6 +39,7 @@ class CertificateBudget:
     camera: int = 64  # square camera side: 64 trains about 4x faster than 128 on a CPU
     batch_size: int = 64
     threads: int = 1
+    expert_episodes: int = 100
 
 
 def certificates_file() -> Path:
@@ -74,8 +75,9 @@ def _rate(report) -> dict:
 
 
 def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None = None,
-            progress: bool = True) -> dict:
-    """Measure the certificate of ``env_id`` (a memory task, clean scene); return the entry."""
+            progress: bool = True, record: str | Path | None = None) -> dict:
+    """Measure the certificate of ``env_id`` (a memory task, clean scene), add it to ``record``
+    (default: ``tasks/memory_certificates.json``) and return it."""
     import torch
 
     from aem_bench.policies.training import train
@@ -113,8 +115,8 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
                           progress=progress, policy_name=f"singleframe-dp {name}")
         rates[name] = _rate(report)
 
-    expert = list(expert_rollouts(env_id, range(100), obs_mode="state"))
-    cue_steps = _cue_steps(env_id, range(20))
+    expert = list(expert_rollouts(env_id, range(budget.expert_episodes), obs_mode="state"))
+    cue_steps = _cue_steps(env_id, range(min(20, budget.expert_episodes)))
     entry = {
         "task": env_id,
         "memory": spec.memory,
@@ -134,7 +136,8 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
     }
     # Merge into the file as the last act, re-reading it: certificates of other tasks may have
     # been written by another process meanwhile.
-    certificates = load_certificates()
+    record = Path(record) if record is not None else certificates_file()
+    certificates = json.loads(record.read_text()) if record.is_file() else {}
     certificates[env_id] = entry
-    certificates_file().write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
+    record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
     return entry
