@@ -1,0 +1,154 @@
+"""SwapBlocks: swap a red and a blue cube between their trays, using the third, free tray.
+
+After RMBench's ``swap_blocks`` (sequential memory). Three identical trays lie in a diagonal row
+across the middle of the table; the red and the blue cube stand on two of them, drawn
+uniformly (6 layouts). The swap takes three moves, one cube at a time, and the red cube always
+goes first: red to the free tray, blue to red's old tray, red to blue's old tray. After each move
+the expert's hand goes back to where it started, so the arm shows nothing of the last move.
+Success: each cube rests on the other's original tray (centre within 3 cm in x and y), both
+grippers open, neither cube held. Setting the cubes into any other arrangement than the one the
+next move makes (e.g. moving blue first, or red twice) fails and ends the episode.
+
+Memory: every move goes to the free tray, and the layout after one or two moves is a possible
+starting layout of another episode, so the frame does not say how far the swap has got (which
+cube moves next). Chance: a single-frame policy sees only the layout; the best map from the 6
+layouts to "move red" or "move blue" solves 3 of the 6 starting layouts (found by enumerating
+all 64 maps; a random stationary policy cannot do better, as the success rate is linear in each
+layout's probability). So chance = 1/2. Guessing the number of moves done uniformly at each
+decision would give (2/3)(1/3)(2/3) = 4/27, guessing the cube 1/8.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import sapien
+
+from aem_bench.registration import register_task
+from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.reward import closeness
+from aem_bench.sim.tabletop import TableTopEnv
+
+from ._memory_history import carry_cube, cube_resting_at, one_hot
+
+CUBE_HALF = 0.025  # m, a 5 cm cube
+TRAY_HALF = (0.045, 0.045, 0.001)
+# The row of trays, diagonal so the head camera sees them apart; the left arm reaches all.
+TRAY_XY = np.array([[-0.11, 0.08], [0.0, 0.0], [0.11, -0.08]])
+JITTER = 0.015  # m: the row shifts by up to this in x and y
+ON_TRAY = 0.03  # m: a cube centre this close to a tray's centre in x and in y is on it
+MOVES = 3
+ACROSS_ROW = float(np.arctan2(TRAY_XY[0, 0] - TRAY_XY[2, 0], TRAY_XY[2, 1] - TRAY_XY[0, 1]))
+RED, BLUE = (0.85, 0.1, 0.1), (0.1, 0.25, 0.85)
+TRAY_COLOUR = (0.25, 0.38, 0.33)
+SIDE = "left"  # one arm makes every move: the hand's pose then depends on nothing else
+
+
+def swap_plan(red: int, blue: int) -> list[tuple[int, int]]:
+    """The (red tray, blue tray) arrangements before and after each of the three moves."""
+    free = 3 - red - blue
+    return [(red, blue), (free, blue), (free, red), (blue, red)]
+
+
+@register_task("AEM/SwapBlocks-v0", max_episode_steps=400, arms=1,
+               skills=("pick", "place", "sequence"), memory="sequential", chance=1 / 2)
+class SwapBlocksEnv(TableTopEnv):
+    """Swap the red and blue cubes' trays through the free tray, red first."""
+
+    memory_fact: ClassVar[str] = "Which trays the cubes started on, so how many moves are done."
+    oracle_size: ClassVar[int] = 3 + 3 + 1  # one-hot red's and blue's first tray, moves done / 3
+
+    def _load_scene(self) -> None:
+        self.trays = [self.add_visual_box(f"tray_{k}", TRAY_HALF, TRAY_COLOUR)
+                      for k in range(len(TRAY_XY))]
+        self.red = self.add_box("red_cube", [CUBE_HALF] * 3, RED)
+        self.blue = self.add_box("blue_cube", [CUBE_HALF] * 3, BLUE)
+        self.arrangements = swap_plan(0, 1)
+        self.moves_done = 0
+        self.failed = False
+        self.cue_hidden_at: int | None = None
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        shift = rng.uniform(-JITTER, JITTER, 2)
+        for tray, xy in zip(self.trays, TRAY_XY):
+            tray.set_pose(sapien.Pose([*(xy + shift), TRAY_HALF[2]]))
+        red, blue = (int(k) for k in rng.permutation(3)[:2])
+        for cube, k in ((self.red, red), (self.blue, blue)):
+            self.set_actor_pose(cube, sapien.Pose([*self._tray_xy(k), CUBE_HALF],
+                                                  yaw_quat(rng.uniform(-0.4, 0.4))))
+        self.arrangements = swap_plan(red, blue)
+        self.moves_done = 0
+        self.failed = False
+        self.cue_hidden_at = None
+
+    def _tray_xy(self, k: int) -> np.ndarray:
+        return self.trays[k].pose.p[:2]
+
+    def _tray_under(self, cube: sapien.Entity) -> int | None:
+        for k in range(len(self.trays)):
+            if cube_resting_at(cube, CUBE_HALF, self._tray_xy(k), ON_TRAY):
+                return k
+        return None
+
+    def _after_step(self) -> None:
+        if self.failed or self.moves_done == MOVES:
+            return
+        now = (self._tray_under(self.red), self._tray_under(self.blue))
+        if None in now or now == self.arrangements[self.moves_done]:
+            return  # a cube is on its way, or nothing changed
+        if now == self.arrangements[self.moves_done + 1]:
+            self.moves_done += 1
+            if self.cue_hidden_at is None:  # the starting layout is no longer in view
+                self.cue_hidden_at = self.elapsed_steps
+        else:
+            self.failed = True
+
+    def oracle(self) -> np.ndarray:
+        red, blue = self.arrangements[0]
+        return np.concatenate([one_hot(red, 3), one_hot(blue, 3),
+                               [self.moves_done / MOVES]]).astype(np.float32)
+
+    def evaluate(self) -> dict:
+        held = bool(self.grasping_arms(self.red) | self.grasping_arms(self.blue))
+        grippers_open = all(arm.is_open for arm in self.arms.values())
+        swapped = self.moves_done == MOVES and not self.failed
+        return {
+            "success": swapped and grippers_open and not held,
+            "fail": self.failed,
+            "moves_done": self.moves_done,
+            "swapped": swapped,
+            "cube_grasped": held,
+            "grippers_open": grippers_open,
+        }
+
+    def _next_move(self) -> tuple[sapien.Entity, np.ndarray]:
+        """The cube the next move carries and its goal centre."""
+        k = min(self.moves_done, MOVES - 1)
+        before, after = self.arrangements[k], self.arrangements[k + 1]
+        cube, tray = (self.red, after[0]) if before[0] != after[0] else (self.blue, after[1])
+        return cube, np.append(self._tray_xy(tray), CUBE_HALF)
+
+    def compute_dense_reward(self, info: dict) -> float:
+        """Staged: per move reach the cube, grasp it, carry it to its tray; then let go."""
+        if info["success"]:
+            return 1.0
+        if info["fail"]:
+            return 0.0
+        stage = 3.0 * info["moves_done"]
+        if info["moves_done"] < MOVES:
+            cube, goal = self._next_move()
+            if self.grasping_arms(cube):
+                stage += 2.0 + closeness(cube.pose.p, goal)
+            else:
+                stage += closeness(self.arms[SIDE].tcp_pose.p, cube.pose.p)
+        return float(stage / (3.0 * MOVES + 1.0))
+
+    def expert(self):
+        plan = MotionPlanner(self)
+        rest = self.arms[SIDE].tcp_pose
+        for _ in range(MOVES):
+            cube, goal = self._next_move()
+            # Fingers close across the row, away from the neighbouring trays.
+            yield from carry_cube(plan, SIDE, cube, goal, closing_yaw=ACROSS_ROW, rest=rest)

@@ -1,0 +1,233 @@
+"""Memory tasks that depend on the episode's history: PutBackBlock, SwapBlocks, CoverBlocks,
+PressButtonCount. Success and failure states, the oracle, hiding the cue, the experts."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import sapien
+
+from aem_bench.expert import run_expert
+from aem_bench.tasks import _memory_history, cover_blocks, press_button_count, put_back_block
+
+TASKS = ("AEM/PutBackBlock-v0", "AEM/SwapBlocks-v0", "AEM/CoverBlocks-v0",
+         "AEM/PressButtonCount-v0")
+
+
+@pytest.fixture(scope="module")
+def envs():
+    made = {task: gym.make(task, obs_mode="state") for task in TASKS}
+    yield made
+    for env in made.values():
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def oracle_envs():
+    # Kept open together: the renderer's first picture costs seconds, and a closed scene's
+    # successor pays it again.
+    made = {task: gym.make(task, obs_mode="rgb+oracle") for task in TASKS}
+    yield made
+    for env in made.values():
+        env.close()
+
+
+def hold(env):
+    """Step once with the arms holding still; returns terminated and info."""
+    _, _, terminated, _, info = env.step(env.unwrapped.qpos.astype(np.float32))
+    return terminated, info
+
+
+def rest_cube(env, cube, xy, half):
+    env.unwrapped.set_actor_pose(cube, sapien.Pose([*xy, half]))
+
+
+def press(button, after_step):
+    """A full press of ``button``: cap down, then up, each followed by the task's check."""
+    button.articulation.set_qpos([_memory_history.BUTTON_TRAVEL])
+    after_step()
+    button.articulation.set_qpos([0.0])
+    after_step()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_oracle_observation(oracle_envs, task):
+    env = oracle_envs[task]
+    obs, _ = env.reset(seed=0)
+    assert "oracle" in obs and obs["oracle"].shape == (env.unwrapped.oracle_size,)
+    assert env.observation_space.contains(obs)
+    assert np.array_equal(obs["oracle"], env.unwrapped.oracle())
+    assert env.unwrapped.cue_hidden_at is None
+    assert env.unwrapped.memory_fact
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_expert_solves(envs, task, seed):
+    result = run_expert(envs[task], seed)
+    assert result.success, result.failure
+    assert result.steps < gym.spec(task).max_episode_steps
+    assert envs[task].unwrapped.cue_hidden_at is not None
+
+
+# --- PutBackBlock ------------------------------------------------------------------------------
+def test_put_back_block(envs):
+    env = envs["AEM/PutBackBlock-v0"]
+    env.reset(seed=0)
+    u = env.unwrapped
+    half = put_back_block.CUBE_HALF
+    assert np.array_equal(u.oracle()[:4], np.eye(4)[u.origin])
+    # A press while the cube still stands on its mat does not count; it is back home unpressed.
+    press(u.button, u._after_step)
+    assert not u.pressed and not u.evaluate()["success"]
+    # On the pad: the mat is empty (the cue is gone), and a press counts.
+    rest_cube(env, u.cube, u.pad.pose.p[:2], half)
+    hold(env)
+    assert u.cue_hidden_at == 1 and u.was_centred
+    press(u.button, u._after_step)
+    assert u.pressed and tuple(u.oracle()[4:]) == (1.0, 1.0)
+    # Back on its own mat: success.
+    rest_cube(env, u.cube, u._mat_xy(u.origin), half)
+    assert u.evaluate()["success"]
+    # On another mat: fail, and the episode ends.
+    wrong = (u.origin + 1) % 4
+    rest_cube(env, u.cube, u._mat_xy(wrong) + [0.01, -0.01], half)
+    terminated, info = hold(env)
+    assert info["fail"] and not info["success"] and terminated
+
+
+# --- SwapBlocks --------------------------------------------------------------------------------
+def test_swap_blocks_moves_in_order(envs):
+    env = envs["AEM/SwapBlocks-v0"]
+    env.reset(seed=0)
+    u = env.unwrapped
+    half = 0.025
+    red, blue = u.arrangements[0]
+    assert np.array_equal(u.oracle(), [*np.eye(3)[red], *np.eye(3)[blue], 0.0])
+    # The layout after each move is a possible starting layout: the frame cannot tell them apart.
+    assert all(r != b for r, b in u.arrangements)
+    for moves, (red_tray, blue_tray) in enumerate(u.arrangements[1:], 1):
+        assert not u.evaluate()["success"]
+        rest_cube(env, u.red, u._tray_xy(red_tray), half)
+        rest_cube(env, u.blue, u._tray_xy(blue_tray), half)
+        terminated, info = hold(env)
+        assert info["moves_done"] == moves and not info["fail"]
+        assert u.oracle()[-1] == pytest.approx(moves / 3)
+        assert u.cue_hidden_at == 1
+    assert info["success"] and terminated
+
+
+def test_swap_blocks_wrong_cube_first_fails(envs):
+    env = envs["AEM/SwapBlocks-v0"]
+    env.reset(seed=1)
+    u = env.unwrapped
+    red, blue = u.arrangements[0]
+    rest_cube(env, u.blue, u._tray_xy(3 - red - blue), 0.025)  # blue to the free tray first
+    terminated, info = hold(env)
+    assert info["fail"] and terminated
+    # A cube in the air (on its way) is no arrangement at all.
+    env.reset(seed=1)
+    u.set_actor_pose(u.red, sapien.Pose([0.0, 0.3, 0.2]))
+    assert not hold(env)[1]["fail"]
+
+
+# --- CoverBlocks -------------------------------------------------------------------------------
+def test_cover_blocks_lids_hide_the_colours(oracle_envs):
+    env = oracle_envs["AEM/CoverBlocks-v0"]
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+
+    def red_pixels(rgb):
+        rgb = rgb.astype(int)
+        return int(np.sum((rgb[..., 0] > 150) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)))
+
+    assert red_pixels(obs["rgb"]) > 5
+    assert not any(lid.find_component_by_type(sapien.render.RenderBodyComponent).visibility
+                   for lid in u.lids)
+    for _ in range(cover_blocks.CUE_STEPS):
+        obs, *_ = env.step(u.qpos.astype(np.float32))
+    assert u.cue_hidden_at == cover_blocks.CUE_STEPS
+    assert red_pixels(obs["rgb"]) == 0
+    for lid, slot in zip(u.lids, u.slots):
+        assert np.linalg.norm(lid.pose.p[:2] - slot) < 0.005
+        assert lid.pose.p[2] == pytest.approx(cover_blocks.LID_HALF_HEIGHT, abs=0.005)
+    codes = obs["oracle"][:9].reshape(3, 3)
+    assert [int(np.argmax(c)) for c in codes] == [u.slot_of[c] for c in cover_blocks.ORDER]
+
+
+def test_press_button_count_dots_vanish_from_the_picture(oracle_envs):
+    env = oracle_envs["AEM/PressButtonCount-v0"]
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+
+    def board_whites(rgb):
+        # The board is the darkest large thing in the clean scene: count the light pixels in
+        # the box it spans.
+        dark = rgb.max(axis=2) < 100
+        rows = np.flatnonzero(dark.sum(axis=1) > 10)
+        cols = np.flatnonzero(dark[rows.min():rows.max() + 1].sum(axis=0) > 3)
+        box = rgb[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        return int(np.sum(box.min(axis=2) > 180))
+
+    assert board_whites(obs["rgb"]) >= 2 * u.target
+    for _ in range(press_button_count.CUE_STEPS):
+        obs, *_ = env.step(u.qpos.astype(np.float32))
+    assert board_whites(obs["rgb"]) == 0
+
+
+def uncover(env, name):
+    u = env.unwrapped
+    k = u.slot_of[name]
+    u.set_actor_pose(u.lids[k], sapien.Pose([*u._discard_xy(k), cover_blocks.LID_HALF_HEIGHT]))
+    return hold(env)
+
+
+def test_cover_blocks_order(envs):
+    env = envs["AEM/CoverBlocks-v0"]
+    env.reset(seed=2)
+    for _ in range(cover_blocks.CUE_STEPS):
+        hold(env)
+    for name in cover_blocks.ORDER:
+        assert not env.unwrapped.evaluate()["success"]
+        terminated, info = uncover(env, name)
+        assert not info["fail"]
+    assert info["success"] and terminated
+    assert env.unwrapped.oracle()[-1] == 1.0
+    # Green first: fail.
+    env.reset(seed=2)
+    for _ in range(cover_blocks.CUE_STEPS):
+        hold(env)
+    terminated, info = uncover(env, "green")
+    assert info["fail"] and terminated
+
+
+# --- PressButtonCount --------------------------------------------------------------------------
+def test_press_button_count_hides_the_dots(envs):
+    env = envs["AEM/PressButtonCount-v0"]
+    env.reset(seed=3)
+    u = env.unwrapped
+    shown = [dot.pose.p[2] > 0 for dot in u.dots]
+    assert sum(shown) == u.target and all(shown[:u.target])
+    assert np.array_equal(u.oracle()[:5], np.eye(5)[u.target - 1])
+    for _ in range(press_button_count.CUE_STEPS):
+        hold(env)
+    assert u.cue_hidden_at == press_button_count.CUE_STEPS
+    assert all(dot.pose.p[2] < 0 for dot in u.dots)
+
+
+@pytest.mark.parametrize("extra", [0, -1, 1])
+def test_press_button_count_done_checks_the_count(envs, extra):
+    env = envs["AEM/PressButtonCount-v0"]
+    env.reset(seed=4)
+    u = env.unwrapped
+    presses = u.target + extra
+    for _ in range(presses):
+        press(u.count_button, u._after_step)
+    assert u.count_button.presses == presses
+    assert u.oracle()[-1] == pytest.approx(presses / 5)
+    assert not u.evaluate()["done_pressed"]
+    u.done_button.articulation.set_qpos([_memory_history.BUTTON_TRAVEL])
+    u._after_step()
+    u.done_button.articulation.set_qpos([0.0])
+    terminated, info = hold(env)  # the cap is back up: the done press counts
+    assert terminated and info["done_pressed"]
+    assert info["success"] == (extra == 0) and info["fail"] == (extra != 0)
