@@ -13,3 +13,12 @@ def handover_env():
     env = gym.make(TASK, render_mode="rgb_array")
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def envs(request):
+    """One state-mode (no rendering) environment per id in the test module's ``TASKS``."""
+    made = {task: gym.make(task, obs_mode="state") for task in request.module.TASKS}
+    yield made
+    for env in made.values():
+        env.close()

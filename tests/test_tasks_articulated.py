@@ -12,14 +12,6 @@ from aem_bench.tasks import click_bell, open_drawer, rotate_block
 TASKS = ("AEM/ClickBell-v0", "AEM/OpenDrawer-v0", "AEM/RotateBlock-v0")
 
 
-@pytest.fixture(scope="module")
-def envs():
-    made = {task: gym.make(task, obs_mode="state") for task in TASKS}
-    yield made
-    for env in made.values():
-        env.close()
-
-
 @pytest.mark.parametrize("task", TASKS)
 def test_state_observation_tracks_the_task_objects(envs, task):
     env = envs[task]

@@ -14,14 +14,6 @@ TASKS = ("AEM/PutBackBlock-v0", "AEM/SwapBlocks-v0", "AEM/CoverBlocks-v0",
 
 
 @pytest.fixture(scope="module")
-def envs():
-    made = {task: gym.make(task, obs_mode="state") for task in TASKS}
-    yield made
-    for env in made.values():
-        env.close()
-
-
-@pytest.fixture(scope="module")
 def oracle_envs():
     # Kept open together: the renderer's first picture costs seconds, and a closed scene's
     # successor pays it again.

@@ -16,14 +16,6 @@ TASKS = ("AEM/PlaceObjectBasket-v0", "AEM/PlaceContainerPlate-v0", "AEM/BeatBloc
          "AEM/LiftPot-v0")
 
 
-@pytest.fixture(scope="module")
-def envs():
-    made = {task: gym.make(task, obs_mode="state") for task in TASKS}
-    yield made
-    for env in made.values():
-        env.close()
-
-
 def _reset(envs, task, seed=0):
     env = envs[task]
     env.reset(seed=seed)
