@@ -153,6 +153,9 @@ def cmd_gallery(args) -> int:
     for base_id in base_ids:
         if TASKS[base_id].scene != "clean":  # KeyError names an unknown id
             raise ValueError(f"{base_id} is a scene variant; name the clean id")
+    # Memory tasks get a fourth picture: the clean scene once the cue has left the frame.
+    with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
+    columns = list(VARIANT_SUFFIXES) + (["clean, cue hidden"] if with_cue_hidden else [])
     rows = []
     for base_id in tqdm(base_ids, desc="gallery", unit="task"):
         row = []
@@ -160,14 +163,28 @@ def cmd_gallery(args) -> int:
             env = gym.make(base_id, scene=scene, camera_size=(args.size, args.size))
             obs, _ = env.reset(seed=args.seed)
             row.append(obs["rgb"])
+            if scene == "clean" and with_cue_hidden:
+                cue_hidden = _first_frame_without_cue(env, obs)
             env.close()
-        rows.append(row)
+        rows.append(row + ([cue_hidden] if with_cue_hidden else []))
     sheet = contact_sheet(rows, [i.removeprefix("AEM/").removesuffix("-v0") for i in base_ids],
-                          list(VARIANT_SUFFIXES))
+                          columns)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
-    print(f"{len(base_ids)} tasks x {len(VARIANT_SUFFIXES)} scenes written to {args.out}")
+    print(f"{len(base_ids)} tasks x {len(columns)} pictures written to {args.out}")
     return 0
+
+
+def _first_frame_without_cue(env, obs):
+    """Play the expert until the memory task hides its cue; that frame (blank if never)."""
+    task = env.unwrapped
+    if not task.task_spec.memory:
+        return obs["rgb"] * 0
+    for action in task.expert():
+        obs, *_ = env.step(action)
+        if task.cue_hidden_at is not None:
+            return obs["rgb"]
+    return obs["rgb"] * 0
 
 
 def cmd_certify(args) -> int:
