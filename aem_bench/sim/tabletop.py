@@ -147,6 +147,7 @@ class TableTopEnv(gym.Env):
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.observation_space = gym.spaces.Dict(self._observation_spaces(low, high))
         self._last_obs: dict | None = None
+        self._finger_contact_cache: dict | None = None
         self.elapsed_steps = 0
 
     # --- scene -------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ class TableTopEnv(gym.Env):
         if self._randomizer is not None:
             self._randomizer.apply(self.np_random)
         self._forget_physics_history()
+        self._finger_contact_cache = None
         self.elapsed_steps = 0
         obs = self._get_obs()
         info = self.evaluate()
@@ -305,6 +307,7 @@ class TableTopEnv(gym.Env):
         self.arms["right"].set_target(action[8:])
         for _ in range(SIM_SUBSTEPS):
             self.scene.step()
+        self._finger_contact_cache = None
         self.elapsed_steps += 1
         self._after_step()
         obs = self._get_obs()
@@ -381,17 +384,30 @@ class TableTopEnv(gym.Env):
     def qpos(self) -> np.ndarray:
         return np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
 
-    def grasping_arms(self, actor: sapien.Entity, min_impulse: float = 1e-4) -> set[str]:
-        """Names of the arms whose two fingers both push on ``actor`` (one pass over contacts)."""
+    def grasping_arms(self, actor: sapien.Entity) -> set[str]:
+        """Names of the arms whose two fingers both push on ``actor``."""
+        touching = self._finger_contacts().get(actor, {})
+        return {side for side, fingers in touching.items() if len(fingers) == 2}
+
+    def _finger_contacts(self, min_impulse: float = 1e-4) -> dict:
+        """``{entity: {side: {finger names}}}`` of the fingers pushing on each entity now.
+
+        One pass over the contacts per simulation state, however many checks ask: with clutter
+        there are hundreds of contact points, and tasks ask about several objects a step.
+        """
+        if self._finger_contact_cache is not None:
+            return self._finger_contact_cache
         finger_owner = {finger.entity: (side, finger.name)
                         for side, arm in self.arms.items() for finger in arm.fingers}
-        touching: dict[str, set[str]] = {}
+        touching: dict = {}
         for contact in self.scene.get_contacts():
             a, b = contact.bodies[0].entity, contact.bodies[1].entity
-            other = b if a is actor else a if b is actor else None
-            if other not in finger_owner:
+            finger, other = (a, b) if a in finger_owner else (b, a) if b in finger_owner else (
+                None, None)
+            if finger is None:
                 continue
             if sum(np.linalg.norm(point.impulse) for point in contact.points) > min_impulse:
-                side, finger = finger_owner[other]
-                touching.setdefault(side, set()).add(finger)
-        return {side for side, fingers in touching.items() if len(fingers) == 2}
+                side, name = finger_owner[finger]
+                touching.setdefault(other, {}).setdefault(side, set()).add(name)
+        self._finger_contact_cache = touching
+        return touching
