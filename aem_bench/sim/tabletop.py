@@ -36,8 +36,13 @@ finger]`` (16 numbers, clipped to the joint limits); ``qpos`` reads back the sam
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
@@ -61,6 +66,50 @@ OBS_MODES = ("rgb", "state", "rgb+oracle")
 _render_device: sapien.Device | None = None
 
 
+# SAPIEN's "minimal" shader, less its image-based lighting: per pixel it samples an environment
+# cube map three times (diffuse, specular, background), which on a CPU renderer cost about 40% of
+# an RGB step. Our scenes set no environment map, so those samples add nothing: the pictures are
+# the same, pixel for pixel (tests/test_rendering.py).
+_SHADER_PATCHES = {
+    "gbuffer.frag": ("  color += diffuseIBL(diffuseAlbedo, wnormal);\n"
+                     "  color += specularIBL(fresnel, roughness,\n"
+                     "                       wnormal,\n"
+                     "                       mat3(cameraBuffer.viewMatrixInverse) * camDir);\n",
+                     ""),
+    "composite0.frag": ("  outColor.rgb = mix(bg, color.rgb, color.a);", "  outColor.rgb = color.rgb;"),
+}
+
+
+def camera_shader_dir() -> str:
+    """A copy of SAPIEN's "minimal" shader pack without image-based lighting, written once per
+    SAPIEN installation into the cache; SAPIEN's own "minimal" if its source has changed.
+    ``AEM_CAMERA_SHADER`` names another shader pack (e.g. ``minimal``)."""
+    if os.environ.get("AEM_CAMERA_SHADER"):
+        return os.environ["AEM_CAMERA_SHADER"]
+    source = Path(sapien.__file__).resolve().parent / "vulkan_shader"
+    tag = hashlib.sha1(str(source).encode()).hexdigest()[:12]
+    out = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aem_bench"
+           / f"shaders_{tag}")
+    if (out / "minimal_no_ibl").is_dir():
+        return str(out / "minimal_no_ibl")
+    texts = {name: (source / "minimal" / name).read_text() for name in _SHADER_PATCHES}
+    if not all(old in texts[name] for name, (old, _) in _SHADER_PATCHES.items()):
+        warnings.warn("SAPIEN's minimal shader has changed; rendering with it unpatched "
+                      "(slower on a CPU renderer)", stacklevel=2)
+        return "minimal"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent))
+    shutil.copytree(source / "common", staging / "common")
+    shutil.copytree(source / "minimal", staging / "minimal_no_ibl")
+    for name, (old, new) in _SHADER_PATCHES.items():
+        (staging / "minimal_no_ibl" / name).write_text(texts[name].replace(old, new))
+    try:
+        os.replace(staging, out)  # atomic: parallel workers may build the same pack
+    except OSError:  # another process got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(out / "minimal_no_ibl")
+
+
 def render_device() -> sapien.Device:
     """The device every scene of this process renders on, chosen once.
 
@@ -71,9 +120,8 @@ def render_device() -> sapien.Device:
     """
     global _render_device
     if _render_device is None:
-        # The "minimal" shader skips shadows and post-processing: it is what makes CPU rendering
-        # (Mesa lavapipe) cheap enough. It must be chosen before the first camera is created.
-        sapien.render.set_camera_shader_dir("minimal")
+        # Must be chosen before the first camera is created.
+        sapien.render.set_camera_shader_dir(camera_shader_dir())
         name = os.environ.get("AEM_RENDER_DEVICE")
         if name:
             _render_device = sapien.Device(name)
