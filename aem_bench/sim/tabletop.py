@@ -71,10 +71,10 @@ _render_device: sapien.Device | None = None
 # an RGB step. Our scenes set no environment map, so those samples add nothing: the pictures are
 # the same, pixel for pixel (tests/test_rendering.py).
 _SHADER_PATCHES = {
-    "gbuffer.frag": ("  color += diffuseIBL(diffuseAlbedo, wnormal);\n"
-                     "  color += specularIBL(fresnel, roughness,\n"
-                     "                       wnormal,\n"
-                     "                       mat3(cameraBuffer.viewMatrixInverse) * camDir);\n",
+    "gbuffer.frag": (("  color += diffuseIBL(diffuseAlbedo, wnormal);\n"
+                      "  color += specularIBL(fresnel, roughness,\n"
+                      "                       wnormal,\n"
+                      "                       mat3(cameraBuffer.viewMatrixInverse) * camDir);\n"),
                      ""),
     "composite0.frag": ("  outColor.rgb = mix(bg, color.rgb, color.a);", "  outColor.rgb = color.rgb;"),
 }
