@@ -315,7 +315,8 @@ def render_markdown(summary: dict, interleaved: dict | None, results: list[dict]
         "## What is measured",
         "",
         ("- `AEM/HandoverBlock-v0` (`gym.make`, default wrappers): two Pandas rendered with "
-         "low-poly visuals (their collision meshes), one head camera, SAPIEN's `minimal` shader, "
+         "low-poly visuals (their collision meshes), one head camera, SAPIEN's `minimal` shader "
+         "less its image-based lighting (the same pixels; `camera_shader_dir()`), "
          "20 Hz control with 5 PhysX substeps. Actions: a recorded expert episode (seed 0, 206 "
          "steps, solved) replayed cyclically; the reset at its end is outside the timed region. "
          "The `physics only` row times the physics part of that same step (drive targets of both "
