@@ -1,6 +1,6 @@
 """The ``aem-bench`` command line.
 
-    aem-bench tasks       [--memory] [--json] [--measure]          list tasks and their metadata
+    aem-bench tasks       [--memory] [--json] [--measure]          tasks, metadata, certificates
     aem-bench gallery     [--out FILE.png]                         contact sheet of every task
     aem-bench certify     --task ID                                a memory task's certificate
     aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
@@ -81,13 +81,17 @@ def cmd_tasks(args) -> int:
 
     if args.measure:
         return _measure_experts(args)
+    from aem_bench.certify import load_certificates
+
     measured = measured_expert_success()
+    certificates = load_certificates()
     rows = []
     for spec in TASKS.values():
         if args.memory and spec.memory is None:
             continue
         expert = measured.get(spec.env_id)
         rows.append({
+            "certificate": certificates.get(spec.env_id),
             "id": spec.env_id, "scene": spec.scene, "arms": spec.arms,
             "skills": list(spec.skills), "memory": spec.memory, "chance": spec.chance,
             "max_episode_steps": spec.max_episode_steps,
@@ -109,6 +113,25 @@ def cmd_tasks(args) -> int:
     def chance_cell(row):
         return "-" if row["chance"] is None else f"{100 * row['chance']:.0f}%"
 
+    if args.memory:
+        def rate_cell(certificate, name):
+            if certificate is None:
+                return "not measured"
+            rate = certificate[name]
+            return (f"{rate['successes']}/{rate['episodes']} "
+                    f"({100 * rate['ci95'][0]:.0f}-{100 * rate['ci95'][1]:.0f}%)")
+
+        def cue_cell(certificate):
+            cue = certificate and certificate["cue_hidden_at"]
+            return "-" if not cue else f"{cue['median']:g}"
+
+        print(tabulate([[r["id"], r["memory"], chance_cell(r), cue_cell(r["certificate"]),
+                         expert_cell(r), rate_cell(r["certificate"], "with_oracle"),
+                         rate_cell(r["certificate"], "without_oracle")]
+                        for r in rows if r["scene"] == "clean"],
+                       headers=["id", "memory", "chance", "cue hidden at step", "expert",
+                                "DP with oracle", "DP without oracle"]))
+        return 0
     print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
                      chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
                    headers=["id", "arms", "skills", "memory", "chance", "step limit",
