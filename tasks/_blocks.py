@@ -14,7 +14,7 @@ import numpy as np
 import sapien
 
 from aem_bench.sim.motion import HOVER, ExpertFailure, MotionPlanner
-from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
@@ -52,12 +52,6 @@ def place_cubes(env, cubes: Sequence[sapien.Entity], half_sizes: Sequence[float]
     for cube, half, xy in zip(cubes, half_sizes, centres):
         yaw = rng.uniform(-np.pi / 4, np.pi / 4)  # a cube looks the same every quarter turn
         env.set_actor_pose(cube, sapien.Pose([*xy, half], yaw_quat(yaw)))
-
-
-def yaw_of(pose: sapien.Pose) -> float:
-    """Heading of the pose's x axis in the table plane."""
-    x_axis = pose.to_transformation_matrix()[:3, 0]
-    return float(np.arctan2(x_axis[1], x_axis[0]))
 
 
 def wrap(angle: float, period: float) -> float:

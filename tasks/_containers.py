@@ -68,12 +68,6 @@ def tilt(pose: sapien.Pose) -> float:
     return float(np.arccos(np.clip(up[2], -1.0, 1.0)))
 
 
-def body_yaw(pose: sapien.Pose) -> float:
-    """Heading (rad) of the body's x axis in the table plane."""
-    x_axis = pose.to_transformation_matrix()[:3, 0]
-    return float(np.arctan2(x_axis[1], x_axis[0]))
-
-
 def in_frame(pose: sapien.Pose, point) -> np.ndarray:
     """``point`` (world) in the frame of ``pose``."""
     return (pose.inv() * sapien.Pose(np.asarray(point, dtype=np.float64))).p

@@ -17,7 +17,7 @@ import sapien
 
 from aem_bench.sim.clutter import set_colour
 from aem_bench.sim.motion import ExpertFailure, MotionPlanner
-from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
@@ -94,11 +94,6 @@ def rest_on_table(env: TableTopEnv, entity: sapien.Entity, xy, half_height: floa
         body.put_to_sleep()
 
 
-def yaw_of(entity: sapien.Entity) -> float:
-    x_axis = entity.pose.to_transformation_matrix()[:3, 0]
-    return float(np.arctan2(x_axis[1], x_axis[0]))
-
-
 class LiftTheRememberedEnv(TableTopEnv):
     """Base of the tasks where the answer is one of several objects, picked by lifting it.
 
@@ -160,7 +155,7 @@ class LiftTheRememberedEnv(TableTopEnv):
         if target.pose.p[2] < 0.0:
             raise ExpertFailure("the answer is not on the table")
         side = "left" if target.pose.p[1] >= 0.0 else "right"
-        yield from plan.pick(side, target.pose.p.copy(), yaw_of(target), lift=LIFT_PLAN)
+        yield from plan.pick(side, target.pose.p.copy(), yaw_of(target.pose), lift=LIFT_PLAN)
 
 
 def row_slots(count: int, spacing: float, x: float = 0.0) -> list[np.ndarray]:

@@ -20,8 +20,8 @@ from aem_bench.tasks._articulations import (
     add_prismatic_link,
     reset_articulation,
 )
+from aem_bench.tasks._blocks import closing_yaw_near
 
-HIDDEN_Z = -0.5  # m: visual-only cues wait here, under the table, out of every camera's view
 DROP_HEIGHT = 0.004  # a carried cube is released this far above its resting height
 CARRY_HOVER = 0.08  # m above the pick and place points where a carried cube travels
 RESTING_Z = 0.01  # m: a cube's bottom within this of the table top rests on it
@@ -38,34 +38,12 @@ PRESS_OVERSHOOT = 0.004  # fingertips aim this far below the stop: the stop ends
 PRESS_CLEARANCE = 0.025  # m above the cap's top where fingertips wait between presses
 
 
-def one_hot(index: int, size: int) -> np.ndarray:
-    code = np.zeros(size, dtype=np.float32)
-    code[index] = 1.0
-    return code
-
-
-def hide(entity: sapien.Entity) -> None:
-    """Move a visual-only (kinematic) cue under the table, keeping its xy (its footprint)."""
-    entity.set_pose(sapien.Pose([*entity.pose.p[:2], HIDDEN_Z], entity.pose.q))
-
-
 def cube_resting_at(cube: sapien.Entity, half: float, centre_xy, reach: float) -> bool:
     """Whether the cube rests on the table with its centre within ``reach`` of ``centre_xy``
     in x and in y (a square pad)."""
     p = cube.pose.p
     return bool(np.all(np.abs(p[:2] - np.asarray(centre_xy)) < reach)
                 and abs(p[2] - half) < RESTING_Z)
-
-
-def yaw_of(pose: sapien.Pose) -> float:
-    x_axis = pose.to_transformation_matrix()[:3, 0]
-    return float(np.arctan2(x_axis[1], x_axis[0]))
-
-
-def closing_yaw_near(entity: sapien.Entity, wanted: float) -> float:
-    """Of a square body's face normals (every quarter turn) the one nearest ``wanted``."""
-    turn = (yaw_of(entity.pose) - wanted + np.pi / 4) % (np.pi / 2) - np.pi / 4
-    return wanted + turn
 
 
 def carry_cube(plan: MotionPlanner, side: str, cube: sapien.Entity, goal,

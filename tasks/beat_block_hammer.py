@@ -15,11 +15,11 @@ import sapien
 
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
-from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import SIDE_SIGN, Part, body_yaw, build_composite, collision_shapes, in_frame
+from ._containers import SIDE_SIGN, Part, build_composite, collision_shapes, in_frame
 
 HANDLE_HALF_SIZE = (0.10, 0.015, 0.015)  # along the hammer's x axis, across, up
 HEAD_HALF_SIZE = (0.03, 0.045, 0.025)
@@ -109,9 +109,9 @@ class BeatBlockHammerEnv(TableTopEnv):
     def expert(self):
         plan = MotionPlanner(self)
         # Close the fingers across the handle.
-        yield from plan.pick(self.side, self._grasp_point(), body_yaw(self.hammer.pose) + np.pi / 2)
+        yield from plan.pick(self.side, self._grasp_point(), yaw_of(self.hammer.pose) + np.pi / 2)
         # Level the hammer with its head bottom over the block top, then strike down fast.
-        yaw = body_yaw(self.hammer.pose)
+        yaw = yaw_of(self.hammer.pose)
         head_bottom_offset = (sapien.Pose(q=yaw_quat(yaw)) * sapien.Pose(
             [HEAD_OFFSET[0], 0.0, -HANDLE_HALF_SIZE[2]])).p
         goal = self._block_top() - head_bottom_offset - [0.0, 0.0, STRIKE_DEPTH]

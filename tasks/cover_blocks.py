@@ -28,7 +28,8 @@ from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._memory_history import carry_cube, one_hot
+from ._memory_cues import one_hot
+from ._memory_history import carry_cube
 
 CUE_STEPS = 8  # the cubes are seen for this many steps, then covered
 CUBE_HALF = 0.02  # m, a 4 cm cube

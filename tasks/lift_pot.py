@@ -15,11 +15,11 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner, relative_pose
 from aem_bench.sim.panda import GRIPPER_CLOSED
-from aem_bench.sim.poses import yaw_quat
+from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import SIDE_SIGN, Part, body_yaw, build_composite, tilt
+from ._containers import SIDE_SIGN, Part, build_composite, tilt
 
 POT_RADIUS, POT_HALF_HEIGHT = 0.06, 0.05  # m: 12 cm wide, 10 cm tall
 HANDLE_HALF_SIZE = (0.015, 0.03, 0.01)  # across (the fingers close along x), outwards, up
@@ -94,7 +94,7 @@ class LiftPotEnv(TableTopEnv):
         plan = MotionPlanner(self)
         up = np.array([0.0, 0.0, 0.10])
         # Both hands over their handles, fingers closing across them (along the pot's x).
-        yaw = body_yaw(self.pot.pose)
+        yaw = yaw_of(self.pot.pose)
         grasps = {side: plan.top_down(side, self._handle(side), yaw) for side in ("left", "right")}
         yield from plan.move(25, **{side: sapien.Pose(pose.p + up, pose.q)
                                     for side, pose in grasps.items()})

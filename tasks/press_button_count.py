@@ -26,7 +26,8 @@ from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 from aem_bench.tasks._articulations import FINGERTIP_BELOW_TCP
 
-from ._memory_history import Button, hide, one_hot, press_button
+from ._memory_cues import hide, one_hot
+from ._memory_history import Button, press_button
 
 MAX_COUNT = 5
 CUE_STEPS = 8  # the dots are seen for this many steps, then hidden

@@ -27,12 +27,12 @@ from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 from aem_bench.tasks._articulations import FINGERTIP_BELOW_TCP
 
+from ._memory_cues import one_hot
 from ._memory_history import (
     BUTTON_TRAVEL,
     Button,
     carry_cube,
     cube_resting_at,
-    one_hot,
     press_button,
 )
 

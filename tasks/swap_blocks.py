@@ -31,7 +31,8 @@ from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._memory_history import carry_cube, cube_resting_at, one_hot
+from ._memory_cues import one_hot
+from ._memory_history import carry_cube, cube_resting_at
 
 CUBE_HALF = 0.025  # m, a 5 cm cube
 TRAY_HALF = (0.045, 0.045, 0.001)

@@ -18,6 +18,12 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> sapien.Pose:
     return sapien.Pose(matrix)
 
 
+def yaw_of(pose: sapien.Pose) -> float:
+    """Heading (rad) of the pose's x axis in the table plane."""
+    x_axis = pose.to_transformation_matrix()[:3, 0]
+    return float(np.arctan2(x_axis[1], x_axis[0]))
+
+
 def yaw_quat(yaw: float) -> np.ndarray:
     """Quaternion (w, x, y, z) of a rotation by ``yaw`` about the world z axis."""
     return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
