@@ -148,8 +148,14 @@ def test_shares_the_render_device_with_maniskill():
         "render_backend='cpu', sensor_configs=dict(width=32, height=32))\n"
         "obs, _ = theirs.reset(seed=0)\n"
         "print('ok', tuple(obs['sensor_data']['base_camera']['rgb'].shape))\n"
+        # ManiSkill sets process-wide camera settings (shader, picture format) for its own
+        # cameras; an environment of ours made afterwards must still see the same picture.
+        f"again = gym.make('{TASK}', camera_size=(32, 32))\n"
+        "same = (again.reset(seed=0)[0]['rgb'] == ours.reset(seed=0)[0]['rgb']).all()\n"
+        "print('same picture', bool(same))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (1, 32, 32, 3)" in out.stdout
+    assert "same picture True" in out.stdout

@@ -36,6 +36,7 @@ finger]`` (16 numbers, clipped to the joint limits); ``qpos`` reads back the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -86,6 +87,11 @@ def camera_shader_dir() -> str:
     ``AEM_CAMERA_SHADER`` names another shader pack (e.g. ``minimal``)."""
     if os.environ.get("AEM_CAMERA_SHADER"):
         return os.environ["AEM_CAMERA_SHADER"]
+    return _shader_pack_without_ibl()
+
+
+@functools.cache
+def _shader_pack_without_ibl() -> str:
     source = Path(sapien.__file__).resolve().parent / "vulkan_shader"
     tag = hashlib.sha1(str(source).encode()).hexdigest()[:12]
     out = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aem_bench"
@@ -120,8 +126,6 @@ def render_device() -> sapien.Device:
     """
     global _render_device
     if _render_device is None:
-        # Must be chosen before the first camera is created.
-        sapien.render.set_camera_shader_dir(camera_shader_dir())
         name = os.environ.get("AEM_RENDER_DEVICE")
         if name:
             _render_device = sapien.Device(name)
@@ -282,6 +286,11 @@ class TableTopEnv(gym.Env):
             body.set_angular_velocity([0.0, 0.0, 0.0])
 
     def _add_camera(self, name, pose, mount=None):
+        # The shader and the picture format are process-wide settings that SAPIEN reads when a
+        # camera is made, and ManiSkill3 sets them for its own cameras: set ours every time.
+        # Colour as uint8: the same pixels as rounding SAPIEN's floats, and no conversion.
+        sapien.render.set_camera_shader_dir(camera_shader_dir())
+        sapien.render.set_picture_format("Color", "r8g8b8a8unorm")
         height, width = self.camera_size
         if mount is None:
             camera = self.scene.add_camera(name, width, height, HEAD_CAMERA_FOVY, 0.01, 10.0)
@@ -395,8 +404,7 @@ class TableTopEnv(gym.Env):
         pictures = {}
         for key, camera in self.cameras.items():
             camera.take_picture()
-            rgba = camera.get_picture("Color")
-            pictures[key] = (np.clip(rgba[..., :3], 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+            pictures[key] = np.ascontiguousarray(camera.get_picture("Color")[..., :3])
         return pictures
 
     def _observation_spaces(self, low, high) -> dict[str, gym.Space]:
