@@ -57,7 +57,9 @@ class CoverBlocksEnv(TableTopEnv):
     """Lift the identical lids off the red, the green, then the blue cube."""
 
     memory_fact: ClassVar[str] = "Which lid covers the red, the green and the blue cube."
-    oracle_size: ClassVar[int] = 3 * 3 + 1  # per colour one-hot slot, then lids off / 3
+    # The slot of the lid to lift next, one-hot over the slots; all zeros once all are off (or
+    # once a lid came off out of order, when no next lid is right).
+    oracle_size: ClassVar[int] = len(SLOT_Y)
 
     def _load_scene(self) -> None:
         self.cubes = {name: self.add_box(f"{name}_cube", [CUBE_HALF] * 3, colour)
@@ -134,9 +136,9 @@ class CoverBlocksEnv(TableTopEnv):
                 self.failed = self.failed or k != wanted
 
     def oracle(self) -> np.ndarray:
-        codes = [one_hot(self.slot_of[name], len(SLOT_Y)) for name in ORDER]
-        return np.append(np.concatenate(codes),
-                         len(self.uncovered) / len(ORDER)).astype(np.float32)
+        if self.failed or len(self.uncovered) >= len(ORDER):
+            return np.zeros(len(SLOT_Y), dtype=np.float32)
+        return one_hot(self.slot_of[ORDER[len(self.uncovered)]], len(SLOT_Y))
 
     def _lid_clear(self, lid: sapien.Entity) -> bool:
         """Resting on the table, away from every cube."""

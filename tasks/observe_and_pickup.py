@@ -59,7 +59,9 @@ class ObserveAndPickupEnv(LiftTheRememberedEnv):
     """Pick up the object whose copy was shown on the display spot, after the copy is gone."""
 
     memory_fact: ClassVar[str] = "Which object (shape and colour) was shown on the display spot."
-    oracle_size: ClassVar[int] = len(SHAPES) + len(COLOURS)
+    # The place of the shown object's twin in the row, one-hot (left to right, as ``row_slots``
+    # lists them): what to lift, not its shape and colour.
+    oracle_size: ClassVar[int] = len(SHAPES)
 
     def _load_scene(self) -> None:
         self.display_pad = add_display_pad(self)
@@ -78,6 +80,7 @@ class ObserveAndPickupEnv(LiftTheRememberedEnv):
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
         shape_at_slot = rng.permutation(len(SHAPES))
+        self.shape_at_slot = shape_at_slot
         self.colour_of_shape = rng.permutation(len(COLOURS))
         self.answer = int(rng.integers(len(SHAPES)))  # index of the shown shape
         for slot, shape in zip(row_slots(len(SHAPES), ROW_SPACING, ROW_X), shape_at_slot):
@@ -101,5 +104,5 @@ class ObserveAndPickupEnv(LiftTheRememberedEnv):
             self.cue_hidden_at = self.elapsed_steps
 
     def oracle(self) -> np.ndarray:
-        colour = self.colour_of_shape[self.answer]
-        return np.concatenate([one_hot(self.answer, len(SHAPES)), one_hot(colour, len(COLOURS))])
+        slot = int(np.flatnonzero(self.shape_at_slot == self.answer)[0])
+        return one_hot(slot, len(SHAPES))

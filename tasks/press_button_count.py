@@ -47,7 +47,9 @@ class PressButtonCountEnv(TableTopEnv):
     """Press the yellow button as many times as dots were shown, then the green one."""
 
     memory_fact: ClassVar[str] = "How many dots the display showed, and how many presses are done."
-    oracle_size: ClassVar[int] = MAX_COUNT + 1  # one-hot n, then presses so far / MAX_COUNT
+    # The count presses still to make, one-hot over 0..MAX_COUNT (0: press done now); all zeros
+    # once there were more presses than dots (a failed state).
+    oracle_size: ClassVar[int] = MAX_COUNT + 1
 
     def _load_scene(self) -> None:
         self.board = self.add_box("display", BOARD_HALF, (0.12, 0.12, 0.14), visual_only=True,
@@ -89,8 +91,10 @@ class PressButtonCountEnv(TableTopEnv):
             self.done_pressed = True
 
     def oracle(self) -> np.ndarray:
-        return np.append(one_hot(self.target - 1, MAX_COUNT),
-                         self.count_button.presses / MAX_COUNT).astype(np.float32)
+        left = self.target - self.count_button.presses
+        if left < 0:
+            return np.zeros(MAX_COUNT + 1, dtype=np.float32)
+        return one_hot(left, MAX_COUNT + 1)
 
     def evaluate(self) -> dict:
         presses = self.count_button.presses

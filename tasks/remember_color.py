@@ -49,7 +49,9 @@ class RememberColorEnv(LiftTheRememberedEnv):
 
     num_choices: ClassVar[int] = 3
     memory_fact: ClassVar[str] = "The colour of the cube shown on the display spot."
-    oracle_size: ClassVar[int] = len(PALETTE)  # the shown colour, one-hot over the palette
+    # The place of the cube of the shown colour, one-hot over the ``num_choices`` places in the
+    # order ``slots()`` lists them: what to lift, not the colour (set again in each subclass).
+    oracle_size: ClassVar[int] = num_choices
 
     def _load_scene(self) -> None:
         self.display_pad = add_display_pad(self)
@@ -89,7 +91,7 @@ class RememberColorEnv(LiftTheRememberedEnv):
                 rest_on_table(self, cube, slot, CUBE_HALF)
 
     def oracle(self) -> np.ndarray:
-        return one_hot(int(self.colours[self.answer]), len(PALETTE))
+        return one_hot(self.answer, self.num_choices)
 
 
 # One task, three sizes of choice (MIKASA-Robo's RememberColor3/5/9-v0).
@@ -99,6 +101,7 @@ class RememberColor3Env(RememberColorEnv):
     """Lift the cube of the colour shown at the start, from among three."""
 
     num_choices = 3
+    oracle_size = 3  # one-hot place of the answer
 
 
 @register_task("AEM/RememberColor5-v0", max_episode_steps=130, arms=1, skills=("pick", "lift"),
@@ -107,6 +110,7 @@ class RememberColor5Env(RememberColorEnv):
     """Lift the cube of the colour shown at the start, from among five."""
 
     num_choices = 5
+    oracle_size = 5  # one-hot place of the answer
 
 
 @register_task("AEM/RememberColor9-v0", max_episode_steps=130, arms=1, skills=("pick", "lift"),
@@ -115,3 +119,4 @@ class RememberColor9Env(RememberColorEnv):
     """Lift the cube of the colour shown at the start, from among nine."""
 
     num_choices = 9
+    oracle_size = 9  # one-hot place of the answer

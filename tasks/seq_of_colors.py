@@ -87,9 +87,10 @@ class SeqOfColorsEnv(TableTopEnv):
     """Press the three coloured buttons in the order their colours were shown."""
 
     memory_fact: ClassVar[str] = "The order in which the three colours were shown."
-    # The shown colours in order, one-hot over the palette each, then how many buttons have been
-    # pressed so far, one-hot (0..3): a press leaves no trace once the cap is back up.
-    oracle_size: ClassVar[int] = NUM_BUTTONS * len(PALETTE) + NUM_BUTTONS + 1
+    # The button to press next, one-hot over the buttons (left to right), all zeros once all are
+    # pressed: the order shown and the presses so far (a press leaves no trace once the cap is
+    # back up) in the form the policy acts on.
+    oracle_size: ClassVar[int] = NUM_BUTTONS
 
     def _load_scene(self) -> None:
         self.buttons = [build_button(self, f"button_{i}") for i in range(NUM_BUTTONS)]
@@ -172,8 +173,9 @@ class SeqOfColorsEnv(TableTopEnv):
         return float(stage / NUM_BUTTONS)
 
     def oracle(self) -> np.ndarray:
-        shown = [one_hot(int(self.colours[button]), len(PALETTE)) for button in self.sequence]
-        return np.concatenate([*shown, one_hot(self.pressed, NUM_BUTTONS + 1)])
+        if self.pressed >= NUM_BUTTONS:
+            return np.zeros(NUM_BUTTONS, dtype=np.float32)
+        return one_hot(int(self.sequence[self.pressed]), NUM_BUTTONS)
 
     # --- scripted expert ---------------------------------------------------------------------
     def expert(self):

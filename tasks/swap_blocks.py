@@ -59,7 +59,9 @@ class SwapBlocksEnv(TableTopEnv):
     """Swap the red and blue cubes' trays through the free tray, red first."""
 
     memory_fact: ClassVar[str] = "Which trays the cubes started on, so how many moves are done."
-    oracle_size: ClassVar[int] = 3 + 3 + 1  # one-hot red's and blue's first tray, moves done / 3
+    # The moves done, one-hot over 0..3: with the frame it says which cube moves next (red on an
+    # even count, blue on an odd one), always to the free tray.
+    oracle_size: ClassVar[int] = MOVES + 1
 
     def _load_scene(self) -> None:
         self.trays = [self.add_visual_box(f"tray_{k}", TRAY_HALF, TRAY_COLOUR)
@@ -107,9 +109,7 @@ class SwapBlocksEnv(TableTopEnv):
             self.failed = True
 
     def oracle(self) -> np.ndarray:
-        red, blue = self.arrangements[0]
-        return np.concatenate([one_hot(red, 3), one_hot(blue, 3),
-                               [self.moves_done / MOVES]]).astype(np.float32)
+        return one_hot(self.moves_done, MOVES + 1)
 
     def evaluate(self) -> dict:
         held = bool(self.grasping_arms(self.red) | self.grasping_arms(self.blue))

@@ -6,7 +6,8 @@ import pytest
 import sapien
 
 from aem_bench.registration import get_task
-from aem_bench.tasks._memory_cues import PALETTE, is_hidden
+from aem_bench.tasks import observe_and_pickup
+from aem_bench.tasks._memory_cues import PALETTE, is_hidden, row_slots
 
 OBSERVE, SHELL, SEQ = "AEM/ObserveAndPickup-v0", "AEM/ShellGame-v0", "AEM/SeqOfColors-v0"
 COLOUR_IDS = ("AEM/RememberColor3-v0", "AEM/RememberColor5-v0", "AEM/RememberColor9-v0")
@@ -79,18 +80,26 @@ def test_cue_shows_the_oracle_fact_then_hides(env_id):
         task = env.unwrapped
         oracle = task.oracle()
         assert oracle.shape == (task.oracle_size,) and oracle.dtype == np.float32
+        # The oracle is the place of the answer, one-hot, in the order the places are listed.
+        assert oracle.sum() == 1.0 and oracle.max() == 1.0
+        place = int(oracle.argmax())
         if env_id == OBSERVE:
             cue = task.copies[task.answer]
-            assert oracle[:5].argmax() == task.answer
-            colour = PALETTE[int(oracle[5:].argmax())][1]
+            assert task.oracle_size == 5
+            places = row_slots(5, observe_and_pickup.ROW_SPACING, observe_and_pickup.ROW_X)
+            # The object standing at that place of the row is the answer.
+            np.testing.assert_allclose(task.choices[task.answer].pose.p[:2], places[place],
+                                       atol=1e-6)
+            colour = base_colour(cue)
             # The answer in the row looks like the shown copy.
             np.testing.assert_allclose(base_colour(task.choices[task.answer]), colour, atol=1e-6)
             assert sum(not is_hidden(copy) for copy in task.copies) == 1
         else:
             cue = task.shown
-            colour = PALETTE[int(oracle.argmax())][1]
+            assert task.oracle_size == type(task).oracle_size == task.num_choices
+            assert place == task.answer
+            colour = PALETTE[int(task.colours[place])][1]
             assert all(cube.pose.p[2] < 0 for cube in task.choices)  # not there yet
-        assert oracle.sum() == pytest.approx(2.0 if env_id == OBSERVE else 1.0)
         np.testing.assert_allclose(base_colour(cue), colour, atol=1e-6)
         assert not is_hidden(cue) and task.cue_hidden_at is None
         hold(env, 8)
@@ -99,6 +108,9 @@ def test_cue_shows_the_oracle_fact_then_hides(env_id):
             hold(env, task.choosing_from - 8)
             assert len({tuple(base_colour(cube)) for cube in task.choices}) == task.num_choices
             np.testing.assert_allclose(base_colour(task.choices[task.answer]), colour, atol=1e-6)
+            # The cube with the shown colour stands at the oracle's place.
+            np.testing.assert_allclose(task.choices[task.answer].pose.p[:2],
+                                       task.slots()[place], atol=2e-3)
         np.testing.assert_array_equal(task.oracle(), oracle)
     env.close()
 
@@ -134,29 +146,33 @@ def test_seq_of_colors_presses_in_order():
     env = make(SEQ)
     env.reset(seed=2)
     task = env.unwrapped
-    oracle = task.oracle()
-    assert oracle.shape == (task.oracle_size,) == (3 * 9 + 4,)
-    shown = [int(oracle[9 * i:9 * i + 9].argmax()) for i in range(3)]
-    assert shown == [int(task.colours[button]) for button in task.sequence]
-    assert oracle[27:].argmax() == 0
+    # The oracle is the button to press next, one-hot; all zeros once all are pressed.
+    assert task.oracle_size == 3 and task.oracle().dtype == np.float32
+    np.testing.assert_array_equal(task.oracle(), np.eye(3)[task.sequence[0]])
+    shown = [int(task.colours[button]) for button in task.sequence]
     # The tile shows the sequence, one colour after another, then disappears.
     for index in range(3):
         np.testing.assert_allclose(base_colour(task.tile), PALETTE[shown[index]][1], atol=1e-6)
         hold(env, 6)
     assert is_hidden(task.tile) and task.cue_hidden_at == 18
     first, second, third = task.sequence
+    np.testing.assert_array_equal(task.oracle(), np.eye(3)[first])
     press(task, first, 0.008)
-    assert task.pressed == 1 and task.oracle()[27:].argmax() == 1
+    assert task.pressed == 1
+    np.testing.assert_array_equal(task.oracle(), np.eye(3)[second])
     press(task, first, 0.008)  # still held down: not a second press
     assert task.pressed == 1 and not task.evaluate()["fail"]
     press(task, first, 0.0)
     press(task, second, 0.005)  # a near miss: half way down is not a press
     assert task.pressed == 1
+    np.testing.assert_array_equal(task.oracle(), np.eye(3)[second])
     press(task, second, 0.008)
     press(task, second, 0.0)
     assert not task.evaluate()["success"]
+    np.testing.assert_array_equal(task.oracle(), np.eye(3)[third])
     press(task, third, 0.008)
     assert task.evaluate()["success"]
+    np.testing.assert_array_equal(task.oracle(), np.zeros(3))
     # Another episode: a press out of order ends it as failed.
     env.reset(seed=2)
     press(task, task.sequence[1], 0.008)

@@ -93,8 +93,9 @@ def test_swap_blocks_moves_in_order(envs):
     env.reset(seed=0)
     u = env.unwrapped
     half = 0.025
-    red, blue = u.arrangements[0]
-    assert np.array_equal(u.oracle(), [*np.eye(3)[red], *np.eye(3)[blue], 0.0])
+    # The oracle is the number of moves done, one-hot over 0..3.
+    assert u.oracle_size == 4 and u.oracle().dtype == np.float32
+    assert np.array_equal(u.oracle(), np.eye(4)[0])
     # The layout after each move is a possible starting layout: the frame cannot tell them apart.
     assert all(r != b for r, b in u.arrangements)
     for moves, (red_tray, blue_tray) in enumerate(u.arrangements[1:], 1):
@@ -103,7 +104,7 @@ def test_swap_blocks_moves_in_order(envs):
         rest_cube(env, u.blue, u._tray_xy(blue_tray), half)
         terminated, info = hold(env)
         assert info["moves_done"] == moves and not info["fail"]
-        assert u.oracle()[-1] == pytest.approx(moves / 3)
+        assert np.array_equal(u.oracle(), np.eye(4)[moves])
         assert u.cue_hidden_at == 1
     assert info["success"] and terminated
 
@@ -142,8 +143,8 @@ def test_cover_blocks_lids_hide_the_colours(oracle_envs):
     for lid, slot in zip(u.lids, u.slots):
         assert np.linalg.norm(lid.pose.p[:2] - slot) < 0.005
         assert lid.pose.p[2] == pytest.approx(cover_blocks.LID_HALF_HEIGHT, abs=0.005)
-    codes = obs["oracle"][:9].reshape(3, 3)
-    assert [int(np.argmax(c)) for c in codes] == [u.slot_of[c] for c in cover_blocks.ORDER]
+    # The oracle is the slot of the next lid to lift: red's, as none is off yet.
+    assert np.array_equal(obs["oracle"], np.eye(3)[u.slot_of["red"]])
 
 
 def test_press_button_count_dots_vanish_from_the_picture(oracle_envs):
@@ -178,18 +179,23 @@ def test_cover_blocks_order(envs):
     env.reset(seed=2)
     for _ in range(cover_blocks.CUE_STEPS):
         hold(env)
+    u = env.unwrapped
+    assert u.oracle_size == 3 and u.oracle().dtype == np.float32
     for name in cover_blocks.ORDER:
-        assert not env.unwrapped.evaluate()["success"]
+        assert not u.evaluate()["success"]
+        # The oracle names the slot of the lid to lift next.
+        assert np.array_equal(u.oracle(), np.eye(3)[u.slot_of[name]])
         terminated, info = uncover(env, name)
         assert not info["fail"]
     assert info["success"] and terminated
-    assert env.unwrapped.oracle()[-1] == 1.0
+    assert np.array_equal(u.oracle(), np.zeros(3))  # all lids off: nothing to lift
     # Green first: fail.
     env.reset(seed=2)
     for _ in range(cover_blocks.CUE_STEPS):
         hold(env)
     terminated, info = uncover(env, "green")
     assert info["fail"] and terminated
+    assert np.array_equal(env.unwrapped.oracle(), np.zeros(3))
 
 
 # --- PressButtonCount --------------------------------------------------------------------------
@@ -199,7 +205,9 @@ def test_press_button_count_hides_the_dots(envs):
     u = env.unwrapped
     shown = [dot.pose.p[2] > 0 for dot in u.dots]
     assert sum(shown) == u.target and all(shown[:u.target])
-    assert np.array_equal(u.oracle()[:5], np.eye(5)[u.target - 1])
+    # The oracle is the number of count presses still to make, one-hot over 0..5.
+    assert u.oracle_size == 6 and u.oracle().dtype == np.float32
+    assert np.array_equal(u.oracle(), np.eye(6)[u.target])
     for _ in range(press_button_count.CUE_STEPS):
         hold(env)
     assert u.cue_hidden_at == press_button_count.CUE_STEPS
@@ -212,10 +220,13 @@ def test_press_button_count_done_checks_the_count(envs, extra):
     env.reset(seed=4)
     u = env.unwrapped
     presses = u.target + extra
-    for _ in range(presses):
+    for done in range(presses):
+        assert np.array_equal(u.oracle(), np.eye(6)[u.target - done])
         press(u.count_button, u._after_step)
     assert u.count_button.presses == presses
-    assert u.oracle()[-1] == pytest.approx(presses / 5)
+    # Presses left, one-hot (0: press done now); all zeros past the target (a failed state).
+    expected = np.eye(6)[u.target - presses] if extra <= 0 else np.zeros(6)
+    assert np.array_equal(u.oracle(), expected)
     assert not u.evaluate()["done_pressed"]
     u.done_button.articulation.set_qpos([_memory_history.BUTTON_TRAVEL])
     u._after_step()
