@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from aem_bench.policies.configuration_diffusion import DiffusionConfig
 from aem_bench.policies.modeling_diffusion import DiffusionPolicy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the low-dimensional input is "state" (state_keys), was "qpos"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
