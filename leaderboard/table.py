@@ -23,7 +23,9 @@ HEADERS = [
 
 FOOTER = (
     "Produced by `aem_bench.evaluator.evaluate`: each policy runs the listed number of episodes on "
-    "consecutive seeds, success is `info['is_success']` at the end of an episode, the interval is "
+    "the first seeds of the listed range that the scripted expert solves (RoboTwin's protocol; "
+    "results files from before it used consecutive seeds), success is `info['is_success']` at "
+    "the end of an episode, the interval is "
     "the 95% Wilson score interval, and latency is the wall time of each `policy.act` call "
     "(median / 95th percentile over all calls) on the hardware shown."
 )
