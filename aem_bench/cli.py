@@ -105,6 +105,8 @@ def cmd_tasks(args) -> int:
         return 0
     from tabulate import tabulate
 
+    table_format = "github" if args.markdown else "simple"
+
     def expert_cell(row):
         if row["expert_success"] is None:
             return "not measured"
@@ -130,12 +132,12 @@ def cmd_tasks(args) -> int:
                          rate_cell(r["certificate"], "without_oracle")]
                         for r in rows if r["scene"] == "clean"],
                        headers=["id", "memory", "chance", "cue hidden at step", "expert",
-                                "DP with oracle", "DP without oracle"]))
+                                "DP with oracle", "DP without oracle"], tablefmt=table_format))
         return 0
     print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
                      chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
                    headers=["id", "arms", "skills", "memory", "chance", "step limit",
-                            "expert success"]))
+                            "expert success"], tablefmt=table_format))
     return 0
 
 
@@ -356,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list the registered tasks with their metadata")
     p.add_argument("--memory", action="store_true", help="only the memory (non-Markovian) tasks")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="tables as Markdown (for the README)")
     p.add_argument("--measure", action="store_true",
                    help="run every expert and write tasks/expert_success.json")
     p.add_argument("--episodes", type=int, default=100, help="with --measure: seeds per task")
