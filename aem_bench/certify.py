@@ -127,7 +127,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
         "expert": {"successes": sum(r.success for r in expert), "episodes": len(expert)},
         **rates,
         "budget": budget.__dict__,
-        "hardware": collect_provenance()["hardware"],
+        **{key: value for key, value in collect_provenance().items() if key != "created"},
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": f"aem-bench certify --task {env_id} --demos {budget.demos} "
