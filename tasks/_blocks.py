@@ -233,3 +233,76 @@ class CubeRowEnv(TableTopEnv):
         for cube, slot in zip(self.cubes, self.slots()):
             # Fingers close along x, so opening them beside a neighbour in the row misses it.
             yield from mover.move_cube(cube, slot, final_closing_yaw=0.0)
+
+
+STACK_CUBE_HALF = 0.025  # m, 5 cm cubes
+STACK_SPAWN_LOW, STACK_SPAWN_HIGH = (-0.12, -0.28), (0.14, 0.28)
+STACK_MIDDLE_STRIP = 0.08  # cubes spawn off |y| < 8 cm, which stays free for a central stack
+STACK_SITE = np.array([0.0, 0.0])
+STACK_SUCCESS_XY, STACK_SUCCESS_Z = 0.025, 0.01
+
+
+class CubeStackEnv(TableTopEnv):
+    """Base of the stacking tasks: stack 5 cm cubes, each on the one before it.
+
+    ``CUBES`` lists (name, colour) from the bottom of the stack up; each cube is kept as an
+    attribute of that name. Each upper cube is carried by the arm on its side. When the bottom
+    cube lies out of reach of one of those arms, its own arm first brings it to the middle of the
+    table, as RoboTwin's expert builds its stacks at a central spot both arms reach.
+    """
+
+    CUBES: tuple[tuple[str, tuple[float, float, float]], ...] = ()
+
+    def _load_scene(self) -> None:
+        self.cubes = []
+        for name, colour in self.CUBES:
+            cube = self.add_box(f"{name}_cube", [STACK_CUBE_HALF] * 3, colour)
+            setattr(self, name, cube)
+            self.cubes.append(cube)
+
+    def keep_clear(self) -> list[tuple[np.ndarray, float]]:
+        """The central stack site, where the expert may move the bottom cube."""
+        return [(STACK_SITE, FINGER_REACH)]
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        halves = [STACK_CUBE_HALF] * len(self.cubes)
+        centres = spawn_cubes(rng, halves, STACK_SPAWN_LOW, STACK_SPAWN_HIGH,
+                              allowed=lambda xy: abs(xy[1]) >= STACK_MIDDLE_STRIP)
+        place_cubes(self, self.cubes, halves, centres, rng)
+
+    @staticmethod
+    def _above(cube: sapien.Entity) -> np.ndarray:
+        """Where a cube's centre rests on top of ``cube``."""
+        return cube.pose.p + [0.0, 0.0, 2 * STACK_CUBE_HALF]
+
+    def evaluate(self) -> dict:
+        info = {}
+        for (lower, _), (upper, _) in zip(self.CUBES, self.CUBES[1:]):
+            top, bottom = getattr(self, upper).pose.p, getattr(self, lower).pose.p
+            info[f"{upper}_on_{lower}"] = bool(
+                np.linalg.norm(top[:2] - bottom[:2]) < STACK_SUCCESS_XY
+                and resting_on(top, STACK_CUBE_HALF, bottom[2] + STACK_CUBE_HALF,
+                               STACK_SUCCESS_Z))
+        grippers_open = all(arm.is_open for arm in self.arms.values())
+        held = bool(set().union(*(self.grasping_arms(cube) for cube in self.cubes)))
+        return {
+            "success": all(info.values()) and grippers_open and not held,
+            **info,
+            "grippers_open": grippers_open,
+            "cube_grasped": held,
+        }
+
+    def compute_dense_reward(self, info: dict) -> float:
+        """Staged: per upper cube, reach, grasp and carry it onto the one below; let go."""
+        moves = [(upper, self._above(lower)) for lower, upper in zip(self.cubes, self.cubes[1:])]
+        return staged_cube_reward(self, moves, info["success"])
+
+    def expert(self):
+        mover = CubeMover(self)
+        bottom, uppers = self.cubes[0], self.cubes[1:]
+        arms = [arm_for(cube.pose.p[1]) for cube in uppers]
+        if not all(reaches(side, bottom.pose.p[1]) for side in arms):
+            yield from mover.move_cube(bottom, [*STACK_SITE, STACK_CUBE_HALF])
+        for lower, upper, side in zip(self.cubes, uppers, arms):
+            yield from mover.move_cube(upper, self._above(lower),
+                                       final_closing_yaw=closing_yaw_near(lower, 0.0), side=side)
