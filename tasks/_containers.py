@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import sapien
 
+from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
+from aem_bench.sim.reward import closeness
+
 SIDE_SIGN = {"left": 1.0, "right": -1.0}  # each arm works on its own half of the table (y sign)
 _UPRIGHT = sapien.Pose(q=[np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0])  # SAPIEN cylinders lie along x
 
@@ -78,3 +81,17 @@ def nearest_arm(env, point) -> str:
     return min(env.arms, key=lambda side: np.linalg.norm(env.arms[side].tcp_pose.p - point))
 
 
+
+
+def pick_and_place_reward(env, side: str, held: sapien.Entity, grasp_point, goal,
+                          placed: bool, grasped: bool) -> float:
+    """Staged reward in [0, 1) of a one-arm pick and place (1.0 on success is the caller's):
+    reach the grasp point, grasp, carry ``held`` to ``goal``, then open the gripper."""
+    arm = env.arms[side]
+    if placed:
+        stage = 3.0 + arm.qpos[ARM_DOF] / GRIPPER_OPEN
+    elif grasped:
+        stage = 1.0 + 2.0 * closeness(held.pose.p, goal)
+    else:
+        stage = closeness(arm.tcp_pose.p, grasp_point)
+    return float(stage / 4.0)

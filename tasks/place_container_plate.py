@@ -15,11 +15,9 @@ import sapien
 
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
-from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
-from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import SIDE_SIGN, Part, build_composite, nearest_arm, tilt
+from ._containers import SIDE_SIGN, Part, build_composite, nearest_arm, pick_and_place_reward, tilt
 
 CUP_RADIUS, CUP_HALF_HEIGHT = 0.03, 0.04  # m: 6 cm wide (the open gripper spans 8 cm), 8 cm tall
 GRASP_BELOW_TOP = 0.02  # grasp the cup this far below its rim
@@ -89,14 +87,10 @@ class PlaceContainerPlateEnv(TableTopEnv):
         """Staged reward in [0, 1]: reach, grasp, carry over the plate, set down, release."""
         if info["success"]:
             return 1.0
-        arm = self.arms[self.side]
-        if info["cup_on_plate_xy"] and info["cup_resting"] and info["cup_upright"]:
-            stage = 3.0 + arm.qpos[ARM_DOF] / GRIPPER_OPEN
-        elif info["cup_grasped"]:
-            stage = 1.0 + 2.0 * closeness(self.cup.pose.p, self._set_down_point())
-        else:
-            stage = closeness(arm.tcp_pose.p, self._grasp_point())
-        return float(stage / 4.0)
+        return pick_and_place_reward(
+            self, self.side, self.cup, self._grasp_point(), self._set_down_point(),
+            placed=info["cup_on_plate_xy"] and info["cup_resting"] and info["cup_upright"],
+            grasped=info["cup_grasped"])
 
     # --- scripted expert ---------------------------------------------------------------------
     def expert(self):

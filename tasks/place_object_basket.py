@@ -14,12 +14,17 @@ import sapien
 
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
-from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
-from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._containers import SIDE_SIGN, Part, build_composite, in_frame, nearest_arm
+from ._containers import (
+    SIDE_SIGN,
+    Part,
+    build_composite,
+    in_frame,
+    nearest_arm,
+    pick_and_place_reward,
+)
 
 CAN_RADIUS, CAN_HALF_HEIGHT = 0.02, 0.04  # m: a 4 cm wide, 8 cm tall can
 GRASP_BELOW_TOP = 0.02  # grasp the can this far below its top: the fingers stay above the walls
@@ -97,14 +102,9 @@ class PlaceObjectBasketEnv(TableTopEnv):
         """Staged reward in [0, 1]: reach, grasp, carry over the basket, lower, release."""
         if info["success"]:
             return 1.0
-        arm = self.arms[self.side]
-        if info["can_inside_xy"] and info["can_below_rim"]:
-            stage = 3.0 + arm.qpos[ARM_DOF] / GRIPPER_OPEN
-        elif info["can_grasped"]:
-            stage = 1.0 + 2.0 * closeness(self.can.pose.p, self._drop_point())
-        else:
-            stage = closeness(arm.tcp_pose.p, self._grasp_point())
-        return float(stage / 4.0)
+        return pick_and_place_reward(
+            self, self.side, self.can, self._grasp_point(), self._drop_point(),
+            placed=info["can_inside_xy"] and info["can_below_rim"], grasped=info["can_grasped"])
 
     # --- scripted expert ---------------------------------------------------------------------
     def expert(self):
