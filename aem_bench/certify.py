@@ -108,7 +108,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
     for name, state_keys in (("with_oracle", ["qpos", "oracle"]), ("without_oracle", ["qpos"])):
         policy = train("singleframe-dp", demos, out_dir / name, steps=budget.train_steps,
                        batch_size=budget.batch_size, config_overrides={
-                           "state_keys": state_keys, "crop_size": int(budget.camera * 0.9)},
+                           "state_keys": state_keys},
                        num_threads=budget.threads, progress=progress)
         report = evaluate(policy.eval(), env_id, budget.eval_episodes,
                           env_kwargs={**kwargs, "obs_mode": "rgb+oracle"},

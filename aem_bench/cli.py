@@ -265,8 +265,28 @@ def cmd_train(args) -> int:
 
     overrides = json.loads(args.config) if args.config else {}
     train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
-          seed=args.seed, config_overrides=overrides, num_threads=args.threads)
+          seed=args.seed, config_overrides=overrides, num_threads=args.threads,
+          save_every=args.save_every, resume=args.resume)
     print(f"checkpoint written to {args.out}")
+    return 0
+
+
+def cmd_policies(args) -> int:
+    from tabulate import tabulate
+
+    from aem_bench.policies import POLICIES, PolicyConfig
+
+    rows = []
+    for name, defaults in sorted(POLICIES.items()):
+        config = PolicyConfig.from_dict({**defaults, "policy_type": name})
+        rows.append({"policy": name, "encoder": config.encoder, "head": config.head,
+                     "obs_horizon": config.obs_horizon, "pred_horizon": config.pred_horizon,
+                     "action_steps": config.action_steps,
+                     "inference_steps": config.num_inference_steps})
+    if args.json:
+        _print_json(rows)
+    else:
+        print(tabulate(rows, headers="keys"))
     return 0
 
 
@@ -394,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demos)
 
     p = sub.add_parser("train", help="train a policy on demonstrations")
-    p.add_argument("--policy", default="singleframe-dp")
+    p.add_argument("--policy", default="singleframe-dp",
+                   help="a zoo policy name (see `aem-bench policies`)")
     p.add_argument("--demos", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--steps", type=int, default=3000)
@@ -402,7 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help='JSON of config overrides, e.g. \'{"num_inference_steps": 5}\'')
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out (same policy and settings)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("policies", help="list the policy zoo: encoder, head, horizons")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_policies)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: success rate, CI, latency")
     p.add_argument("--policy", type=Path, required=True, help="checkpoint directory")

@@ -1,6 +1,17 @@
 """Policy zoo.
 
-A policy is registered under a name as a (config class, model class) pair. A checkpoint is a
+Every policy is a :class:`VisuomotorPolicy`: an image encoder (``encoders/``), a history of
+``obs_horizon`` observations and an action head (``heads/``). A named policy is a set of config
+defaults, ``ENCODER-HEAD``:
+
+=============  ==============================================================================
+encoder        ``singleframe`` (ResNet from scratch, 1 frame), ``framestack`` (the same, 8
+               frames), ``dinov2``, ``clip``, ``r3m`` (pretrained, frozen, features cached)
+head           ``dp`` (Diffusion Policy: DDPM training, DDIM sampling), ``flow`` (flow
+               matching, few Euler steps)
+=============  ==============================================================================
+
+A checkpoint is a
 directory holding ``config.json`` (``format_version``, ``policy_type`` and the config fields) and
 ``model.safetensors`` (the state dict, normalisation stats included). Loading reads JSON and
 safetensors only, so a checkpoint can never run code, and it checks every tensor name and shape
@@ -20,15 +31,34 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from aem_bench.policies.configuration_diffusion import DiffusionConfig
-from aem_bench.policies.modeling_diffusion import DiffusionPolicy
+from aem_bench.policies.configuration_visuomotor import PolicyConfig
+from aem_bench.policies.modeling_visuomotor import VisuomotorPolicy
 
-FORMAT_VERSION = 2  # 2: the low-dimensional input is "state" (state_keys), was "qpos"
+# 2: the low-dimensional input is "state" (state_keys), was "qpos".
+# 3: encoder and head are modules of their own ("encoder.*", "head.*"), named in the config.
+FORMAT_VERSION = 3
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-POLICIES: dict[str, tuple[type, type[torch.nn.Module]]] = {
-    "singleframe-dp": (DiffusionConfig, DiffusionPolicy),
+ENCODER_DEFAULTS = {
+    "singleframe": {"encoder": "resnet", "obs_horizon": 1},
+    # k = 8 frames, each through the same ResNet, features side by side: the history a frame
+    # stack sees, to compare with AEM's one-vector history on equal terms.
+    "framestack": {"encoder": "resnet", "obs_horizon": 8},
+    "dinov2": {"encoder": "dinov2"},
+    "clip": {"encoder": "clip"},
+    "r3m": {"encoder": "r3m"},
+}
+HEAD_DEFAULTS = {
+    "dp": {"head": "diffusion", "num_inference_steps": 10},
+    "flow": {"head": "flow", "num_inference_steps": 5},
+}
+
+# name -> the config defaults that make it that policy
+POLICIES: dict[str, dict] = {
+    f"{encoder}-{head}": {**encoder_defaults, **head_defaults}
+    for encoder, encoder_defaults in ENCODER_DEFAULTS.items()
+    for head, head_defaults in HEAD_DEFAULTS.items()
 }
 
 
@@ -40,10 +70,10 @@ def make_policy(name: str, **config_overrides) -> torch.nn.Module:
     """A freshly initialised policy ``name`` whose config defaults are replaced by the overrides."""
     if name not in POLICIES:
         raise KeyError(f"unknown policy '{name}'; registered: {sorted(POLICIES)}")
-    config_cls, policy_cls = POLICIES[name]
     if config_overrides.get("policy_type", name) != name:
         raise ValueError(f"policy_type={config_overrides['policy_type']!r} contradicts '{name}'")
-    return policy_cls(config_cls.from_dict({**config_overrides, "policy_type": name}))
+    config = PolicyConfig.from_dict({**POLICIES[name], **config_overrides, "policy_type": name})
+    return VisuomotorPolicy(config)
 
 
 def save_policy(policy: torch.nn.Module, directory: str | os.PathLike) -> Path:
@@ -85,13 +115,16 @@ def load_policy(
         raise CheckpointError(
             f"{config_path}: unknown policy_type {name!r}; registered: {sorted(POLICIES)}"
         )
-    config_cls, policy_cls = POLICIES[name]
     try:
-        config = config_cls.from_dict(raw)
+        config = PolicyConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: invalid config: {err}") from None
 
-    policy = policy_cls(config)
+    try:
+        # The checkpoint holds every weight, a pretrained encoder's included: don't read them twice.
+        policy = VisuomotorPolicy(config, load_encoder_weights=False)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: cannot build the model it describes: {err}") from None
     try:
         tensors = load_file(weights_path, device=str(device))
     except FileNotFoundError:

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent setup for aem-bench on Debian 12 / 13 (no GPU needed).
 #   1. system packages: a Vulkan driver SAPIEN accepts (Mesa >= 24.3 lavapipe)
-#   2. .venv in the repo root with CPU torch and the package (+ dev extras)
+#   2. .venv in the repo root with torch, torchvision and the package (+ dev extras)
 # A second run checks a stamp and does nothing when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
 PY=${PYTHON:-python3}
-TORCH_VERSION=2.13.0   # a CPU wheel of this version is preinstalled on our machines
+# timm and open_clip (the DINOv2 and CLIP encoders) need torchvision, and PyPI's torchvision does
+# not load beside a CPU-only torch build. This pair comes as one (CUDA-enabled) build that runs
+# on the CPU too; our machines keep both wheels on disk, so the install does not download them.
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -50,14 +54,14 @@ install_system_packages() {
 install_python_packages() {
   [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
   local stamp="$VENV/.aem-bench-installed"
-  local want; want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+  local want; want=$( (cat pyproject.toml; echo "$TORCH_VERSION $TORCHVISION_VERSION") | sha256sum | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     log "python packages up to date"
     return
   fi
-  # torch first and pinned: an unpinned torch requirement pulls a multi-GB CUDA build.
+  # torch first and pinned, so that nothing the package asks for pulls another build.
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
+  "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
   "$VENV/bin/python" -m pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 }

@@ -1,5 +1,7 @@
 """Fast checks of the single-frame Diffusion Policy: shapes, learning, checkpoints, training entry point.
 
+The other policies of the zoo share all of this code; ``test_zoo.py`` checks each of them.
+
 Most tests use a tiny configuration on 32x32 images so the whole file runs in well under a minute
 on two CPU cores; the shape tests use the default sizes on 128x128 images.
 """
@@ -10,19 +12,20 @@ import re
 import numpy as np
 import pytest
 import torch
+from policy_helpers import fitted, observation, rollout, write_demos
 
-from aem_bench.demos import DemoWriter, Episode, load_demos
+from aem_bench.demos import load_demos
 from aem_bench.policies import (
-    POLICIES,
     CheckpointError,
     load_policy,
     make_policy,
     save_policy,
 )
-from aem_bench.policies.configuration_diffusion import DiffusionConfig
-from aem_bench.policies.training import DemoWindows, train
+from aem_bench.policies.configuration_visuomotor import PolicyConfig
+from aem_bench.policies.encoders.resnet import ResNetEncoder
+from aem_bench.policies.modeling_visuomotor import VisuomotorPolicy
+from aem_bench.policies.training import DemoWindows, batch_rows, train
 from aem_bench.policies.unet1d import ConditionalUnet1D
-from aem_bench.policies.vision import ImageEncoder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,9 +40,7 @@ def one_thread():
 TINY = {
     "image_size": (32, 32),
     "crop_size": 28,
-    "vision_channels": (8, 16),
-    "num_keypoints": 4,
-    "feature_dim": 8,
+    "encoder_options": {"channels": (8, 16), "num_keypoints": 4, "feature_dim": 8},
     "down_dims": (16, 32),
     "timestep_embed_dim": 16,
     "pred_horizon": 8,
@@ -48,56 +49,27 @@ TINY = {
 }
 
 
-def fitted(policy, seed=0):
-    rng = np.random.default_rng(seed)
-    policy.fit_normalization(rng.normal(size=(50, 16)), rng.normal(size=(50, 16)))
-    return policy
-
-
-def observation(size, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "rgb": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
-        "qpos": rng.normal(size=16).astype(np.float32),
-    }
-
-
-def rollout(policy, seed, steps=6, size=32):
-    policy.reset(seed)
-    return np.stack([policy.act(observation(size, seed=t)) for t in range(steps)])
-
-
-def write_demos(path, episodes=2, steps=12, size=32, seed=0, oracle_size=0):
-    rng = np.random.default_rng(seed)
-    with DemoWriter(path, "AEM/Test-v0") as writer:
-        for i in range(episodes):
-            qpos = np.cumsum(rng.normal(0, 0.05, (steps, 16)), axis=0).astype(np.float32)
-            qpos[:, 7] = 0.04  # a gripper that never moves: the constant-dimension guard
-            rgb = rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8)
-            oracle = (np.eye(oracle_size, dtype=np.float32)[np.full(steps, i % oracle_size)]
-                      if oracle_size else None)
-            writer.add(Episode(rgb, qpos, np.roll(qpos, -1, axis=0), seed=i, success=True,
-                               oracle=oracle))
-    return path
-
-
 # ------------------------------------------------------------------------------------- shapes
 
 
 def test_encoder_output_shape_in_train_and_eval_mode():
-    config = DiffusionConfig()  # default sizes
-    encoder = ImageEncoder(
-        config.crop_size, config.vision_channels, config.num_keypoints, config.feature_dim
-    )
-    images = torch.randint(0, 256, (3, 128, 128, 3), dtype=torch.uint8)
-    assert encoder.train()(images).shape == (3, config.feature_dim)
-    assert encoder.eval()(images).shape == (3, config.feature_dim)
+    encoder = ResNetEncoder()  # default sizes
+    images = torch.randint(0, 256, (3, 116, 116, 3), dtype=torch.uint8)
+    assert encoder.train()(images).shape == (3, encoder.feature_dim)
+    assert encoder.eval()(images).shape == (3, encoder.feature_dim)
     with pytest.raises(TypeError, match="uint8"):
         encoder(images.float())
 
 
+def test_resnet18_layout_is_one_option_away():
+    encoder = ResNetEncoder(channels=(64, 128, 256, 512), blocks_per_stage=2)
+    assert len(encoder.stages) == 8  # ResNet18: four stages of two basic blocks
+    images = torch.randint(0, 256, (2, 116, 116, 3), dtype=torch.uint8)
+    assert encoder(images).shape == (2, encoder.feature_dim)
+
+
 def test_unet_output_shape_with_batched_and_scalar_timestep():
-    config = DiffusionConfig()
+    config = PolicyConfig()
     unet = ConditionalUnet1D(16, 80, config.down_dims, config.kernel_size, config.n_groups)
     sample, cond = torch.randn(3, config.pred_horizon, 16), torch.randn(3, 80)
     assert unet(sample, torch.tensor([0, 5, 99]), cond).shape == sample.shape
@@ -180,9 +152,17 @@ def test_demo_windows_pad_with_first_observation_and_last_action(tmp_path):
     np.testing.assert_array_equal(windows.obs_index[:3], [[0, 0], [0, 1], [1, 2]])
     np.testing.assert_array_equal(windows.action_index[2], [2, 2, 2, 2])
     np.testing.assert_array_equal(windows.action_index[3], [3, 4, 5, 5])  # second episode
-    sample = windows[4]
-    assert sample["rgb"].shape == (2, 32, 32, 3) and sample["rgb"].dtype == torch.uint8
-    np.testing.assert_array_equal(sample["actions"][0].numpy(), demos.episodes[1].actions[1])
+    sample = windows.batch(np.array([4]))
+    assert sample["rgb"].shape == (1, 2, 32, 32, 3) and sample["rgb"].dtype == torch.uint8
+    np.testing.assert_array_equal(sample["actions"][0, 0].numpy(), demos.episodes[1].actions[1])
+
+
+def test_batches_are_seeded_permutations_per_epoch():
+    epoch0 = np.concatenate([batch_rows(step, 10, 3, seed=0) for step in (1, 2, 3)])
+    assert len(set(epoch0)) == 9  # three batches of 3, no repeats, one sample left over
+    np.testing.assert_array_equal(batch_rows(2, 10, 3, seed=0), batch_rows(2, 10, 3, seed=0))
+    assert not np.array_equal(batch_rows(4, 10, 3, seed=0), batch_rows(1, 10, 3, seed=0))
+    assert len(batch_rows(1, 2, 8, seed=0)) == 2  # data smaller than a batch: one short batch
 
 
 # ------------------------------------------------------------------------------------- checkpoints
@@ -192,7 +172,7 @@ def test_save_then_load_gives_identical_actions(tmp_path):
     policy = fitted(make_policy("singleframe-dp", **TINY)).eval()
     save_policy(policy, tmp_path / "ckpt")
     loaded = load_policy(tmp_path / "ckpt")
-    assert type(loaded) is POLICIES["singleframe-dp"][1] and not loaded.training
+    assert type(loaded) is VisuomotorPolicy and not loaded.training
     assert loaded.config == policy.config
     np.testing.assert_array_equal(rollout(loaded, seed=5), rollout(policy, seed=5))
     assert not np.array_equal(rollout(loaded, seed=5), rollout(loaded, seed=6))
@@ -208,7 +188,7 @@ def test_loading_weights_of_another_architecture_names_the_mismatch(tmp_path):
         load_policy(tmp_path / "ckpt")
     # The tensor and both shapes are named.
     assert re.search(
-        r"tensor 'unet\.\S+' has shape \(32,.*\) in the file but \(48,", str(err.value)
+        r"tensor 'head\.unet\.\S+' has shape \(32,.*\) in the file but \(48,", str(err.value)
     )
 
 
@@ -240,12 +220,14 @@ def test_loading_an_unknown_policy_type_or_key_raises_checkpoint_error(tmp_path)
 
 
 def test_config_round_trips_and_rejects_unknown_keys():
-    config = DiffusionConfig(down_dims=(16, 32))
-    assert DiffusionConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    config = PolicyConfig(down_dims=(16, 32))
+    assert PolicyConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="unknown keys \\['colour'\\]"):
-        DiffusionConfig.from_dict({"colour": "red"})
+        PolicyConfig.from_dict({"colour": "red"})
     with pytest.raises(ValueError, match="pred_horizon"):
-        DiffusionConfig(pred_horizon=10, down_dims=(8, 16, 32))
+        PolicyConfig(pred_horizon=10, down_dims=(8, 16, 32))
+    with pytest.raises(ValueError, match="head must be one of"):
+        PolicyConfig(head="gan")
 
 
 # ------------------------------------------------------------------------------------- train()

@@ -1,4 +1,7 @@
-"""Image encoder: a small ResNet with GroupNorm and a spatial-softmax head.
+"""The single-frame encoder: a ResNet with GroupNorm and a spatial-softmax head, trained from scratch.
+
+The default is ResNet18's layout slimmed for a 2-core CPU (three stages of one block, 16-64
+channels); ``channels=(64, 128, 256, 512), blocks_per_stage=2`` gives ResNet18's widths and depth.
 
 GroupNorm instead of BatchNorm because the policy is trained with EMA weights and evaluated one
 image at a time; BatchNorm's running statistics interact badly with both (Diffusion Policy, §IV-A).
@@ -15,20 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def crop_images(
-    images: torch.Tensor, size: int, random: bool, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Crop (B, H, W, C) images to (B, size, size, C): a random window per image, or the centre."""
-    _, height, width, _ = images.shape
-    if random:
-        top = torch.randint(0, height - size + 1, (len(images),), generator=generator).tolist()
-        left = torch.randint(0, width - size + 1, (len(images),), generator=generator).tolist()
-        return torch.stack(
-            [img[t : t + size, l : l + size] for img, t, l in zip(images, top, left)]
-        )
-    top, left = (height - size) // 2, (width - size) // 2
-    return images[:, top : top + size, left : left + size]
+from aem_bench.policies.encoders import Encoder, register_encoder
 
 
 class ResidualBlock(nn.Module):
@@ -67,8 +57,9 @@ class SpatialSoftmax(nn.Module):
         return (logits.softmax(-1) @ grid).flatten(1)  # (B, K, 2) -> (B, 2K)
 
 
-class ImageEncoder(nn.Module):
-    """uint8 (B, H, W, 3) camera images -> (B, feature_dim) features.
+@register_encoder("resnet")
+class ResNetEncoder(Encoder):
+    """uint8 (N, H, W, 3) camera images -> (N, feature_dim) features.
 
     The stem embeds non-overlapping 4x4 patches (a stride-4 conv, as in ConvNeXt), taking the image
     to a quarter of its side before the first residual stage: on a CPU, layers at full resolution
@@ -79,14 +70,20 @@ class ImageEncoder(nn.Module):
 
     def __init__(
         self,
-        crop_size: int,
         channels: tuple[int, ...] = (16, 32, 64),
+        blocks_per_stage: int = 1,
         num_keypoints: int = 32,
         feature_dim: int = 64,
         n_groups: int = 8,
     ):
-        super().__init__()
-        self.crop_size = crop_size
+        channels = tuple(channels)
+        super().__init__(channels=channels, blocks_per_stage=blocks_per_stage,
+                         num_keypoints=num_keypoints, feature_dim=feature_dim, n_groups=n_groups)
+        bad = [c for c in channels if c % n_groups]
+        if bad or blocks_per_stage < 1:
+            raise ValueError(f"resnet: channels {channels} must be multiples of n_groups "
+                             f"({n_groups}) and blocks_per_stage >= 1")
+        self.feature_dim = feature_dim
         self.stem = nn.Sequential(
             nn.Conv2d(3, channels[0], kernel_size=4, stride=4, bias=False),
             nn.GroupNorm(n_groups, channels[0]),
@@ -94,18 +91,16 @@ class ImageEncoder(nn.Module):
         )
         stages, in_channels = [], channels[0]
         for i, out_channels in enumerate(channels):
-            stages.append(ResidualBlock(in_channels, out_channels, 1 if i == 0 else 2, n_groups))
-            in_channels = out_channels
+            for block in range(blocks_per_stage):
+                stride = 2 if i > 0 and block == 0 else 1
+                stages.append(ResidualBlock(in_channels, out_channels, stride, n_groups))
+                in_channels = out_channels
         self.stages = nn.Sequential(*stages)
         self.pool = SpatialSoftmax(in_channels, num_keypoints)
         self.out = nn.Linear(2 * num_keypoints, feature_dim)
 
-    def forward(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8:
-            raise TypeError(f"expected uint8 images (B, H, W, 3), got {images.dtype}")
-        # Crop while still uint8 (4x less memory to move), random only in training mode.
-        images = crop_images(images, self.crop_size, self.training, generator)
-        x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W) in [0, 1]
+            raise TypeError(f"expected uint8 images (N, H, W, 3), got {images.dtype}")
+        x = images.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W) in [0, 1]
         return self.out(self.pool(self.stages(self.stem(x))))

@@ -1,7 +1,9 @@
-"""Configuration of the Diffusion Policy (Chi et al., 2023), sized for training on a 2-core CPU.
+"""Configuration of a visuomotor policy of the zoo: an image encoder, a history of observations and
+an action head (Diffusion Policy, Chi et al. 2023, or flow matching), sized for a 2-core CPU.
 
 Everything that decides the shape of a checkpoint, how it samples and how it is trained lives here,
-so that ``config.json`` next to ``model.safetensors`` is enough to rebuild the model.
+so that ``config.json`` next to ``model.safetensors`` is enough to rebuild the model. The zoo's
+named policies (``policies/__init__.py``) are this config with different defaults.
 
 Sizes were chosen by measurement on a 2-vCPU machine: one training step at batch 64 (128x128
 images, 116 crop) takes ~0.3 s on one thread, and an ``act()`` call that predicts a chunk takes
@@ -12,12 +14,22 @@ empty UNet of this depth still takes ~2.5 ms per denoising step), so sampling ti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+HEAD_NAMES = ("diffusion", "flow")
 
 
 @dataclass
-class DiffusionConfig:
+class PolicyConfig:
     policy_type: str = "singleframe-dp"
+
+    # The image encoder (``policies/encoders``) by name, with its own options (widths, weights
+    # file, input size). ``freeze_encoder=None`` freezes pretrained encoders and trains the others.
+    encoder: str = "resnet"
+    encoder_options: dict = field(default_factory=dict)
+    freeze_encoder: bool | None = None
+    head: str = "diffusion"  # or "flow"
 
     # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
     # gripper each) and, for the memory tasks' oracle control, "oracle" (the hidden fact).
@@ -28,27 +40,29 @@ class DiffusionConfig:
     action_dim: int = 16  # absolute joint-position targets, same layout as qpos
     image_size: tuple[int, int] = (128, 128)  # (H, W) of the camera image the policy expects
 
-    # Horizons. Observation t predicts actions t .. t + pred_horizon - 1; the first action_steps
-    # of them are executed before predicting again (receding horizon).
+    # Horizons. Observations t-obs_horizon+1 .. t predict actions t .. t + pred_horizon - 1; the
+    # first action_steps of them are executed before predicting again (receding horizon).
+    # Frame stacking is obs_horizon = k. RoboTwin's DP uses 3 / 8 / 6.
     obs_horizon: int = 1
     pred_horizon: int = 16
     action_steps: int = 8
 
-    # Vision: random crop while training, centre crop at run time (~90% of the side, as in the paper).
-    crop_size: int = 116
-    vision_channels: tuple[int, ...] = (16, 32, 64)  # one residual stage per entry
-    num_keypoints: int = 32  # spatial-softmax keypoints of the last stage
-    feature_dim: int = 64  # image feature fed to the UNet condition
+    # Vision: random crop while training, centre crop at run time (~90% of the side, as in the
+    # paper). Frozen encoders see the centre crop only: their features are computed once.
+    # None: 90% of the image side (116 for 128).
+    crop_size: int | None = None
 
-    # Denoising network: 1-D UNet over the action chunk, FiLM-conditioned.
+    # The head's network: 1-D UNet over the action chunk, FiLM-conditioned.
     down_dims: tuple[int, ...] = (32, 64, 128)
     kernel_size: int = 3  # the paper's 5 costs ~10% more per training step and act()
     n_groups: int = 8
     timestep_embed_dim: int = 64
 
+    # Sampling steps: DDIM steps (diffusion) or Euler steps (flow).
+    num_inference_steps: int = 10
+
     # Diffusion: DDPM noise schedule for training, DDIM with few steps for sampling.
     num_train_timesteps: int = 100
-    num_inference_steps: int = 10
     beta_schedule: str = "squaredcos_cap_v2"
     # "sample" (predict the clean chunk) rather than the paper's "epsilon" (predict the noise):
     # within a CPU budget of a few thousand steps, epsilon models did not learn to use the image
@@ -56,6 +70,10 @@ class DiffusionConfig:
     # worse than predicting zero at lr 1e-4), while sample models reached 0.04 after 600 steps.
     prediction_type: str = "sample"  # or "epsilon"
     clip_sample: bool = True  # actions are normalised to [-1, 1]
+
+    # Flow: weight of the consistency loss (0 = plain flow matching) and its time offset.
+    consistency_weight: float = 0.0
+    consistency_delta: float = 0.05
 
     # Optimisation: AdamW as in the paper, cosine schedule with linear warmup. The paper's lr of
     # 1e-4 is for hundreds of epochs; for ~15 epochs on a CPU and this small a network, 1e-3
@@ -73,12 +91,16 @@ class DiffusionConfig:
         for f in fields(self):
             if isinstance(f.default, tuple):
                 setattr(self, f.name, tuple(getattr(self, f.name)))
+        if self.crop_size is None:
+            self.crop_size = int(0.9 * min(self.image_size))
+        # encoder_options as they read back from config.json (tuples become lists).
+        self.encoder_options = json.loads(json.dumps(self.encoder_options))
         self.validate()
 
     def validate(self) -> None:
         def require(ok: bool, message: str) -> None:
             if not ok:
-                raise ValueError(f"DiffusionConfig: {message}")
+                raise ValueError(f"PolicyConfig: {message}")
 
         require(len(self.state_keys) > 0 and set(self.state_keys) <= {"qpos", "oracle"},
                 f"state_keys must be taken from ('qpos', 'oracle'), got {self.state_keys}")
@@ -98,21 +120,25 @@ class DiffusionConfig:
             self.crop_size <= min(self.image_size),
             f"crop_size ({self.crop_size}) is larger than image_size {self.image_size}",
         )
-        for name in ("down_dims", "vision_channels"):
-            bad = [c for c in getattr(self, name) if c % self.n_groups]
-            require(not bad, f"{name} {getattr(self, name)} must be multiples of n_groups")
+        bad = [c for c in self.down_dims if c % self.n_groups]
+        require(not bad, f"down_dims {self.down_dims} must be multiples of n_groups")
+        require(self.head in HEAD_NAMES, f"head must be one of {HEAD_NAMES}, got {self.head!r}")
+        require(isinstance(self.encoder_options, dict), "encoder_options must be a dict")
         require(self.prediction_type in ("epsilon", "sample"), "prediction_type: epsilon|sample")
+        require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
         require(
-            1 <= self.num_inference_steps <= self.num_train_timesteps,
-            "num_inference_steps must be in 1..num_train_timesteps",
+            self.head != "diffusion" or self.num_inference_steps <= self.num_train_timesteps,
+            "num_inference_steps must be <= num_train_timesteps for the diffusion head",
         )
+        require(self.consistency_weight >= 0 and 0 < self.consistency_delta <= 1,
+                "consistency_weight >= 0 and consistency_delta in (0, 1]")
         require(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "ema_decay in (0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> DiffusionConfig:
+    def from_dict(cls, data: dict) -> PolicyConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

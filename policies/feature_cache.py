@@ -1,0 +1,62 @@
+"""Per-frame features of a frozen encoder, computed once per dataset and kept on disk.
+
+Training a head on a frozen DINOv2, CLIP or R3M costs the encoder's forward pass over every frame
+once, not once per epoch. The cache key is a digest of the encoder (options and every weight),
+the crop, and the bytes of the demonstration file, so a changed encoder or changed data misses
+the cache and is recomputed; nothing stale can be read.
+
+Location: ``$AEM_CACHE_DIR/features`` (default ``~/.cache/aem_bench/features``), one ``.npy`` per key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("AEM_CACHE_DIR") or Path.home() / ".cache" / "aem_bench"
+    return Path(root) / "features"
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def feature_key(policy, demos_path: str | os.PathLike) -> str:
+    parts = [policy.encoder.fingerprint(), str(policy.config.crop_size),
+             str(tuple(policy.config.image_size)), file_digest(demos_path)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+@torch.inference_mode()
+def frozen_features(policy, demos_path: str | os.PathLike, rgb: np.ndarray,
+                    batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """(N, feature_dim) float32 features of ``rgb`` (N, H, W, 3), the frames of ``demos_path``
+    in file order, read from the cache or computed (centre crop, eval mode) and cached."""
+    path = cache_dir() / f"{feature_key(policy, demos_path)}.npy"
+    if path.is_file():
+        features = np.load(path)
+        if features.shape[0] == len(rgb):
+            return features
+    was_training = policy.training
+    policy.eval()
+    chunks = [policy.encode(torch.from_numpy(rgb[i : i + batch_size])).float().numpy()
+              for i in tqdm(range(0, len(rgb), batch_size), desc="encoder features",
+                            disable=not progress)]
+    policy.train(was_training)
+    features = np.concatenate(chunks).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(partial, features)
+    partial.replace(path)  # atomic: a reader never sees half a file
+    return features

@@ -1,0 +1,198 @@
+"""A visuomotor policy: per-frame image features and joint state over a short history condition an
+action head that generates a chunk of future actions.
+
+Training (``compute_loss``): encode the observation window (or take the frozen encoder's cached
+features), normalise the expert's action chunk to [-1, 1], and return the head's loss.
+
+Run time (``reset`` / ``act``): keep the last ``obs_horizon`` observations with their features,
+each frame encoded once; when the queue of planned actions is empty, sample a chunk and queue its
+first ``action_steps`` actions. Observation t predicts actions t .. t + pred_horizon - 1, as in
+the training windows.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+from torch import nn
+
+from aem_bench.policies.configuration_visuomotor import PolicyConfig
+from aem_bench.policies.encoders import make_encoder
+from aem_bench.policies.heads import make_head
+
+
+def crop_images(
+    images: torch.Tensor, size: int, random: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Crop (B, H, W, C) images to (B, size, size, C): a random window per image, or the centre."""
+    _, height, width, _ = images.shape
+    if random:
+        top = torch.randint(0, height - size + 1, (len(images),), generator=generator).tolist()
+        left = torch.randint(0, width - size + 1, (len(images),), generator=generator).tolist()
+        return torch.stack(
+            [img[t : t + size, l : l + size] for img, t, l in zip(images, top, left)]
+        )
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[:, top : top + size, left : left + size]
+
+
+
+class MinMaxNormalizer(nn.Module):
+    """Maps each dimension from its dataset [min, max] to [-1, 1]; stats are saved with the model.
+
+    The stats start as NaN so that a policy that was never fitted fails loudly instead of acting
+    on garbage. A dimension that never moves in the data (a gripper that stays open) would divide by
+    zero; it gets a half-range of 1, so it maps to 0 in training and back to its constant value.
+    """
+
+    def __init__(self, dim: int, name: str):
+        super().__init__()
+        self.name = name
+        self.register_buffer("min", torch.full((dim,), float("nan")))
+        self.register_buffer("max", torch.full((dim,), float("nan")))
+
+    @torch.no_grad()
+    def fit(self, data: np.ndarray | torch.Tensor) -> None:
+        data = torch.as_tensor(data, dtype=torch.float32).reshape(-1, len(self.min))
+        self.min.copy_(data.min(0).values)
+        self.max.copy_(data.max(0).values)
+
+    def _center_and_half_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.isnan(self.min).any():
+            raise RuntimeError(
+                f"normalisation stats for '{self.name}' are not set: fit the policy on a dataset "
+                "(fit_normalization) or load a trained checkpoint"
+            )
+        half = (self.max - self.min) / 2
+        half = torch.where(half < 1e-4, torch.ones_like(half), half)
+        return (self.max + self.min) / 2, half
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        center, half = self._center_and_half_range()
+        return (x - center) / half
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        center, half = self._center_and_half_range()
+        return x * half + center
+
+
+class VisuomotorPolicy(nn.Module):
+    def __init__(self, config: PolicyConfig, load_encoder_weights: bool = True):
+        super().__init__()
+        self.config = config
+        self.encoder = make_encoder(config.encoder, load_weights=load_encoder_weights,
+                                    **config.encoder_options)
+        self.frozen_encoder = (self.encoder.pretrained if config.freeze_encoder is None
+                               else config.freeze_encoder)
+        self.encoder.requires_grad_(not self.frozen_encoder)
+        cond_dim = config.obs_horizon * (self.encoder.feature_dim + config.state_dim)
+        self.head = make_head(config, cond_dim)
+        self.state_normalizer = MinMaxNormalizer(config.state_dim, "state")
+        self.action_normalizer = MinMaxNormalizer(config.action_dim, "actions")
+        self.train()  # puts a frozen encoder in eval mode from the start
+        self.reset()
+
+    def train(self, mode: bool = True) -> VisuomotorPolicy:
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()  # a frozen encoder is a fixed function: no dropout, no crops
+        return self
+
+    # ----------------------------------------------------------------------------- statistics
+
+    def fit_normalization(self, state: np.ndarray, actions: np.ndarray) -> None:
+        """Set the min/max stats from all state (N, state_dim) and action (N, action_dim) rows."""
+        self.state_normalizer.fit(state)
+        self.action_normalizer.fit(actions)
+
+    # ----------------------------------------------------------------------------- features
+
+    def encode(self, rgb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) -> (N, feature_dim): a random crop while training a trainable
+        encoder, else the centre crop."""
+        if tuple(rgb.shape[1:3]) != tuple(self.config.image_size):
+            raise ValueError(f"images are {tuple(rgb.shape[1:3])} but the policy was built for "
+                             f"{tuple(self.config.image_size)}")
+        random_crop = self.training and not self.frozen_encoder
+        crops = crop_images(rgb, self.config.crop_size, random_crop, generator)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_encoder):
+            return self.encoder(crops)
+
+    def _global_cond(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """features (B, To, F) and state (B, To, D) -> (B, To * (F + D))."""
+        return torch.cat([features, self.state_normalizer.normalize(state)], dim=-1).flatten(1)
+
+    def _features(self, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
+        if "features" in batch:  # a frozen encoder's cached features
+            return batch["features"]
+        rgb = batch["rgb"]
+        return self.encode(rgb.flatten(0, 1), generator).reshape(*rgb.shape[:2], -1)
+
+    # ----------------------------------------------------------------------------- training
+
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The head's loss on a batch {"rgb": (B, To, H, W, 3) uint8 or "features": (B, To, F),
+        "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise."""
+        cond = self._global_cond(self._features(batch, generator), batch["state"])
+        return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
+
+    # ----------------------------------------------------------------------------- sampling
+
+    @torch.inference_mode()
+    def predict_action_chunk(
+        self, obs_batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """{"rgb" (B, To, H, W, 3) or "features" (B, To, F), "state": (B, To, D)} -> actions
+        (B, Tp, A), unnormalised."""
+        cond = self._global_cond(self._features(obs_batch, None), obs_batch["state"])
+        return self.action_normalizer.unnormalize(self.head.sample(cond, generator))
+
+    # ----------------------------------------------------------------------------- run time
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: forget past observations and planned actions, reseed the sampler."""
+        self._observations: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.obs_horizon)
+        self._actions: deque[np.ndarray] = deque()
+        device = self.state_normalizer.min.device
+        self._generator = torch.Generator(device=device)
+        if seed is None:
+            self._generator.seed()  # fresh entropy; a new Generator alone has a fixed seed
+        else:
+            self._generator.manual_seed(int(seed))
+
+    @torch.inference_mode()
+    def act(self, observation: dict) -> np.ndarray:
+        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,)]} -> the next action,
+        (action_dim,) float32."""
+        device = self.state_normalizer.min.device
+        missing = [key for key in self.config.state_keys if key not in observation]
+        if missing:
+            raise ValueError(f"the policy needs observation keys {missing}; an oracle policy "
+                             f"needs the task made with obs_mode='rgb+oracle'")
+        state = np.concatenate([np.asarray(observation[key], dtype=np.float32)
+                                for key in self.config.state_keys])
+        self._observations.append({
+            "rgb": torch.as_tensor(np.ascontiguousarray(observation["rgb"]), device=device),
+            "state": torch.as_tensor(state, device=device),
+        })
+        if not self._actions:
+            # Encode each frame once, when it is first needed: a stacked history costs one new
+            # frame per control step, not obs_horizon.
+            new = [o for o in self._observations if "features" not in o]
+            if new:
+                features = self.encode(torch.stack([o["rgb"] for o in new]))
+                for o, feature in zip(new, features):
+                    o["features"] = feature
+            # Before obs_horizon steps have passed, repeat the first frame, as the training
+            # windows do at the start of an episode.
+            history = list(self._observations)
+            history = [history[0]] * (self.config.obs_horizon - len(history)) + history
+            obs_batch = {key: torch.stack([o[key] for o in history])[None]
+                         for key in ("features", "state")}
+            chunk = self.predict_action_chunk(obs_batch, self._generator)[0]
+            self._actions.extend(chunk[: self.config.action_steps].cpu().numpy())
+        return self._actions.popleft().astype(np.float32)

@@ -1,0 +1,38 @@
+"""Small fixtures shared by the policy tests: fitted policies, random observations and demos."""
+
+import numpy as np
+
+from aem_bench.demos import DemoWriter, Episode
+
+
+def fitted(policy, seed=0):
+    rng = np.random.default_rng(seed)
+    policy.fit_normalization(rng.normal(size=(50, 16)), rng.normal(size=(50, 16)))
+    return policy
+
+
+def observation(size, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "rgb": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+        "qpos": rng.normal(size=16).astype(np.float32),
+    }
+
+
+def rollout(policy, seed, steps=6, size=32):
+    policy.reset(seed)
+    return np.stack([policy.act(observation(size, seed=t)) for t in range(steps)])
+
+
+def write_demos(path, episodes=2, steps=12, size=32, seed=0, oracle_size=0):
+    rng = np.random.default_rng(seed)
+    with DemoWriter(path, "AEM/Test-v0") as writer:
+        for i in range(episodes):
+            qpos = np.cumsum(rng.normal(0, 0.05, (steps, 16)), axis=0).astype(np.float32)
+            qpos[:, 7] = 0.04  # a gripper that never moves: the constant-dimension guard
+            rgb = rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8)
+            oracle = (np.eye(oracle_size, dtype=np.float32)[np.full(steps, i % oracle_size)]
+                      if oracle_size else None)
+            writer.add(Episode(rgb, qpos, np.roll(qpos, -1, axis=0), seed=i, success=True,
+                               oracle=oracle))
+    return path
