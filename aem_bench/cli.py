@@ -343,7 +343,8 @@ def cmd_pipeline(args) -> int:
             task=args.task, episodes=args.demos, out=demos, seed=0, obs_mode="rgb"))),
         ("train", lambda: cmd_train(argparse.Namespace(
             policy=args.policy, demos=demos, out=checkpoint, steps=args.train_steps,
-            batch_size=args.batch_size, seed=0, config=None, threads=None))),
+            batch_size=args.batch_size, seed=0, config=None, threads=None, save_every=500,
+            resume=False))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=args.task, episodes=args.eval_episodes, seed=100_000,
             json=False, threads=1,
