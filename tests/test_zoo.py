@@ -43,7 +43,7 @@ TINY = {"image_size": (32, 32), "crop_size": 28, "down_dims": (16, 32), "timeste
 def tiny(name: str, **overrides):
     encoder = POLICIES[name]["encoder"]
     torch.manual_seed(0)
-    return make_policy(name, **TINY, encoder_options=TINY_ENCODERS[encoder], **overrides)
+    return make_policy(name, **{**TINY, "encoder_options": TINY_ENCODERS[encoder], **overrides})
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -133,6 +133,24 @@ def test_weights_of_another_architecture_are_refused_by_name(name, other, tmp_pa
     shutil.copy(tmp_path / "other" / "model.safetensors", tmp_path / "ckpt" / "model.safetensors")
     with pytest.raises(CheckpointError, match=f"does not match .*'{name}'.*tensor"):
         load_policy(tmp_path / "ckpt")
+
+
+def test_a_pretrained_encoder_can_be_fine_tuned():
+    policy = tiny("r3m-dp", freeze_encoder=False).train()
+    assert not policy.frozen_encoder and policy.encoder.training
+    assert all(p.requires_grad for p in policy.encoder.parameters())
+    frozen = tiny("r3m-dp").train()
+    assert frozen.frozen_encoder and not frozen.encoder.training  # eval mode even in training
+    assert not any(p.requires_grad for p in frozen.encoder.parameters())
+
+
+def test_robotwin_horizons_execute_six_of_eight_predicted_actions():
+    policy = fitted(tiny("singleframe-dp", obs_horizon=3, pred_horizon=8, action_steps=6)).eval()
+    policy.reset(0)
+    for t in range(7):
+        policy.act(observation(32, seed=t))
+        assert len(policy._actions) == (5 - t) % 6  # a new chunk of 6 at steps 0 and 6
+    assert len(policy._observations) == 3
 
 
 # ------------------------------------------------------------------------------------- heads

@@ -1,0 +1,141 @@
+"""Mamba (Gu & Dao, 2023) on every machine: mamba_ssm's CUDA kernels where they can run, else the
+same layer in plain PyTorch.
+
+:class:`Mamba` has the parameter names and shapes of ``mamba_ssm.Mamba`` (``in_proj``, ``conv1d``,
+``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``), so one state dict loads in both.
+:func:`make_mamba` returns ``mamba_ssm.Mamba`` on CUDA when it is importable, else this class.
+
+Two ways to run it, with equal outputs (tested):
+
+- ``forward(x)`` over a whole sequence (training, pretraining);
+- ``step(x_t, state)`` one token at a time, carrying the causal convolution's last ``d_conv - 1``
+  inputs and the SSM state: a control step costs the same at step 5 and at step 500.
+
+The selective scan (``selective_scan``) is the recurrence of the paper's Algorithm 2, written as a
+loop over time: on a CPU at the sequence lengths we use (<= 64 tokens) a loop of small tensor
+operations is as fast as anything cleverer, and it is the reference formula itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def selective_scan(u, delta, A, B, C, D, z=None):
+    """The selective SSM over time, as ``mamba_ssm``'s ``selective_scan_ref`` (delta already
+    passed through softplus with its bias).
+
+    u, delta, z: (batch, d_inner, L); A: (d_inner, d_state); B, C: (batch, d_state, L); D: (d_inner,).
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t;  y *= silu(z).
+    Returns y (batch, d_inner, L) and the last state (batch, d_inner, d_state).
+    """
+    batch, d_inner, length = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(length):
+        h, y = _ssm_update(h, u[..., t], delta[..., t], A, B[..., t], C[..., t], D)
+        ys.append(y)
+    y = torch.stack(ys, dim=-1)
+    if z is not None:
+        y = y * F.silu(z)
+    return y, h
+
+
+def _ssm_update(h, u, delta, A, B, C, D):
+    """One step of the recurrence: h (b, d, n), u and delta (b, d), B and C (b, n)."""
+    h = torch.exp(delta[..., None] * A) * h + (delta * u)[..., None] * B[:, None, :]
+    return h, (h * C[:, None, :]).sum(-1) + D * u
+
+
+class Mamba(nn.Module):
+    """One Mamba mixer: (batch, L, d_model) -> (batch, L, d_model), causal in L."""
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_rank: int | str = "auto", dt_min: float = 0.001, dt_max: float = 0.1,
+                 dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner,
+                                padding=d_conv - 1, bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+        # mamba_ssm's initialisation: dt spread log-uniformly in [dt_min, dt_max] through the
+        # inverse softplus of the bias; A = -(1..d_state) per channel (S4D-real); D = 1.
+        nn.init.uniform_(self.dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min))
+                       + math.log(dt_min)).clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+
+    def _ssm_inputs(self, x):
+        """x (b, L, d_inner) after the convolution -> delta (b, d_inner, L), B, C (b, n, L)."""
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))  # dt_proj's bias is mamba_ssm's delta_bias
+        return delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        y, _ = self.forward_with_state(hidden)
+        return y
+
+    def forward_with_state(self, hidden: torch.Tensor):
+        """The outputs (b, L, d_model) and the state after the last token, for ``step``."""
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) each
+        x_in = x.transpose(1, 2)
+        x = F.silu(self.conv1d(x_in)[..., :length])  # causal: drop the right padding
+        delta, B, C = self._ssm_inputs(x.transpose(1, 2))
+        y, h = selective_scan(x, delta, -torch.exp(self.A_log), B, C, self.D, z.transpose(1, 2))
+        conv_state = F.pad(x_in, (self.d_conv - 1, 0))[..., -(self.d_conv - 1):]
+        return self.out_proj(y.transpose(1, 2)), (conv_state, h)
+
+    def initial_state(self, batch: int, device=None, dtype=torch.float32):
+        """Zero state: the convolution's last d_conv - 1 inputs and the SSM state."""
+        return (torch.zeros(batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype),
+                torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype))
+
+    def step(self, hidden: torch.Tensor, state):
+        """One token (b, d_model) -> output (b, d_model) and the new state."""
+        conv_state, h = state
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        window = torch.cat([conv_state, x[..., None]], dim=-1)  # (b, d_inner, d_conv)
+        conv = (window * self.conv1d.weight[:, 0]).sum(-1)
+        if self.conv1d.bias is not None:
+            conv = conv + self.conv1d.bias
+        x = F.silu(conv)
+        delta, B, C = (t[..., 0] for t in self._ssm_inputs(x[:, None]))
+        h, y = _ssm_update(h, x, delta, -torch.exp(self.A_log), B, C, self.D)
+        y = y * F.silu(z)
+        return self.out_proj(y), (window[..., 1:], h)
+
+
+def cuda_kernels_available(device: torch.device | str) -> bool:
+    if torch.device(device).type != "cuda":
+        return False
+    try:
+        import mamba_ssm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_mamba(d_model: int, device: torch.device | str = "cpu", **kwargs) -> nn.Module:
+    """``mamba_ssm.Mamba`` on CUDA when installed (its fused kernels), else :class:`Mamba`.
+    Both have the same parameters, so a checkpoint of one loads into the other."""
+    if cuda_kernels_available(device):
+        from mamba_ssm import Mamba as CudaMamba
+
+        return CudaMamba(d_model, **kwargs).to(device)
+    return Mamba(d_model, **kwargs).to(device)
