@@ -271,6 +271,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_pretrain(args) -> int:
+    from aem_bench.policies.pretraining import pretrain
+
+    overrides = json.loads(args.config) if args.config else {}
+    pretrain(args.demos, args.out, steps=args.steps, seed=args.seed, config_overrides=overrides,
+             num_threads=args.threads, save_every=args.save_every, resume=args.resume)
+    print(f"AEM checkpoint written to {args.out}")
+    return 0
+
+
 def cmd_policies(args) -> int:
     from tabulate import tabulate
 
@@ -428,6 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same policy and settings)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="AEM pretraining (action-effect memory) on demonstrations")
+    p.add_argument("--demos", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help='JSON of AEMConfig overrides, e.g. \'{"mask_ratio": 0.5}\'')
+    p.add_argument("--threads", type=int, help="torch threads (default: every CPU allowed)")
+    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("policies", help="list the policy zoo: encoder, head, horizons")
     p.add_argument("--json", action="store_true")

@@ -6,7 +6,8 @@ defaults, ``ENCODER-HEAD``:
 
 =============  ==============================================================================
 encoder        ``singleframe`` (ResNet from scratch, 1 frame), ``framestack`` (the same, 8
-               frames), ``dinov2``, ``clip``, ``r3m`` (pretrained, frozen, features cached)
+               frames), ``dinov2``, ``clip``, ``r3m`` (pretrained, frozen, features cached),
+               ``aem`` (the frame and AEM's one-vector history, from ``aem-bench pretrain``)
 head           ``dp`` (Diffusion Policy: DDPM training, DDIM sampling), ``flow`` (flow
                matching, few Euler steps)
 =============  ==============================================================================
@@ -31,7 +32,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.configuration_visuomotor import PolicyConfig
+from aem_bench.policies.modeling_aem import AEMPretrainer
 from aem_bench.policies.modeling_visuomotor import VisuomotorPolicy
 
 # 2: the low-dimensional input is "state" (state_keys), was "qpos".
@@ -48,6 +51,9 @@ ENCODER_DEFAULTS = {
     "dinov2": {"encoder": "dinov2"},
     "clip": {"encoder": "clip"},
     "r3m": {"encoder": "r3m"},
+    # AEM: one frame plus the history vector of a pretrained action-effect memory encoder
+    # (``aem-bench pretrain``); train() takes the encoder and history from aem_checkpoint.
+    "aem": {"encoder": "resnet", "obs_horizon": 1, "history": {}},
 }
 HEAD_DEFAULTS = {
     "dp": {"head": "diffusion", "num_inference_steps": 10},
@@ -76,14 +82,32 @@ def make_policy(name: str, **config_overrides) -> torch.nn.Module:
     return VisuomotorPolicy(config)
 
 
+AEM_PRETRAIN = "aem-pretrain"  # the policy_type of an AEM pretraining checkpoint
+
+
+def _model_type(model: torch.nn.Module) -> str:
+    return AEM_PRETRAIN if isinstance(model, AEMPretrainer) else model.config.policy_type
+
+
+def _build(name: str, raw: dict) -> torch.nn.Module:
+    """The untrained model a checkpoint's config describes (pretrained weights not read: the
+    checkpoint holds every weight)."""
+    if name == AEM_PRETRAIN:
+        config = AEMConfig.from_dict({k: v for k, v in raw.items() if k != "policy_type"})
+        return AEMPretrainer(config, load_encoder_weights=False)
+    return VisuomotorPolicy(PolicyConfig.from_dict(raw), load_encoder_weights=False)
+
+
 def save_policy(policy: torch.nn.Module, directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+    """Write ``config.json`` and ``model.safetensors`` of a policy, or of an AEM pretraining
+    model, into ``directory`` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"format_version": FORMAT_VERSION, **policy.config.to_dict()}
+    name = _model_type(policy)
+    config = {"format_version": FORMAT_VERSION, "policy_type": name, **policy.config.to_dict()}
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     state = {key: value.detach().cpu().contiguous() for key, value in policy.state_dict().items()}
-    save_file(state, directory / WEIGHTS_NAME, metadata={"policy_type": policy.config.policy_type})
+    save_file(state, directory / WEIGHTS_NAME, metadata={"policy_type": name})
     return directory
 
 
@@ -111,20 +135,15 @@ def load_policy(
             f"{config_path}: format_version {version!r}, this code reads {FORMAT_VERSION}"
         )
     name = raw.get("policy_type")
-    if name not in POLICIES:
+    if name not in POLICIES and name != AEM_PRETRAIN:
         raise CheckpointError(
-            f"{config_path}: unknown policy_type {name!r}; registered: {sorted(POLICIES)}"
+            f"{config_path}: unknown policy_type {name!r}; registered: {sorted(POLICIES)} "
+            f"and '{AEM_PRETRAIN}'"
         )
     try:
-        config = PolicyConfig.from_dict(raw)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path}: invalid config: {err}") from None
-
-    try:
-        # The checkpoint holds every weight, a pretrained encoder's included: don't read them twice.
-        policy = VisuomotorPolicy(config, load_encoder_weights=False)
+        policy = _build(name, raw)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path}: cannot build the model it describes: {err}") from None
+        raise CheckpointError(f"{config_path}: invalid config: {err}") from None
     try:
         tensors = load_file(weights_path, device=str(device))
     except FileNotFoundError:
@@ -155,5 +174,6 @@ def load_policy(
         )
     policy.load_state_dict(tensors, strict=True)
     policy.to(device).eval()
-    policy.reset()  # so its sampling generator lives on ``device``
+    if hasattr(policy, "reset"):
+        policy.reset()  # so its sampling generator lives on ``device``
     return policy

@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 HEAD_NAMES = ("diffusion", "flow")
+FUSIONS = ("concat", "add", "memory_only")
 
 
 @dataclass
@@ -30,6 +31,16 @@ class PolicyConfig:
     encoder_options: dict = field(default_factory=dict)
     freeze_encoder: bool | None = None
     head: str = "diffusion"  # or "flow"
+
+    # AEM (aem-dp, aem-flow): the history vector of an action-effect memory encoder joins the
+    # condition. ``history`` is that encoder's AEMConfig as a dict (filled by train() from
+    # ``aem_checkpoint``, the pretraining run); None: no history. ``pretrained_history=False``
+    # starts the Mamba from random weights and trains it with the head (an ablation).
+    history: dict | None = None
+    aem_checkpoint: str | None = None
+    pretrained_history: bool = True
+    freeze_history: bool = True  # only for a pretrained history
+    history_fusion: str = "concat"  # "concat" (joined), "add" (projected and added), "memory_only"
 
     # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
     # gripper each) and, for the memory tasks' oracle control, "oracle" (the hidden fact).
@@ -95,6 +106,8 @@ class PolicyConfig:
             self.crop_size = int(0.9 * min(self.image_size))
         # encoder_options as they read back from config.json (tuples become lists).
         self.encoder_options = json.loads(json.dumps(self.encoder_options))
+        if self.history is not None:
+            self.history = json.loads(json.dumps(self.history))
         self.validate()
 
     def validate(self) -> None:
@@ -123,6 +136,13 @@ class PolicyConfig:
         bad = [c for c in self.down_dims if c % self.n_groups]
         require(not bad, f"down_dims {self.down_dims} must be multiples of n_groups")
         require(self.head in HEAD_NAMES, f"head must be one of {HEAD_NAMES}, got {self.head!r}")
+        require(self.history_fusion in FUSIONS, f"history_fusion must be one of {FUSIONS}")
+        if self.history is not None:
+            require(self.obs_horizon == 1, "a policy with an AEM history takes one frame "
+                    f"(obs_horizon 1), got {self.obs_horizon}")
+            require(self.history_frozen or self.history.get("inference_window") is not None,
+                    "a trained history needs a window (history.inference_window): training it "
+                    "over whole episodes is too slow")
         require(isinstance(self.encoder_options, dict), "encoder_options must be a dict")
         require(self.prediction_type in ("epsilon", "sample"), "prediction_type: epsilon|sample")
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")
@@ -133,6 +153,10 @@ class PolicyConfig:
         require(self.consistency_weight >= 0 and 0 < self.consistency_delta <= 1,
                 "consistency_weight >= 0 and consistency_delta in (0, 1]")
         require(self.ema_decay is None or 0.0 < self.ema_decay < 1.0, "ema_decay in (0, 1)")
+
+    @property
+    def history_frozen(self) -> bool:
+        return self.pretrained_history and self.freeze_history
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -32,28 +32,31 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def feature_key(policy, demos_path: str | os.PathLike) -> str:
-    parts = [policy.encoder.fingerprint(), str(policy.config.crop_size),
-             str(tuple(policy.config.image_size)), file_digest(demos_path)]
+def feature_key(encoder, crop_size: int, demos_path: str | os.PathLike) -> str:
+    parts = [encoder.fingerprint(), str(crop_size), file_digest(demos_path)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 @torch.inference_mode()
-def frozen_features(policy, demos_path: str | os.PathLike, rgb: np.ndarray,
+def frozen_features(encoder, crop_size: int, demos_path: str | os.PathLike, rgb: np.ndarray,
                     batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """(N, feature_dim) float32 features of ``rgb`` (N, H, W, 3), the frames of ``demos_path``
-    in file order, read from the cache or computed (centre crop, eval mode) and cached."""
-    path = cache_dir() / f"{feature_key(policy, demos_path)}.npy"
+    in file order, through ``encoder`` (in eval mode) on centre crops of ``crop_size``; read from
+    the cache or computed and cached."""
+    from aem_bench.policies.modeling_visuomotor import crop_images
+
+    path = cache_dir() / f"{feature_key(encoder, crop_size, demos_path)}.npy"
     if path.is_file():
         features = np.load(path)
         if features.shape[0] == len(rgb):
             return features
-    was_training = policy.training
-    policy.eval()
-    chunks = [policy.encode(torch.from_numpy(rgb[i : i + batch_size])).float().numpy()
+    was_training = encoder.training
+    encoder.eval()
+    chunks = [encoder(crop_images(torch.from_numpy(rgb[i : i + batch_size]), crop_size,
+                                  random=False)).float().numpy()
               for i in tqdm(range(0, len(rgb), batch_size), desc="encoder features",
                             disable=not progress)]
-    policy.train(was_training)
+    encoder.train(was_training)
     features = np.concatenate(chunks).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp.npy")

@@ -87,7 +87,21 @@ class VisuomotorPolicy(nn.Module):
         self.frozen_encoder = (self.encoder.pretrained if config.freeze_encoder is None
                                else config.freeze_encoder)
         self.encoder.requires_grad_(not self.frozen_encoder)
-        cond_dim = config.obs_horizon * (self.encoder.feature_dim + config.state_dim)
+        feature_dim = self.encoder.feature_dim
+        self.history = None
+        if config.history is not None:
+            from aem_bench.policies.configuration_aem import AEMConfig
+            from aem_bench.policies.modeling_aem import HistoryEncoder
+
+            self.history = HistoryEncoder(AEMConfig.from_dict(config.history),
+                                          feature_dim=feature_dim)
+            self.history.requires_grad_(not config.history_frozen)
+            memory = self.history.config.d_model
+            if config.history_fusion == "add":
+                self.history_to_feature = nn.Linear(memory, feature_dim)
+            feature_dim = {"concat": feature_dim + memory, "add": feature_dim,
+                           "memory_only": memory}[config.history_fusion]
+        cond_dim = config.obs_horizon * (feature_dim + config.state_dim)
         self.head = make_head(config, cond_dim)
         self.state_normalizer = MinMaxNormalizer(config.state_dim, "state")
         self.action_normalizer = MinMaxNormalizer(config.action_dim, "actions")
@@ -120,9 +134,23 @@ class VisuomotorPolicy(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_encoder):
             return self.encoder(crops)
 
-    def _global_cond(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """features (B, To, F) and state (B, To, D) -> (B, To * (F + D))."""
+    def _global_cond(self, features: torch.Tensor, state: torch.Tensor,
+                     history: torch.Tensor | None = None) -> torch.Tensor:
+        """features (B, To, F), state (B, To, D) [, history (B, M)] -> the head's condition."""
+        if history is not None:  # AEM: one frame, fused with the history vector
+            fusion = self.config.history_fusion
+            features = {"concat": lambda f: torch.cat([f, history[:, None]], -1),
+                        "add": lambda f: f + self.history_to_feature(history)[:, None],
+                        "memory_only": lambda f: history[:, None]}[fusion](features)
         return torch.cat([features, self.state_normalizer.normalize(state)], dim=-1).flatten(1)
+
+    def _history(self, batch: dict) -> torch.Tensor | None:
+        if self.history is None:
+            return None
+        if "history" in batch:  # a frozen history's precomputed vectors
+            return batch["history"]
+        return self.history.window_history(batch["window_features"], batch["window_actions"],
+                                           batch["window_valid"])
 
     def _features(self, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
         if "features" in batch:  # a frozen encoder's cached features
@@ -137,7 +165,8 @@ class VisuomotorPolicy(nn.Module):
     ) -> torch.Tensor:
         """The head's loss on a batch {"rgb": (B, To, H, W, 3) uint8 or "features": (B, To, F),
         "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise."""
-        cond = self._global_cond(self._features(batch, generator), batch["state"])
+        cond = self._global_cond(self._features(batch, generator), batch["state"],
+                                 self._history(batch))
         return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
 
     # ----------------------------------------------------------------------------- sampling
@@ -148,7 +177,8 @@ class VisuomotorPolicy(nn.Module):
     ) -> torch.Tensor:
         """{"rgb" (B, To, H, W, 3) or "features" (B, To, F), "state": (B, To, D)} -> actions
         (B, Tp, A), unnormalised."""
-        cond = self._global_cond(self._features(obs_batch, None), obs_batch["state"])
+        cond = self._global_cond(self._features(obs_batch, None), obs_batch["state"],
+                                 self._history(obs_batch))
         return self.action_normalizer.unnormalize(self.head.sample(cond, generator))
 
     # ----------------------------------------------------------------------------- run time
@@ -158,6 +188,13 @@ class VisuomotorPolicy(nn.Module):
         self._observations: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.obs_horizon)
         self._actions: deque[np.ndarray] = deque()
         device = self.state_normalizer.min.device
+        if self.history is not None:
+            window = self.history.config.inference_window
+            # Recurrent: the Mamba state after every token so far. Windowed: the last steps'
+            # features and actions, re-read at each prediction.
+            self._history_state = self.history.initial_state(1, device) if window is None else None
+            self._history_steps: deque[dict] = deque(maxlen=window)
+            self._history_now: torch.Tensor | None = None
         self._generator = torch.Generator(device=device)
         if seed is None:
             self._generator.seed()  # fresh entropy; a new Generator alone has a fixed seed
@@ -179,6 +216,10 @@ class VisuomotorPolicy(nn.Module):
             "rgb": torch.as_tensor(np.ascontiguousarray(observation["rgb"]), device=device),
             "state": torch.as_tensor(state, device=device),
         })
+        if self.history is not None:  # the history reads every frame
+            current = self._observations[-1]
+            current["features"] = self.encode(current["rgb"][None])[0]
+            self._see_frame(current["features"])
         if not self._actions:
             # Encode each frame once, when it is first needed: a stacked history costs one new
             # frame per control step, not obs_horizon.
@@ -193,6 +234,43 @@ class VisuomotorPolicy(nn.Module):
             history = [history[0]] * (self.config.obs_horizon - len(history)) + history
             obs_batch = {key: torch.stack([o[key] for o in history])[None]
                          for key in ("features", "state")}
+            if self.history is not None:
+                obs_batch["history"] = self._current_history()[None]
             chunk = self.predict_action_chunk(obs_batch, self._generator)[0]
             self._actions.extend(chunk[: self.config.action_steps].cpu().numpy())
-        return self._actions.popleft().astype(np.float32)
+        action = self._actions.popleft().astype(np.float32)
+        if self.history is not None:
+            self._take_action(torch.as_tensor(action, device=device))
+        return action
+
+    # ----------------------------------------------------------------------------- AEM history
+
+    def _see_frame(self, feature: torch.Tensor) -> None:
+        if self._history_state is not None:  # recurrent: one token through every layer
+            out, self._history_state = self.history.step(
+                self.history.vision_token(feature[None]), self._history_state)
+            self._history_now = out[0]
+        else:
+            self._history_steps.append({"feature": feature, "action": None})
+
+    def _take_action(self, action: torch.Tensor) -> None:
+        if self._history_state is not None:
+            if self.history.config.use_actions:
+                _, self._history_state = self.history.step(
+                    self.history.action_token(action[None]), self._history_state)
+        else:
+            self._history_steps[-1]["action"] = action
+
+    def _current_history(self) -> torch.Tensor:
+        if self._history_state is not None:
+            return self._history_now
+        steps = list(self._history_steps)
+        window = self.history.config.inference_window
+        pad = window - len(steps)
+        feature, action = steps[-1]["feature"], torch.zeros(self.config.action_dim,
+                                                             device=steps[-1]["feature"].device)
+        features = torch.stack([feature] * pad + [s["feature"] for s in steps])[None]
+        actions = torch.stack([action] * pad + [s["action"] if s["action"] is not None else action
+                                                for s in steps])[None]
+        valid = torch.tensor([False] * pad + [True] * len(steps), device=feature.device)[None]
+        return self.history.window_history(features, actions, valid)[0]

@@ -26,6 +26,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from aem_bench.demos import DemoSet, load_demos
-from aem_bench.policies import CONFIG_NAME, load_policy, make_policy, save_policy
+from aem_bench.policies import CONFIG_NAME, POLICIES, load_policy, make_policy, save_policy
 from aem_bench.policies.feature_cache import frozen_features
 
 LOG_NAME = "train_log.jsonl"
@@ -58,15 +59,26 @@ class DemoWindows:
         self.features: np.ndarray | None = None
         self.state = np.concatenate([episode_state(ep, state_keys) for ep in demos.episodes])
         self.actions = np.concatenate([ep.actions for ep in demos.episodes]).astype(np.float32)
-        obs_index, action_index, start = [], [], 0
+        obs_index, action_index, episode_start, start = [], [], [], 0
         for episode in demos.episodes:
             steps = np.arange(len(episode))[:, None]
             last = len(episode) - 1
             obs_index.append(start + np.clip(steps + np.arange(1 - obs_horizon, 1), 0, last))
             action_index.append(start + np.clip(steps + np.arange(pred_horizon), 0, last))
+            episode_start.append(np.full(len(episode), start))
             start += len(episode)
         self.obs_index = np.concatenate(obs_index)  # (N, obs_horizon) rows into rgb / state
         self.action_index = np.concatenate(action_index)  # (N, pred_horizon) rows into actions
+        self.episode_start = np.concatenate(episode_start)  # (N,) first row of each's episode
+        self.history: np.ndarray | None = None  # (N, M) precomputed AEM history vectors
+        self.history_window: int | None = None  # or: windows for a trained history
+
+    def window_rows(self, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``window`` steps ending at each of ``rows``: (B, window) rows (clipped to the
+        episode) and (B, window) valid flags (False before the episode began)."""
+        steps = rows[:, None] + np.arange(1 - window, 1)
+        starts = self.episode_start[rows][:, None]
+        return np.maximum(steps, starts), steps >= starts
 
     def __len__(self) -> int:
         return len(self.obs_index)
@@ -77,8 +89,66 @@ class DemoWindows:
         obs, act = self.obs_index[rows], self.action_index[rows]
         images = ({"rgb": torch.from_numpy(self.rgb[obs])} if self.features is None
                   else {"features": torch.from_numpy(self.features[obs])})
-        return {**images, "state": torch.from_numpy(self.state[obs]),
-                "actions": torch.from_numpy(self.actions[act])}
+        batch = {**images, "state": torch.from_numpy(self.state[obs]),
+                 "actions": torch.from_numpy(self.actions[act])}
+        if self.history is not None:
+            batch["history"] = torch.from_numpy(self.history[rows])
+        elif self.history_window is not None:
+            window, valid = self.window_rows(rows, self.history_window)
+            batch["window_features"] = torch.from_numpy(self.features[window])
+            batch["window_actions"] = torch.from_numpy(self.actions[window])
+            batch["window_valid"] = torch.from_numpy(valid)
+        return batch
+
+
+@torch.inference_mode()
+def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> np.ndarray:
+    """(N, M) history vectors of a frozen AEM encoder at every step of the dataset, as the policy
+    computes them at run time: over the whole episode so far (recurrent) or over a window."""
+    history.eval()
+    window = history.config.inference_window
+    features = torch.from_numpy(dataset.features)
+    actions = torch.from_numpy(dataset.actions)
+    out = np.zeros((len(dataset), history.config.d_model), dtype=np.float32)
+    if window is None:  # one pass per episode gives every step's vector
+        starts = np.unique(dataset.episode_start)
+        ends = np.append(starts[1:], len(dataset))
+        for start, end in zip(starts, ends):
+            out[start:end] = history.history(features[start:end][None],
+                                             actions[start:end][None])[0].numpy()
+        return out
+    for first in range(0, len(dataset), batch_size):
+        rows = np.arange(first, min(first + batch_size, len(dataset)))
+        window_rows, valid = dataset.window_rows(rows, window)
+        out[rows] = history.window_history(features[window_rows], actions[window_rows],
+                                           torch.from_numpy(valid)).numpy()
+    return out
+
+
+def aem_overrides(overrides: dict):
+    """For a policy with an AEM history: the overrides completed from the pretraining run named
+    by ``aem_checkpoint`` (its encoder, crop and AEMConfig), and that run's model."""
+    from aem_bench.policies.modeling_aem import AEMPretrainer
+
+    path = overrides.get("aem_checkpoint")
+    if path is None:
+        if overrides.get("pretrained_history", True):
+            raise ValueError("an AEM policy needs the pretraining run it builds on: --config "
+                             "'{\"aem_checkpoint\": \"DIR\"}' (DIR from `aem-bench pretrain`)")
+        return overrides, None
+    aem = load_policy(path)
+    if not isinstance(aem, AEMPretrainer):
+        raise ValueError(  # noqa: TRY004 -- bad input, reported by the CLI as such
+            f"{path} is a checkpoint of '{aem.config.policy_type}', not of AEM "
+                         "pretraining")
+    config = aem.config
+    if tuple(config.image_size) != tuple(overrides["image_size"]):
+        raise ValueError(f"{path} was pretrained on {tuple(config.image_size)} images, the "
+                         f"demonstrations have {tuple(overrides['image_size'])}")
+    history = {**config.to_dict(), **(overrides.get("history") or {})}
+    return {**overrides, "aem_checkpoint": str(path), "encoder": config.encoder,
+            "encoder_options": config.encoder_options, "crop_size": config.crop_size,
+            "freeze_encoder": True, "history": history}, aem
 
 
 def batch_rows(step: int, samples: int, batch_size: int, seed: int) -> np.ndarray:
@@ -133,39 +203,129 @@ def _data_shapes(demos: DemoSet, state_keys: tuple[str, ...]) -> dict:
     }
 
 
-def _save(out_dir: Path, policy, ema: EMA | None, optimizer, lr_schedule, step: int,
-          sample_generator: torch.Generator) -> None:
-    save_policy(ema.model if ema is not None else policy, out_dir)
-    state_dir = out_dir / STATE_DIR
-    state_dir.mkdir(exist_ok=True)
-    if ema is not None:
-        raw = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
-        save_file(raw, state_dir / "raw.safetensors")
-    state = {"step": step, "optimizer": optimizer.state_dict(),
-             "lr_schedule": lr_schedule.state_dict(), "ema_updates": ema.updates if ema else 0,
-             "sample_generator": sample_generator.get_state()}
-    partial = state_dir / "state.pt.tmp"
-    torch.save(state, partial)
-    partial.replace(state_dir / "state.pt")  # last: a state file means the rest is written
-
-
-def _resume(out_dir: Path, policy_name: str, overrides: dict) -> tuple[torch.nn.Module, dict]:
-    """The policy of an interrupted run in ``out_dir``, with its raw weights, and its state."""
+def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) -> bool:
+    """Whether ``out_dir`` holds a run to resume. Raises if it is a run of something else
+    (``config.json``'s ``type_key`` is not ``type_value``) or was started with other settings."""
+    if not (out_dir / STATE_DIR / "state.pt").is_file():
+        return False
     saved = json.loads((out_dir / CONFIG_NAME).read_text())
-    if saved.get("policy_type") != policy_name:
-        raise ValueError(f"{out_dir} holds a run of '{saved.get('policy_type')}', "
-                         f"not '{policy_name}'")
+    if saved.get(type_key) != type_value:
+        raise ValueError(f"{out_dir} holds a run of '{saved.get(type_key)}', not '{type_value}'")
     conflicts = {key: (value, saved.get(key)) for key, value in overrides.items()
                  if json.loads(json.dumps(value)) != saved.get(key)}
     if conflicts:
         raise ValueError(f"resuming {out_dir} with other settings than it was started with "
                          f"(given, saved): {conflicts}")
-    policy = load_policy(out_dir)
-    raw = out_dir / STATE_DIR / "raw.safetensors"
-    if raw.is_file():
-        policy.load_state_dict(load_file(raw))
-    state = torch.load(out_dir / STATE_DIR / "state.pt", weights_only=True)
-    return policy, state
+    return True
+
+
+def optimize(
+    model: torch.nn.Module,
+    batch_at: Callable[[int], dict],
+    steps: int,
+    out_dir: Path,
+    save_model: Callable[[torch.nn.Module, Path], object],
+    load_model: Callable[[Path], torch.nn.Module],
+    seed: int = 0,
+    resume: bool = False,
+    log_every: int = 10,
+    save_every: int = 500,
+    desc: str = "train",
+    progress: bool = True,
+) -> torch.nn.Module:
+    """The optimisation loop shared by policy training and AEM pretraining.
+
+    ``model.compute_loss(batch, generator)`` returns the loss, or a dict of losses with the total
+    under "loss" (each part is logged). ``model.config`` gives lr, betas (optional),
+    weight_decay, lr_warmup_steps, grad_clip_norm and ema_decay (optional). ``batch_at(step)`` is
+    the batch of a step (from 1). Checkpoints go through ``save_model(model, out_dir)``; with
+    ``resume``, the run saved in ``out_dir`` carries on (``model`` must be ``load_model(out_dir)``).
+    """
+    config = model.config
+    generator = torch.Generator().manual_seed(seed + 1)  # crops, masks, noise
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=getattr(config, "betas", (0.9, 0.999)))
+    # Warmup is capped at a tenth of the run so that short runs still reach the full rate.
+    lr_schedule = get_cosine_schedule_with_warmup(
+        optimizer, min(config.lr_warmup_steps, steps // 10), steps
+    )
+    ema_decay = getattr(config, "ema_decay", None)
+    first = 1
+    if resume:
+        raw = out_dir / STATE_DIR / "raw.safetensors"
+        if raw.is_file():
+            model.load_state_dict(load_file(raw))
+    ema = EMA(model, ema_decay) if ema_decay is not None else None
+    if resume:
+        state = torch.load(out_dir / STATE_DIR / "state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        generator.set_state(state["generator"])
+        if ema is not None:
+            ema.model.load_state_dict(load_model(out_dir).state_dict())
+            ema.updates = state["ema_updates"]
+        first = state["step"] + 1
+
+    def checkpoint(step: int) -> None:
+        save_model(ema.model if ema is not None else model, out_dir)
+        state_dir = out_dir / STATE_DIR
+        state_dir.mkdir(exist_ok=True)
+        if ema is not None:
+            raw = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+            save_file(raw, state_dir / "raw.safetensors")
+        state = {"step": step, "optimizer": optimizer.state_dict(),
+                 "lr_schedule": lr_schedule.state_dict(),
+                 "ema_updates": ema.updates if ema else 0, "generator": generator.get_state()}
+        partial = state_dir / "state.pt.tmp"
+        torch.save(state, partial)
+        partial.replace(state_dir / "state.pt")  # last: a state file means the rest is written
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_lines = []
+    if resume and (out_dir / LOG_NAME).is_file():  # keep the log up to the resume
+        log_lines = [line for line in (out_dir / LOG_NAME).read_text().splitlines()
+                     if json.loads(line)["step"] < first]
+    (out_dir / LOG_NAME).write_text("".join(line + "\n" for line in log_lines))
+
+    model.train()
+    start, parts = time.perf_counter(), {}
+    with (
+        open(out_dir / LOG_NAME, "a") as log,
+        tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress) as bar,
+    ):
+        for step in range(first, steps + 1):
+            losses = model.compute_loss(batch_at(step), generator=generator)
+            if not isinstance(losses, dict):
+                losses = {"loss": losses}
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if config.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip_norm)
+            optimizer.step()
+            lr_schedule.step()
+            if ema is not None:
+                ema.update()
+
+            for name, value in losses.items():
+                parts.setdefault(name, []).append(value.item())
+            bar.update()
+            if step % log_every == 0 or step == steps:
+                record = {"step": step, **{k: float(np.mean(v)) for k, v in parts.items()},
+                          "lr": lr_schedule.get_last_lr()[0],
+                          "seconds": round(time.perf_counter() - start, 3)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                parts.clear()
+            if step % save_every == 0 or step == steps:
+                checkpoint(step)
+
+    trained = ema.model if ema is not None else model
+    if first > steps:  # nothing left to train: the saved run is the result
+        save_model(trained, out_dir)
+    trained.eval()
+    return trained
 
 
 def train(
@@ -193,10 +353,7 @@ def train(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     out_dir = Path(out_dir)
-    torch.set_num_threads(num_threads or len(os.sched_getaffinity(0)))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_everything(seed, num_threads)
 
     demos = load_demos(demos_path)
     overrides = dict(config_overrides or {})
@@ -208,85 +365,43 @@ def train(
             raise ValueError(f"config override {key}={overrides[key]} but {demos_path} has {value}")
         overrides[key] = value
 
-    resumed = None
-    if resume and (out_dir / STATE_DIR / "state.pt").is_file():
-        policy, resumed = _resume(out_dir, policy_name, overrides)
-        policy.train()
-    else:
-        policy = make_policy(policy_name, **overrides)
+    aem = None
+    if "history" in POLICIES.get(policy_name, {}) or overrides.get("history") is not None:
+        overrides, aem = aem_overrides(overrides)
+    resume = resume and saved_run(out_dir, "policy_type", policy_name, overrides)
+    policy = load_policy(out_dir) if resume else make_policy(policy_name, **overrides)
     config = policy.config
+    if aem is not None and not resume:  # start from the pretrained encoder (and history)
+        policy.encoder.load_state_dict(aem.encoder.vision.state_dict())
+        if config.pretrained_history:
+            policy.history.load_state_dict({k: v for k, v in aem.encoder.state_dict().items()
+                                            if not k.startswith("vision.")})
 
     dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys)
     del demos  # the dataset holds its own concatenated copy
     if policy.frozen_encoder:
-        dataset.features = frozen_features(policy, demos_path, dataset.rgb, progress=progress)
+        dataset.features = frozen_features(policy.encoder, config.crop_size, demos_path,
+                                           dataset.rgb, progress=progress)
     policy.fit_normalization(dataset.state, dataset.actions)
-    sample_generator = torch.Generator().manual_seed(seed + 1)  # crops, noise, diffusion steps
+    if policy.history is not None:
+        if not config.pretrained_history:
+            policy.history.action_normalizer.fit(dataset.actions)
+        if config.history_frozen:
+            dataset.history = precompute_history(policy.history, dataset)
+        else:
+            dataset.history_window = policy.history.config.inference_window
 
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
-    # Warmup is capped at a tenth of the run so that short runs still reach the full rate.
-    lr_schedule = get_cosine_schedule_with_warmup(
-        optimizer, min(config.lr_warmup_steps, steps // 10), steps
-    )
-    ema = EMA(policy, config.ema_decay) if config.ema_decay is not None else None
-    first = 1
-    if resumed is not None:
-        optimizer.load_state_dict(resumed["optimizer"])
-        lr_schedule.load_state_dict(resumed["lr_schedule"])
-        sample_generator.set_state(resumed["sample_generator"])
-        if ema is not None:
-            ema.model.load_state_dict(load_policy(out_dir).state_dict())
-            ema.updates = resumed["ema_updates"]
-        first = resumed["step"] + 1
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_lines = []
-    if resumed is not None and (out_dir / LOG_NAME).is_file():  # keep the log up to the resume
-        log_lines = [line for line in (out_dir / LOG_NAME).read_text().splitlines()
-                     if json.loads(line)["step"] < first]
-    (out_dir / LOG_NAME).write_text("".join(line + "\n" for line in log_lines))
-
-    policy.train()
-    start, losses = time.perf_counter(), []
-    with (
-        open(out_dir / LOG_NAME, "a") as log,
-        tqdm(total=steps, initial=first - 1, desc=f"train {policy_name}",
-             disable=not progress) as bar,
-    ):
-        for step in range(first, steps + 1):
-            batch = dataset.batch(batch_rows(step, len(dataset), config.batch_size, seed))
-            loss = policy.compute_loss(batch, generator=sample_generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip_norm)
-            optimizer.step()
-            lr_schedule.step()
-            if ema is not None:
-                ema.update()
-
-            losses.append(loss.item())
-            bar.update()
-            if step % log_every == 0 or step == steps:
-                record = {
-                    "step": step,
-                    "loss": float(np.mean(losses)),
-                    "lr": lr_schedule.get_last_lr()[0],
-                    "seconds": round(time.perf_counter() - start, 3),
-                }
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                losses.clear()
-            if step % save_every == 0 or step == steps:
-                _save(out_dir, policy, ema, optimizer, lr_schedule, step, sample_generator)
-
-    trained = ema.model if ema is not None else policy
-    if first > steps:  # nothing left to train: the saved run is the result
-        save_policy(trained, out_dir)
-    trained.eval()
+    trained = optimize(
+        policy, lambda step: dataset.batch(batch_rows(step, len(dataset), config.batch_size, seed)),
+        steps, out_dir, save_policy, load_policy, seed=seed, resume=resume,
+        log_every=log_every, save_every=save_every, desc=f"train {policy_name}", progress=progress)
     trained.reset()
     return trained
+
+
+def seed_everything(seed: int, num_threads: int | None) -> None:
+    """Seed python, numpy and torch, and set torch's threads (default: every CPU allowed)."""
+    torch.set_num_threads(num_threads or len(os.sched_getaffinity(0)))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

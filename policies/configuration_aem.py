@@ -1,0 +1,94 @@
+"""Configuration of AEM, Action-Effect Memory pretraining (REFERENCE.md section 1).
+
+Per step t a visual feature v_t and the action a_t become one token each, interleaved
+(v_1, a_1, v_2, a_2, ...). Whole steps are masked (both tokens together); a Mamba encoder reads the
+visible tokens in order; a small Transformer decoder reconstructs the masked steps' visual content
+and actions. The encoder's output at the last vision token is the history vector.
+
+Everything needed to rebuild the model lives here, so ``config.json`` next to ``model.safetensors``
+is a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class AEMConfig:
+    # The per-step visual feature: a zoo encoder (``policies/encoders``). The paper uses frozen
+    # DINOv2; with no pretrained weights on a machine, the ResNet is trained here, against pixel
+    # targets, which cannot collapse the way a learned target can.
+    encoder: str = "resnet"
+    encoder_options: dict = field(default_factory=dict)
+    freeze_encoder: bool | None = None  # None: frozen iff the encoder is pretrained
+    # What a masked vision token must reconstruct: "pixels" (the crop at target_pixels^2, RGB) or
+    # "features" (the frozen encoder's feature). None: features iff the encoder is frozen.
+    vision_target: str | None = None
+    target_pixels: int = 16
+
+    # Shapes of the data, filled from the demonstrations.
+    image_size: tuple[int, int] = (128, 128)
+    crop_size: int | None = None  # None: 90% of the side, as the policies
+    action_dim: int = 16
+
+    # Tokens and the Mamba encoder.
+    d_model: int = 64
+    n_layers: int = 2
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    use_actions: bool = True  # False: the "no actions in pretraining" ablation
+
+    # The decoder (a Transformer, as in the paper) over the whole window.
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+
+    # Windows (steps) and masking.
+    window: int = 32  # pretraining window
+    mask_ratio: float = 0.7  # fraction of the window's steps masked, vision and action together
+    # History at run time: None feeds the episode one step at a time through the recurrent state
+    # (constant cost per step, memory back to the episode's start); an int recomputes the history
+    # over the last that many steps (the paper's 16) at each prediction.
+    inference_window: int | None = None
+
+    # Optimisation.
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_warmup_steps: int = 200
+    batch_size: int = 16
+    grad_clip_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if isinstance(f.default, tuple):
+                setattr(self, f.name, tuple(getattr(self, f.name)))
+        if self.crop_size is None:
+            self.crop_size = int(0.9 * min(self.image_size))
+        self.encoder_options = json.loads(json.dumps(self.encoder_options))
+        self.validate()
+
+    def validate(self) -> None:
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"AEMConfig: {message}")
+
+        require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        require(self.window >= 2, f"window must be >= 2, got {self.window}")
+        require(self.inference_window is None or self.inference_window >= 1,
+                "inference_window must be None or >= 1")
+        require(self.vision_target in (None, "pixels", "features"),
+                f"vision_target must be 'pixels' or 'features', got {self.vision_target!r}")
+        require(self.d_model % self.decoder_heads == 0, "d_model must divide by decoder_heads")
+        require(self.crop_size <= min(self.image_size), "crop_size is larger than the images")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AEMConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"AEMConfig: unknown keys {unknown}")
+        return cls(**data)

@@ -1,0 +1,161 @@
+"""AEM: masking, pretraining, the history at run time equal to the history in training, aem-dp."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from policy_helpers import observation, write_demos
+
+from aem_bench.policies import CheckpointError, load_policy, make_policy
+from aem_bench.policies.configuration_aem import AEMConfig
+from aem_bench.policies.modeling_aem import AEMPretrainer, HistoryEncoder
+from aem_bench.policies.pretraining import pretrain
+from aem_bench.policies.training import train
+
+ENCODER = {"channels": [8, 16], "num_keypoints": 4, "feature_dim": 8}
+SMALL = {"window": 8, "encoder_options": ENCODER, "d_model": 32, "image_size": (32, 32)}
+HEAD = {"crop_size": 28, "down_dims": (16, 32), "timestep_embed_dim": 16, "pred_horizon": 8,
+        "action_steps": 4, "ema_decay": None}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A short pretraining run on random demonstrations: (demos file, checkpoint directory)."""
+    root = tmp_path_factory.mktemp("aem")
+    demos = write_demos(root / "demos.h5", episodes=2, steps=30)
+    pretrain(demos, root / "aem", steps=4, config_overrides=SMALL, num_threads=1,
+             progress=False)
+    return demos, root / "aem"
+
+
+def test_masks_cover_whole_steps_at_the_ratio_and_keep_the_last_frame():
+    model = AEMPretrainer(AEMConfig(**SMALL, mask_ratio=0.7))
+    masks = model.masks(64, torch.Generator().manual_seed(0))
+    assert masks.shape == (64, 8)
+    assert (masks.sum(1) == round(0.7 * 7)).all()
+    assert not masks[:, -1].any()
+    assert len({tuple(m.tolist()) for m in masks}) > 10  # drawn per sample
+
+
+@pytest.mark.parametrize("use_actions", [True, False])
+def test_pretraining_lowers_the_reconstruction_loss_on_a_fixed_batch(use_actions):
+    torch.manual_seed(0)
+    model = AEMPretrainer(AEMConfig(**SMALL, use_actions=use_actions))
+    rng = np.random.default_rng(0)
+    actions = np.cumsum(rng.normal(0, 0.1, (4, 8, 16)), axis=1).astype(np.float32)
+    model.encoder.action_normalizer.fit(actions.reshape(-1, 16))
+    batch = {"rgb": torch.from_numpy(rng.integers(0, 256, (4, 8, 32, 32, 3), dtype=np.uint8)),
+             "actions": torch.from_numpy(actions)}
+
+    def fixed():
+        with torch.no_grad():
+            return model.compute_loss(batch, torch.Generator().manual_seed(0))
+
+    before = fixed()
+    assert ("action" in before) == use_actions
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        loss = model.compute_loss(batch, generator)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert fixed()["loss"] < 0.7 * before["loss"]
+
+
+def test_pretraining_writes_a_checkpoint_and_a_loss_curve(pretrained):
+    _, run = pretrained
+    model = load_policy(run)
+    assert isinstance(model, AEMPretrainer) and model.config.window == 8
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [4] and {"vision", "action", "loss"} <= set(log[0])
+
+
+def test_stepping_the_history_equals_reading_it_from_the_whole_sequence():
+    torch.manual_seed(0)
+    history = HistoryEncoder(AEMConfig(**SMALL), feature_dim=8).eval()
+    history.action_normalizer.fit(torch.randn(50, 16))
+    features, actions = torch.randn(2, 10, 8), torch.randn(2, 10, 16)
+    full = history.history(features, actions)  # (2, 10, d)
+    state = history.initial_state(2)
+    for t in range(10):
+        out, state = history.step(history.vision_token(features[:, t]), state)
+        torch.testing.assert_close(out, full[:, t], rtol=1e-5, atol=1e-5)
+        _, state = history.step(history.action_token(actions[:, t]), state)
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_the_policy_at_run_time_sees_the_history_it_was_trained_on(pretrained, window, tmp_path):
+    """Feed an aem-dp policy an episode; the history vectors it computes step by step equal the
+    training-time computation over the same frames and the actions it took."""
+    demos, run = pretrained
+    overrides = {**HEAD, "aem_checkpoint": str(run), "history": {"inference_window": window}}
+    policy = train("aem-dp", demos, tmp_path / "p", steps=2, batch_size=4,
+                   config_overrides=overrides, num_threads=1, progress=False)
+    policy.reset(0)
+    seen, frames, taken = [], [], []
+    for t in range(9):
+        obs = observation(32, seed=t)
+        frames.append(policy.encode(torch.from_numpy(obs["rgb"])[None])[0])
+        taken.append(torch.from_numpy(policy.act(obs)))
+        seen.append(policy._current_history())
+    features, actions = torch.stack(frames)[None], torch.stack(taken)[None]
+    with torch.no_grad():
+        if window is None:
+            expected = policy.history.history(features, actions)[0]
+        else:
+            expected = torch.stack([
+                policy.history.window_history(
+                    torch.cat([features[:, :1].expand(1, max(0, 3 - t), -1),
+                               features[:, max(0, t - 3) : t + 1]], 1),
+                    torch.cat([actions[:, :1].expand(1, max(0, 3 - t), -1),
+                               actions[:, max(0, t - 3) : t + 1]], 1),
+                    torch.tensor([[False] * max(0, 3 - t) + [True] * min(4, t + 1)]))[0]
+                for t in range(9)])
+    torch.testing.assert_close(torch.stack(seen), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("extra", [{}, {"history_fusion": "add"}, {"history_fusion": "memory_only"},
+                                   {"pretrained_history": False,
+                                    "history": {"inference_window": 4}}])
+def test_aem_policies_train_save_and_load_to_identical_actions(pretrained, extra, tmp_path):
+    demos, run = pretrained
+    policy = train("aem-flow", demos, tmp_path / "p", steps=3, batch_size=4,
+                   config_overrides={**HEAD, "aem_checkpoint": str(run), **extra},
+                   num_threads=1, progress=False)
+    loaded = load_policy(tmp_path / "p")
+    outputs = []
+    for p in (policy, loaded):
+        p.reset(1)
+        outputs.append(np.stack([p.act(observation(32, seed=t)) for t in range(6)]))
+    np.testing.assert_array_equal(*outputs)
+    if extra.get("pretrained_history") is False:  # the Mamba moved with the head
+        pretrained_weights = load_policy(run).encoder.layers[0].mixer.A_log
+        assert not torch.equal(loaded.history.layers[0].mixer.A_log, pretrained_weights)
+
+
+def test_aem_policies_name_what_is_missing(pretrained, tmp_path):
+    demos, _ = pretrained
+    with pytest.raises(ValueError, match="aem_checkpoint"):
+        train("aem-dp", demos, tmp_path / "p", steps=1, config_overrides=HEAD, progress=False)
+    other = tmp_path / "sf"
+    train("singleframe-dp", demos, other, steps=1, batch_size=4, config_overrides={
+        **HEAD, "encoder_options": ENCODER}, progress=False)
+    with pytest.raises(ValueError, match="not of AEM pretraining"):
+        train("aem-dp", demos, tmp_path / "p", steps=1,
+              config_overrides={**HEAD, "aem_checkpoint": str(other)}, progress=False)
+    with pytest.raises(CheckpointError, match="config.json"):
+        train("aem-dp", demos, tmp_path / "p", steps=1,
+              config_overrides={**HEAD, "aem_checkpoint": str(tmp_path / "nowhere")},
+              progress=False)
+    with pytest.raises(ValueError, match="trained history needs a window"):
+        make_policy("aem-dp", history={}, pretrained_history=False)
