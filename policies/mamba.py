@@ -25,16 +25,17 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def selective_scan(u, delta, A, B, C, D, z=None):
+def selective_scan(u, delta, A, B, C, D, z=None, h0=None):
     """The selective SSM over time, as ``mamba_ssm``'s ``selective_scan_ref`` (delta already
     passed through softplus with its bias).
 
     u, delta, z: (batch, d_inner, L); A: (d_inner, d_state); B, C: (batch, d_state, L); D: (d_inner,).
     h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t;  y *= silu(z).
-    Returns y (batch, d_inner, L) and the last state (batch, d_inner, d_state).
+    h0: the state before the first step (default zeros). Returns y (batch, d_inner, L) and the
+    last state (batch, d_inner, d_state).
     """
     batch, d_inner, length = u.shape
-    h = u.new_zeros(batch, d_inner, A.shape[1])
+    h = u.new_zeros(batch, d_inner, A.shape[1]) if h0 is None else h0
     ys = []
     for t in range(length):
         h, y = _ssm_update(h, u[..., t], delta[..., t], A, B[..., t], C[..., t], D)
@@ -90,16 +91,20 @@ class Mamba(nn.Module):
         y, _ = self.forward_with_state(hidden)
         return y
 
-    def forward_with_state(self, hidden: torch.Tensor):
-        """The outputs (b, L, d_model) and the state after the last token, for ``step``."""
-        length = hidden.shape[1]
+    def forward_with_state(self, hidden: torch.Tensor, state=None):
+        """Outputs (b, L, d_model) of a sequence that continues from ``state`` (None: the start),
+        and the state after its last token: running a sequence in chunks gives the outputs of
+        running it whole."""
+        if state is None:
+            state = self.initial_state(hidden.shape[0], hidden.device, hidden.dtype)
+        conv_state, h0 = state
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, L, d_inner) each
-        x_in = x.transpose(1, 2)
-        x = F.silu(self.conv1d(x_in)[..., :length])  # causal: drop the right padding
+        x_in = torch.cat([conv_state, x.transpose(1, 2)], dim=-1)  # the last inputs, then these
+        x = F.silu(F.conv1d(x_in, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
         delta, B, C = self._ssm_inputs(x.transpose(1, 2))
-        y, h = selective_scan(x, delta, -torch.exp(self.A_log), B, C, self.D, z.transpose(1, 2))
-        conv_state = F.pad(x_in, (self.d_conv - 1, 0))[..., -(self.d_conv - 1):]
-        return self.out_proj(y.transpose(1, 2)), (conv_state, h)
+        y, h = selective_scan(x, delta, -torch.exp(self.A_log), B, C, self.D, z.transpose(1, 2),
+                              h0)
+        return self.out_proj(y.transpose(1, 2)), (x_in[..., -(self.d_conv - 1):], h)
 
     def initial_state(self, batch: int, device=None, dtype=torch.float32):
         """Zero state: the convolution's last d_conv - 1 inputs and the SSM state."""

@@ -34,8 +34,9 @@ class ResidualMamba(nn.Module):
         self.mixer = make_mamba(config.d_model, d_state=config.d_state, d_conv=config.d_conv,
                                 expand=config.expand)
 
-    def forward(self, x):
-        return x + self.mixer(self.norm(x))
+    def forward(self, x, state=None):
+        y, state = self.mixer.forward_with_state(self.norm(x), state)
+        return x + y, state
 
     def step(self, x, state):
         y, state = self.mixer.step(self.norm(x), state)
@@ -90,10 +91,15 @@ class HistoryEncoder(nn.Module):
             return vision
         return torch.stack([vision, self.action_token(actions)], dim=2).flatten(1, 2)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            tokens = layer(tokens)
-        return self.norm(tokens)
+    def forward(self, tokens: torch.Tensor, state: list | None = None):
+        """Tokens (B, L, d) -> outputs (B, L, d) and every layer's state after the last token.
+        ``state`` (from a previous call or ``step``) continues a sequence: running it in chunks
+        gives the outputs of running it whole."""
+        new_state = []
+        for i, layer in enumerate(self.layers):
+            tokens, layer_state = layer(tokens, None if state is None else state[i])
+            new_state.append(layer_state)
+        return self.norm(tokens), new_state
 
     def initial_state(self, batch: int, device=None) -> list:
         return [layer.mixer.initial_state(batch, device) for layer in self.layers]
@@ -109,7 +115,7 @@ class HistoryEncoder(nn.Module):
     def history(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """History vectors at every step of whole sequences: features (B, T, F) and the actions
         taken (B, T, A) -> (B, T, d), entry t read at v_t (so it has seen a_1 .. a_{t-1} only)."""
-        out = self.forward(self.interleave(features, actions))
+        out, _ = self.forward(self.interleave(features, actions))
         return out[:, ::2] if self.config.use_actions else out
 
     def window_history(self, features: torch.Tensor, actions: torch.Tensor,
@@ -123,7 +129,7 @@ class HistoryEncoder(nn.Module):
         tokens = tokens * token_valid[..., None]
         if self.config.use_actions:
             tokens = tokens[:, :-1]  # the current action is what the policy is about to choose
-        return self.forward(tokens)[:, -1]
+        return self.forward(tokens)[0][:, -1]
 
 
 class AEMPretrainer(nn.Module):
@@ -204,7 +210,7 @@ class AEMPretrainer(nn.Module):
         n_visible = int((~token_masked[0]).sum())
         order = (~token_masked).float().argsort(dim=1, descending=True, stable=True)[:, :n_visible]
         visible_tokens = tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1]))
-        encoded_tokens = enc(visible_tokens)  # in their original order, gaps removed
+        encoded_tokens, _ = enc(visible_tokens)  # in their original order, gaps removed
         history = encoded_tokens[:, -1]  # the last visible token is the last frame's
 
         # Decoder: the window with encoder outputs where visible, mask tokens elsewhere.

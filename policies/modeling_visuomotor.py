@@ -190,9 +190,13 @@ class VisuomotorPolicy(nn.Module):
         device = self.state_normalizer.min.device
         if self.history is not None:
             window = self.history.config.inference_window
-            # Recurrent: the Mamba state after every token so far. Windowed: the last steps'
-            # features and actions, re-read at each prediction.
+            # Recurrent: the Mamba state after every token read so far, and the frames and
+            # actions since, read in one go at the next prediction (the same outputs as one token
+            # at a time, cheaper). Windowed: the last steps' frames and actions, re-read at each
+            # prediction.
+            self._recurrent = window is None
             self._history_state = self.history.initial_state(1, device) if window is None else None
+            self._pending: list[tuple[str, object]] = []
             self._history_steps: deque[dict] = deque(maxlen=window)
             self._history_now: torch.Tensor | None = None
         self._generator = torch.Generator(device=device)
@@ -217,25 +221,20 @@ class VisuomotorPolicy(nn.Module):
             "state": torch.as_tensor(state, device=device),
         })
         if self.history is not None:  # the history reads every frame
-            current = self._observations[-1]
-            current["features"] = self.encode(current["rgb"][None])[0]
-            self._see_frame(current["features"])
+            self._see_frame(self._observations[-1])
         if not self._actions:
+            memory = self._current_history()[None] if self.history is not None else None
             # Encode each frame once, when it is first needed: a stacked history costs one new
             # frame per control step, not obs_horizon.
-            new = [o for o in self._observations if "features" not in o]
-            if new:
-                features = self.encode(torch.stack([o["rgb"] for o in new]))
-                for o, feature in zip(new, features):
-                    o["features"] = feature
+            self._encode_frames(list(self._observations))
             # Before obs_horizon steps have passed, repeat the first frame, as the training
             # windows do at the start of an episode.
             history = list(self._observations)
             history = [history[0]] * (self.config.obs_horizon - len(history)) + history
             obs_batch = {key: torch.stack([o[key] for o in history])[None]
                          for key in ("features", "state")}
-            if self.history is not None:
-                obs_batch["history"] = self._current_history()[None]
+            if memory is not None:
+                obs_batch["history"] = memory
             chunk = self.predict_action_chunk(obs_batch, self._generator)[0]
             self._actions.extend(chunk[: self.config.action_steps].cpu().numpy())
         action = self._actions.popleft().astype(np.float32)
@@ -245,32 +244,47 @@ class VisuomotorPolicy(nn.Module):
 
     # ----------------------------------------------------------------------------- AEM history
 
-    def _see_frame(self, feature: torch.Tensor) -> None:
-        if self._history_state is not None:  # recurrent: one token through every layer
-            out, self._history_state = self.history.step(
-                self.history.vision_token(feature[None]), self._history_state)
-            self._history_now = out[0]
+    def _encode_frames(self, observations: list[dict]) -> None:
+        """Give every observation without "features" its features, in one batch."""
+        new = [o for o in observations if "features" not in o]
+        if new:
+            for o, feature in zip(new, self.encode(torch.stack([o["rgb"] for o in new]))):
+                o["features"] = feature
+
+    def _see_frame(self, observation: dict) -> None:
+        if self._recurrent:
+            self._pending.append(("frame", observation))
         else:
-            self._history_steps.append({"feature": feature, "action": None})
+            self._history_steps.append({"obs": observation, "action": None})
 
     def _take_action(self, action: torch.Tensor) -> None:
-        if self._history_state is not None:
+        if self._recurrent:
             if self.history.config.use_actions:
-                _, self._history_state = self.history.step(
-                    self.history.action_token(action[None]), self._history_state)
+                self._pending.append(("action", action))
         else:
             self._history_steps[-1]["action"] = action
 
     def _current_history(self) -> torch.Tensor:
-        if self._history_state is not None:
+        """The history vector at the latest frame."""
+        if self._recurrent:
+            if any(kind == "frame" for kind, _ in self._pending):  # else: nothing new seen
+                self._encode_frames([entry for kind, entry in self._pending if kind == "frame"])
+                tokens = torch.cat([
+                    self.history.vision_token(entry["features"][None]) if kind == "frame"
+                    else self.history.action_token(entry[None]) for kind, entry in self._pending])
+                out, self._history_state = self.history(tokens[None], self._history_state)
+                last_frame = max(i for i, (kind, _) in enumerate(self._pending) if kind == "frame")
+                self._history_now = out[0, last_frame]
+                self._pending.clear()
             return self._history_now
         steps = list(self._history_steps)
+        self._encode_frames([step["obs"] for step in steps])
         window = self.history.config.inference_window
         pad = window - len(steps)
-        feature, action = steps[-1]["feature"], torch.zeros(self.config.action_dim,
-                                                             device=steps[-1]["feature"].device)
-        features = torch.stack([feature] * pad + [s["feature"] for s in steps])[None]
-        actions = torch.stack([action] * pad + [s["action"] if s["action"] is not None else action
-                                                for s in steps])[None]
+        feature = steps[-1]["obs"]["features"]
+        no_action = torch.zeros(self.config.action_dim, device=feature.device)
+        features = torch.stack([feature] * pad + [s["obs"]["features"] for s in steps])[None]
+        actions = torch.stack([no_action] * pad + [
+            s["action"] if s["action"] is not None else no_action for s in steps])[None]
         valid = torch.tensor([False] * pad + [True] * len(steps), device=feature.device)[None]
         return self.history.window_history(features, actions, valid)[0]

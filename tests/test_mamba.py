@@ -45,10 +45,12 @@ def test_stepping_one_token_at_a_time_equals_the_full_sequence():
         steps.append(y)
     torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-5)
 
-    # A prefix run in one go, then steps from its state: also equal.
+    # A prefix run in one go, then a step, then the rest in one go, each from the last state.
     _, state = mamba.forward_with_state(x[:, :5])
-    y, _ = mamba.step(x[:, 5], state)
+    y, state = mamba.step(x[:, 5], state)
     torch.testing.assert_close(y, full[:, 5], rtol=1e-5, atol=1e-5)
+    rest, _ = mamba.forward_with_state(x[:, 6:], state)
+    torch.testing.assert_close(rest, full[:, 6:], rtol=1e-5, atol=1e-5)
 
 
 def test_parameters_have_mamba_ssm_names_and_shapes():
