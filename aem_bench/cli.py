@@ -264,6 +264,10 @@ def cmd_train(args) -> int:
     from aem_bench.policies.training import train
 
     overrides = json.loads(args.config) if args.config else {}
+    if args.ablation:
+        from aem_bench.policies.configuration_aem import ablation
+
+        overrides = {**ablation(args.ablation, "policy"), **overrides}
     train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
           seed=args.seed, config_overrides=overrides, num_threads=args.threads,
           save_every=args.save_every, resume=args.resume)
@@ -272,9 +276,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
+    from aem_bench.policies.configuration_aem import ablation
     from aem_bench.policies.pretraining import pretrain
 
     overrides = json.loads(args.config) if args.config else {}
+    if args.ablation:
+        overrides = {**ablation(args.ablation, "pretrain"), **overrides}
     pretrain(args.demos, args.out, steps=args.steps, seed=args.seed, config_overrides=overrides,
              num_threads=args.threads, save_every=args.save_every, resume=args.resume)
     print(f"AEM checkpoint written to {args.out}")
@@ -354,7 +361,7 @@ def cmd_pipeline(args) -> int:
         ("train", lambda: cmd_train(argparse.Namespace(
             policy=args.policy, demos=demos, out=checkpoint, steps=args.train_steps,
             batch_size=args.batch_size, seed=0, config=None, threads=None, save_every=500,
-            resume=False))),
+            resume=False, ablation=None))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=args.task, episodes=args.eval_episodes, seed=100_000,
             json=False, threads=1,
@@ -437,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same policy and settings)")
+    p.add_argument("--ablation", help="aem-dp/aem-flow: an AEM ablation's policy settings "
+                   "(full, no-actions, no-pretraining, memory-only, feature-add, mask-0.5, "
+                   "mask-0.9)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="AEM pretraining (action-effect memory) on demonstrations")
@@ -448,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads (default: every CPU allowed)")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--ablation", help="an AEM ablation's pretraining settings (see train)")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("policies", help="list the policy zoo: encoder, head, horizons")

@@ -92,3 +92,27 @@ class AEMConfig:
         if unknown:
             raise ValueError(f"AEMConfig: unknown keys {unknown}")
         return cls(**data)
+
+
+# The paper's ablations as named settings: overrides of the pretraining (`aem-bench pretrain
+# --ablation NAME`) and of the downstream aem-dp / aem-flow (`aem-bench train --ablation NAME`).
+# "no-pretraining" keeps the pretraining run's (frozen) vision encoder, as the paper keeps its
+# frozen DINOv2, and trains a fresh Mamba with the head over a 16-step window.
+ABLATIONS: dict[str, dict[str, dict]] = {
+    "full": {"pretrain": {}, "policy": {}},
+    "no-actions": {"pretrain": {"use_actions": False}, "policy": {}},
+    "no-pretraining": {"pretrain": {},
+                       "policy": {"pretrained_history": False,
+                                  "history": {"inference_window": 16}}},
+    "memory-only": {"pretrain": {}, "policy": {"history_fusion": "memory_only"}},
+    "feature-add": {"pretrain": {}, "policy": {"history_fusion": "add"}},
+    "mask-0.5": {"pretrain": {"mask_ratio": 0.5}, "policy": {}},
+    "mask-0.9": {"pretrain": {"mask_ratio": 0.9}, "policy": {}},
+}
+
+
+def ablation(name: str, part: str) -> dict:
+    """The overrides of ablation ``name`` for ``part`` ("pretrain" or "policy")."""
+    if name not in ABLATIONS:
+        raise KeyError(f"unknown AEM ablation '{name}'; known: {sorted(ABLATIONS)}")
+    return json.loads(json.dumps(ABLATIONS[name][part]))

@@ -8,7 +8,7 @@ import torch
 from policy_helpers import observation, write_demos
 
 from aem_bench.policies import CheckpointError, load_policy, make_policy
-from aem_bench.policies.configuration_aem import AEMConfig
+from aem_bench.policies.configuration_aem import ABLATIONS, AEMConfig, ablation
 from aem_bench.policies.modeling_aem import AEMPretrainer, HistoryEncoder
 from aem_bench.policies.pretraining import pretrain
 from aem_bench.policies.training import train
@@ -159,3 +159,11 @@ def test_aem_policies_name_what_is_missing(pretrained, tmp_path):
               progress=False)
     with pytest.raises(ValueError, match="trained history needs a window"):
         make_policy("aem-dp", history={}, pretrained_history=False)
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_every_ablation_is_a_valid_pair_of_settings(name):
+    AEMConfig(**{**SMALL, **ablation(name, "pretrain")})
+    policy_settings = ablation(name, "policy")
+    history = {**AEMConfig(**SMALL).to_dict(), **policy_settings.pop("history", {})}
+    make_policy("aem-dp", **HEAD, image_size=(32, 32), history=history, **policy_settings)
