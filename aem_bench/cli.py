@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="AEM pretraining (action-effect memory) on demonstrations")
     p.add_argument("--demos", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help='JSON of AEMConfig overrides, e.g. \'{"mask_ratio": 0.5}\'')
     p.add_argument("--threads", type=int, help="torch threads (default: every CPU allowed)")

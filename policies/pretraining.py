@@ -53,7 +53,7 @@ class StepWindows:
 def pretrain(
     demos_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    steps: int = 3000,
+    steps: int = 2000,
     seed: int = 0,
     config_overrides: dict | None = None,
     num_threads: int | None = None,
