@@ -1,9 +1,12 @@
-"""Mamba (Gu & Dao, 2023) on every machine: mamba_ssm's CUDA kernels where they can run, else the
-same layer in plain PyTorch.
+"""Mamba (Gu & Dao, 2023) on every machine: mamba_ssm's CUDA scan kernel where it can run, else
+the same layer in plain PyTorch.
 
 :class:`Mamba` has the parameter names and shapes of ``mamba_ssm.Mamba`` (``in_proj``, ``conv1d``,
-``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``), so one state dict loads in both.
-:func:`make_mamba` returns ``mamba_ssm.Mamba`` on CUDA when it is importable, else this class.
+``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``), so one state dict loads in both. On a
+CUDA tensor with ``mamba_ssm`` importable, a sequence that starts from the zero state (training,
+pretraining) goes through mamba_ssm's ``selective_scan_fn`` kernel; a sequence that continues a
+carried state (run time) uses the PyTorch scan, which the kernel's interface cannot start from a
+state.
 
 Two ways to run it, with equal outputs (tested):
 
@@ -18,6 +21,7 @@ operations is as fast as anything cleverer, and it is the reference formula itse
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -102,8 +106,15 @@ class Mamba(nn.Module):
         x_in = torch.cat([conv_state, x.transpose(1, 2)], dim=-1)  # the last inputs, then these
         x = F.silu(F.conv1d(x_in, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
         delta, B, C = self._ssm_inputs(x.transpose(1, 2))
-        y, h = selective_scan(x, delta, -torch.exp(self.A_log), B, C, self.D, z.transpose(1, 2),
-                              h0)
+        A = -torch.exp(self.A_log)
+        if x.is_cuda and not h0.any() and cuda_kernels_available(x.device):
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+            y, h = selective_scan_fn(x.contiguous(), delta.contiguous(), A, B.contiguous(),
+                                     C.contiguous(), self.D.float(), z.transpose(1, 2).contiguous(),
+                                     return_last_state=True)
+        else:
+            y, h = selective_scan(x, delta, A, B, C, self.D, z.transpose(1, 2), h0)
         return self.out_proj(y.transpose(1, 2)), (x_in[..., -(self.d_conv - 1):], h)
 
     def initial_state(self, batch: int, device=None, dtype=torch.float32):
@@ -126,9 +137,8 @@ class Mamba(nn.Module):
         return self.out_proj(y), (window[..., 1:], h)
 
 
-def cuda_kernels_available(device: torch.device | str) -> bool:
-    if torch.device(device).type != "cuda":
-        return False
+@functools.cache
+def _mamba_ssm_importable() -> bool:
     try:
         import mamba_ssm  # noqa: F401
     except ImportError:
@@ -136,11 +146,5 @@ def cuda_kernels_available(device: torch.device | str) -> bool:
     return True
 
 
-def make_mamba(d_model: int, device: torch.device | str = "cpu", **kwargs) -> nn.Module:
-    """``mamba_ssm.Mamba`` on CUDA when installed (its fused kernels), else :class:`Mamba`.
-    Both have the same parameters, so a checkpoint of one loads into the other."""
-    if cuda_kernels_available(device):
-        from mamba_ssm import Mamba as CudaMamba
-
-        return CudaMamba(d_model, **kwargs).to(device)
-    return Mamba(d_model, **kwargs).to(device)
+def cuda_kernels_available(device: torch.device | str) -> bool:
+    return torch.device(device).type == "cuda" and _mamba_ssm_importable()

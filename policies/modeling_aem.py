@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.encoders import make_encoder
-from aem_bench.policies.mamba import make_mamba
+from aem_bench.policies.mamba import Mamba
 from aem_bench.policies.modeling_visuomotor import MinMaxNormalizer, crop_images
 
 VISION, ACTION = 0, 1  # token types
@@ -31,8 +31,8 @@ class ResidualMamba(nn.Module):
     def __init__(self, config: AEMConfig):
         super().__init__()
         self.norm = nn.LayerNorm(config.d_model)
-        self.mixer = make_mamba(config.d_model, d_state=config.d_state, d_conv=config.d_conv,
-                                expand=config.expand)
+        self.mixer = Mamba(config.d_model, d_state=config.d_state, d_conv=config.d_conv,
+                           expand=config.expand)
 
     def forward(self, x, state=None):
         y, state = self.mixer.forward_with_state(self.norm(x), state)

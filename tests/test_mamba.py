@@ -74,4 +74,8 @@ def test_same_outputs_as_mamba_ssm_on_gpu():
     ours = Mamba(d_model=32).cuda().eval()
     ours.load_state_dict(reference.state_dict())
     x = torch.randn(2, 40, 32, device="cuda")
-    torch.testing.assert_close(ours(x), reference(x), rtol=1e-3, atol=1e-3)
+    expected = reference(x)
+    torch.testing.assert_close(ours(x), expected, rtol=1e-3, atol=1e-3)  # through the kernel
+    _, state = ours.forward_with_state(x[:, :1])  # then the PyTorch scan from a carried state
+    rest, _ = ours.forward_with_state(x[:, 1:], state)
+    torch.testing.assert_close(rest, expected[:, 1:], rtol=1e-3, atol=1e-3)
