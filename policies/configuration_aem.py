@@ -12,11 +12,13 @@ is a checkpoint.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+
+from aem_bench.policies.config_base import JsonConfig
 
 
 @dataclass
-class AEMConfig:
+class AEMConfig(JsonConfig):
     # The per-step visual feature: a zoo encoder (``policies/encoders``). The paper uses frozen
     # DINOv2; with no pretrained weights on a machine, the ResNet is trained here, against pixel
     # targets, which cannot collapse the way a learned target can.
@@ -62,20 +64,8 @@ class AEMConfig:
     batch_size: int = 8
     grad_clip_norm: float | None = 1.0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if isinstance(f.default, tuple):
-                setattr(self, f.name, tuple(getattr(self, f.name)))
-        if self.crop_size is None:
-            self.crop_size = int(0.9 * min(self.image_size))
-        self.encoder_options = json.loads(json.dumps(self.encoder_options))
-        self.validate()
-
     def validate(self) -> None:
-        def require(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(f"AEMConfig: {message}")
-
+        require = self.require
         require(0.0 <= self.mask_ratio < 1.0, f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
         require(self.window >= 2, f"window must be >= 2, got {self.window}")
         require(self.inference_window is None or self.inference_window >= 1,
@@ -84,16 +74,6 @@ class AEMConfig:
                 f"vision_target must be 'pixels' or 'features', got {self.vision_target!r}")
         require(self.d_model % self.decoder_heads == 0, "d_model must divide by decoder_heads")
         require(self.crop_size <= min(self.image_size), "crop_size is larger than the images")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AEMConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"AEMConfig: unknown keys {unknown}")
-        return cls(**data)
 
 
 # The paper's ablations as named settings: overrides of the pretraining (`aem-bench pretrain

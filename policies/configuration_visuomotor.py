@@ -14,15 +14,18 @@ empty UNet of this depth still takes ~2.5 ms per denoising step), so sampling ti
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+
+from aem_bench.policies.config_base import JsonConfig
 
 HEAD_NAMES = ("diffusion", "flow")
 FUSIONS = ("concat", "add", "memory_only")
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(JsonConfig):
+    JSON_DICTS = ("encoder_options", "history")
+
     policy_type: str = "singleframe-dp"
 
     # The image encoder (``policies/encoders``) by name, with its own options (widths, weights
@@ -97,24 +100,8 @@ class PolicyConfig:
     grad_clip_norm: float | None = 10.0
     ema_decay: float | None = 0.995  # None trains and saves the raw weights
 
-    def __post_init__(self) -> None:
-        # Tuple fields come back from JSON as lists; make them tuples again so configs compare equal.
-        for f in fields(self):
-            if isinstance(f.default, tuple):
-                setattr(self, f.name, tuple(getattr(self, f.name)))
-        if self.crop_size is None:
-            self.crop_size = int(0.9 * min(self.image_size))
-        # encoder_options as they read back from config.json (tuples become lists).
-        self.encoder_options = json.loads(json.dumps(self.encoder_options))
-        if self.history is not None:
-            self.history = json.loads(json.dumps(self.history))
-        self.validate()
-
     def validate(self) -> None:
-        def require(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(f"PolicyConfig: {message}")
-
+        require = self.require
         require(len(self.state_keys) > 0 and set(self.state_keys) <= {"qpos", "oracle"},
                 f"state_keys must be taken from ('qpos', 'oracle'), got {self.state_keys}")
         require(self.obs_horizon >= 1, f"obs_horizon must be >= 1, got {self.obs_horizon}")
@@ -157,16 +144,3 @@ class PolicyConfig:
     @property
     def history_frozen(self) -> bool:
         return self.pretrained_history and self.freeze_history
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PolicyConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}"
-            )
-        return cls(**data)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aem_bench.policies.configuration_aem import AEMConfig
-from aem_bench.policies.encoders import make_encoder
+from aem_bench.policies.encoders import build_encoder
 from aem_bench.policies.mamba import Mamba
 from aem_bench.policies.modeling_visuomotor import MinMaxNormalizer, crop_images
 
@@ -55,11 +55,7 @@ class HistoryEncoder(nn.Module):
         self.vision = None
         self.frozen_vision = True
         if feature_dim is None:
-            self.vision = make_encoder(config.encoder, load_weights=load_encoder_weights,
-                                       **config.encoder_options)
-            self.frozen_vision = (self.vision.pretrained if config.freeze_encoder is None
-                                  else config.freeze_encoder)
-            self.vision.requires_grad_(not self.frozen_vision)
+            self.vision, self.frozen_vision = build_encoder(config, load_encoder_weights)
             feature_dim = self.vision.feature_dim
         self.feature_dim = feature_dim
         self.vision_proj = nn.Linear(feature_dim, config.d_model)

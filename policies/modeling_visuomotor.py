@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from aem_bench.policies.configuration_visuomotor import PolicyConfig
-from aem_bench.policies.encoders import make_encoder
+from aem_bench.policies.encoders import build_encoder
 from aem_bench.policies.heads import make_head
 
 
@@ -82,11 +82,7 @@ class VisuomotorPolicy(nn.Module):
     def __init__(self, config: PolicyConfig, load_encoder_weights: bool = True):
         super().__init__()
         self.config = config
-        self.encoder = make_encoder(config.encoder, load_weights=load_encoder_weights,
-                                    **config.encoder_options)
-        self.frozen_encoder = (self.encoder.pretrained if config.freeze_encoder is None
-                               else config.freeze_encoder)
-        self.encoder.requires_grad_(not self.frozen_encoder)
+        self.encoder, self.frozen_encoder = build_encoder(config, load_encoder_weights)
         feature_dim = self.encoder.feature_dim
         self.history = None
         if config.history is not None:

@@ -152,3 +152,9 @@ class ConditionalUnet1D(nn.Module):
             x = upsample(block2(block1(x, cond), cond))
         x = F.mish(self.final_norm(self.final_conv(x)))
         return self.head(x).transpose(1, 2)
+
+
+def unet_for(config, cond_dim: int) -> ConditionalUnet1D:
+    """The head network a policy config describes (``down_dims``, ``kernel_size``, ...)."""
+    return ConditionalUnet1D(config.action_dim, cond_dim, config.down_dims, config.kernel_size,
+                             config.n_groups, config.timestep_embed_dim)

@@ -22,3 +22,14 @@ def envs(request):
     yield made
     for env in made.values():
         env.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models gain nothing from a second thread, and lose a lot when the CPU is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,13 +18,9 @@ SMALL = {"window": 8, "encoder_options": ENCODER, "d_model": 32, "image_size": (
 HEAD = {"crop_size": 28, "down_dims": (16, 32), "timestep_embed_dim": 16, "pred_horizon": 8,
         "action_steps": 4, "ema_decay": None}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,9 @@ from aem_bench.policies.modeling_visuomotor import VisuomotorPolicy
 from aem_bench.policies.training import DemoWindows, batch_rows, train
 from aem_bench.policies.unet1d import ConditionalUnet1D
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 TINY = {

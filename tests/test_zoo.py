@@ -39,6 +39,8 @@ TINY_ENCODERS = {
 TINY = {"image_size": (32, 32), "crop_size": 28, "down_dims": (16, 32), "timestep_embed_dim": 16,
         "pred_horizon": 8, "action_steps": 4, "ema_decay": None}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 # The AEM policies need a pretraining run: test_aem.py checks them the same way.
 FRAME_POLICIES = sorted(name for name, defaults in POLICIES.items() if "history" not in defaults)
@@ -50,12 +52,6 @@ def tiny(name: str, **overrides):
     return make_policy(name, **{**TINY, "encoder_options": TINY_ENCODERS[encoder], **overrides})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_zoo_has_every_encoder_under_both_heads():

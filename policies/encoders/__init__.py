@@ -69,6 +69,15 @@ def make_encoder(name: str, load_weights: bool = True, **options) -> Encoder:
         raise ValueError(f"encoder '{name}': bad encoder_options {options}: {err}") from None
 
 
+def build_encoder(config, load_weights: bool = True) -> tuple[Encoder, bool]:
+    """The encoder a config names (``encoder``, ``encoder_options``, ``freeze_encoder``) and
+    whether it is frozen: pretrained encoders are unless ``freeze_encoder`` says otherwise."""
+    encoder = make_encoder(config.encoder, load_weights=load_weights, **config.encoder_options)
+    frozen = encoder.pretrained if config.freeze_encoder is None else config.freeze_encoder
+    encoder.requires_grad_(not frozen)
+    return encoder, frozen
+
+
 def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> normalised float (N, 3, size, size), the input of pretrained nets."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:

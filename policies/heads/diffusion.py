@@ -7,16 +7,14 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 from torch.nn import functional as F
 
-from aem_bench.policies.unet1d import ConditionalUnet1D
+from aem_bench.policies.unet1d import unet_for
 
 
 class DiffusionHead(nn.Module):
     def __init__(self, config, cond_dim: int):
         super().__init__()
         self.config = config
-        self.unet = ConditionalUnet1D(config.action_dim, cond_dim, config.down_dims,
-                                      config.kernel_size, config.n_groups,
-                                      config.timestep_embed_dim)
+        self.unet = unet_for(config, cond_dim)
         schedule = {
             "num_train_timesteps": config.num_train_timesteps,
             "beta_schedule": config.beta_schedule,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aem_bench.policies.unet1d import ConditionalUnet1D
+from aem_bench.policies.unet1d import unet_for
 
 TIME_SCALE = 1000.0  # t in [0, 1] is embedded as t * 1000, the range the sinusoidal embedding suits
 
@@ -25,9 +25,7 @@ class FlowHead(nn.Module):
     def __init__(self, config, cond_dim: int):
         super().__init__()
         self.config = config
-        self.unet = ConditionalUnet1D(config.action_dim, cond_dim, config.down_dims,
-                                      config.kernel_size, config.n_groups,
-                                      config.timestep_embed_dim)
+        self.unet = unet_for(config, cond_dim)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t * TIME_SCALE, cond)
