@@ -163,3 +163,42 @@ def test_every_ablation_is_a_valid_pair_of_settings(name):
     policy_settings = ablation(name, "policy")
     history = {**AEMConfig(**SMALL).to_dict(), **policy_settings.pop("history", {})}
     make_policy("aem-dp", **HEAD, image_size=(32, 32), history=history, **policy_settings)
+
+
+def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from aem_bench.policies import training
+
+    demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=20)
+
+    def run(out, resume=False):
+        pretrain(demos, tmp_path / out, steps=4, config_overrides=SMALL, num_threads=1,
+                 save_every=2, resume=resume, progress=False)
+
+    run("straight")
+    original = training.batch_rows
+
+    def interrupted(step, *args):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(step, *args)
+
+    monkeypatch.setattr(training, "batch_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed")
+    monkeypatch.setattr(training, "batch_rows", original)
+    run("resumed", resume=True)
+    assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == \
+        (tmp_path / "straight" / "model.safetensors").read_bytes()
+
+
+def test_cli_pretrain_with_an_ablation(tmp_path, capsys):
+    from aem_bench.cli import main
+
+    demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=20)
+    config = json.dumps({k: v for k, v in SMALL.items() if k != "image_size"})
+    assert main(["pretrain", "--demos", str(demos), "--out", str(tmp_path / "aem"), "--steps",
+                 "2", "--threads", "1", "--ablation", "no-actions", "--config", config]) == 0
+    assert load_policy(tmp_path / "aem").config.use_actions is False
+    assert main(["pretrain", "--demos", str(demos), "--out", str(tmp_path / "x"), "--steps", "1",
+                 "--ablation", "nope"]) != 0
+    assert "unknown AEM ablation 'nope'" in capsys.readouterr().err
