@@ -166,7 +166,7 @@ def test_every_ablation_is_a_valid_pair_of_settings(name):
 
 
 def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from aem_bench.policies import training
+    from aem_bench.policies import pretraining
 
     demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=20)
 
@@ -175,17 +175,17 @@ def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
                  save_every=2, resume=resume, progress=False)
 
     run("straight")
-    original = training.batch_rows
+    original = pretraining.batch_rows
 
     def interrupted(step, *args):
         if step == 3:
             raise KeyboardInterrupt
         return original(step, *args)
 
-    monkeypatch.setattr(training, "batch_rows", interrupted)
+    monkeypatch.setattr(pretraining, "batch_rows", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run("resumed")
-    monkeypatch.setattr(training, "batch_rows", original)
+    monkeypatch.setattr(pretraining, "batch_rows", original)
     run("resumed", resume=True)
     assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model.safetensors").read_bytes()
