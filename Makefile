@@ -21,6 +21,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/policy_latency.py
 
 lint: setup
 	$(BIN)/ruff check .
