@@ -307,35 +307,51 @@ def cmd_policies(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def load_for_eval(checkpoint: Path, threads: int):
+    """A checkpoint's policy with torch at ``threads`` threads (also run in eval workers)."""
     import torch
 
-    from aem_bench.evaluator import evaluate, write_report
     from aem_bench.policies import load_policy
 
     # One thread by default: the CPU renderer runs threads of its own, and torch's OpenMP workers
     # spin-wait at every barrier; on 2 cores, 2 torch threads stalled some calls 100-fold.
-    torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy)
+    torch.set_num_threads(threads)
+    return load_policy(checkpoint)
+
+
+def cmd_eval(args) -> int:
+    import functools
+
+    from aem_bench.evaluator import evaluate, write_report
+
+    policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
     env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
     if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
         env_kwargs["camera_size"] = tuple(policy.config.image_size)
-    report = evaluate(policy, args.task, args.episodes, seed=args.seed, policy_name=name,
-                      env_kwargs=env_kwargs, progress=not args.json)
-    summary = report.summary()
-    out = Path(args.out) if args.out else Path(args.policy) / "eval" / (
-        f"{args.task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}.json")
-    write_report(report, out)
-    if args.json:
-        _print_json({**summary, "results_file": str(out)})
-    else:
-        lo, hi = summary["success_ci95"]
-        print(f"{args.task}: success {100 * summary['success_rate']:.1f}% "
-              f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) over {summary['episodes']} episodes; "
-              f"policy latency median {summary['latency_ms']['median']:.1f} ms, "
-              f"p95 {summary['latency_ms']['p95']:.1f} ms; written to {out}")
+    if args.workers > 1:  # each worker loads its own copy
+        policy = functools.partial(load_for_eval, args.policy, args.threads)
+    tasks = args.task or [DEFAULT_TASK]
+    if args.out and len(tasks) > 1:
+        raise ValueError("--out names one results file: give one --task, or leave --out out")
+    for task in tasks:
+        stem = f"{task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}"
+        out = Path(args.out) if args.out else Path(args.policy) / "eval" / f"{stem}.json"
+        log = Path(args.log) if args.log else out.with_suffix(".jsonl")
+        report = evaluate(policy, task, args.episodes, seed=args.seed, policy_name=name,
+                          env_kwargs=env_kwargs, progress=not args.json, workers=args.workers,
+                          log=log)
+        summary = report.summary()
+        write_report(report, out)
+        if args.json:
+            _print_json({**summary, "results_file": str(out), "episode_log": str(log)})
+        else:
+            lo, hi = summary["success_ci95"]
+            print(f"{task}: success {100 * summary['success_rate']:.1f}% "
+                  f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) over {summary['episodes']} episodes; "
+                  f"policy latency median {summary['latency_ms']['median']:.1f} ms, "
+                  f"p95 {summary['latency_ms']['p95']:.1f} ms; written to {out}")
     return 0
 
 
@@ -363,8 +379,8 @@ def cmd_pipeline(args) -> int:
             batch_size=args.batch_size, seed=0, config=None, threads=None, save_every=500,
             resume=False, ablation=None))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
-            policy=checkpoint, task=args.task, episodes=args.eval_episodes, seed=100_000,
-            json=False, threads=1,
+            policy=checkpoint, task=[args.task], episodes=args.eval_episodes, seed=100_000,
+            json=False, threads=1, workers=1, log=None,
             out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
             name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)"))),
         ("leaderboard", lambda: cmd_leaderboard(argparse.Namespace(
@@ -467,13 +483,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint: success rate, CI, latency")
     p.add_argument("--policy", type=Path, required=True, help="checkpoint directory")
-    p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--task", action="append", help=f"task id, repeatable (default {DEFAULT_TASK})")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=100_000,
                    help="first evaluation seed (demonstrations use seeds from 0)")
     p.add_argument("--out", help="results JSON (default: CHECKPOINT/eval/...json)")
     p.add_argument("--name", help="policy name shown in the leaderboard")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
+    p.add_argument("--workers", type=int, default=1, help="parallel episode processes")
+    p.add_argument("--log", help="episode log (JSONL) to append to and resume from "
+                   "(default: the results file's name with .jsonl)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

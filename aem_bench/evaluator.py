@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +87,12 @@ class EpisodeRecord:
     seconds: float
     latencies_ms: list[float] = field(repr=False)  # one per policy.act call
     error: str | None = None  # set when the environment rejected the policy's action
+
+    def to_log(self) -> dict:
+        """Everything, latencies included: a line of the episode log, from which a resumed run
+        rebuilds the report exactly."""
+        return {"seed": self.seed, "success": self.success, "steps": self.steps,
+                "seconds": self.seconds, "latencies_ms": self.latencies_ms, "error": self.error}
 
     def to_dict(self) -> dict:
         # Per-episode summaries keep results files small; the report aggregates the raw latencies.
@@ -210,8 +218,87 @@ def run_episode(env: gym.Env, policy: Policy, seed: int) -> EpisodeRecord:
     return EpisodeRecord(seed, success, steps, time.perf_counter() - start, latencies_ms, error)
 
 
+class EpisodeLog:
+    """An append-only JSONL file of finished episodes, so that a killed evaluation resumes.
+
+    The first line names the run (task, environment kwargs, policy, seeds); every other line is
+    one :class:`EpisodeRecord`, written and flushed to disk as the episode ends. Reopening the log
+    of the same run returns the episodes already done; a log of another run is refused. A last
+    line cut short by a kill is dropped (that episode runs again); any other bad line is an error
+    naming the line.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: dict):
+        self.path = Path(path)
+        self.done: dict[int, EpisodeRecord] = {}
+        if self.path.is_file() and self.path.stat().st_size:
+            self._read(header)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"header": header}) + "\n")
+
+    def _read(self, header: dict) -> None:
+        lines = self.path.read_text().splitlines()
+        parsed = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number < len(lines):
+                    raise ValueError(f"{self.path}:{number}: not a JSON line; the episode log is "
+                                     "corrupt (move it away to start over)") from None
+                # The last line, cut short by a kill: drop it, its episode runs again.
+                self.path.write_text("".join(line + "\n" for line in lines[:-1]))
+        if not parsed or parsed[0].get("header") != json.loads(json.dumps(header)):
+            found = parsed[0].get("header") if parsed else None
+            raise ValueError(f"{self.path} is the log of another evaluation ({found}), not of "
+                             f"{header}: pass another --log or remove it")
+        for number, entry in enumerate(parsed[1:], start=2):
+            try:
+                record = EpisodeRecord(**entry)
+            except TypeError as err:
+                raise ValueError(f"{self.path}:{number}: not an episode record: {err}") from None
+            self.done[record.seed] = record
+
+    def append(self, record: EpisodeRecord) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record.to_log(), allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+_WORKER: tuple | None = None  # (policy, env) of a worker process
+
+
+def _start_worker(make_policy, env_id: str, env_kwargs: dict) -> None:
+    global _WORKER
+    _WORKER = (make_policy(), gym.make(env_id, **env_kwargs))
+
+
+def _run_in_worker(seed: int) -> EpisodeRecord:
+    policy, env = _WORKER
+    return run_episode(env, policy, seed)
+
+
+def _episodes(policy, env_id: str, env_kwargs: dict, seeds: list[int], workers: int):
+    """EpisodeRecords of ``seeds``, as they finish: in this process, or in ``workers`` processes
+    that each build their own policy (``policy`` is then a picklable factory) and environment."""
+    if workers == 1:
+        env = gym.make(env_id, **env_kwargs)
+        try:
+            for seed in seeds:
+                yield run_episode(env, policy, seed)
+        finally:
+            env.close()
+        return
+    # spawn, not fork: a forked SAPIEN renderer or OpenMP pool is not safe to use in the child.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, _start_worker, (policy, env_id, env_kwargs)) as pool:
+        yield from pool.imap_unordered(_run_in_worker, seeds)
+
+
 def evaluate(
-    policy: Policy,
+    policy: Policy | Callable[[], Policy],
     env_id: str,
     episodes: int,
     seed: int = 100_000,
@@ -219,35 +306,49 @@ def evaluate(
     progress: bool = True,
     policy_name: str | None = None,
     solvable_only: bool = True,
+    workers: int = 1,
+    log: str | os.PathLike | None = None,
 ) -> EvalReport:
     """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
-    (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``)."""
+    (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``).
+
+    ``policy`` is a policy, or a picklable function that makes one (needed for ``workers > 1``:
+    each worker process makes its own). Episodes are independent (the policy and the environment
+    are reset with the episode's seed), so any number of workers gives the same records.
+    ``log``: a JSONL file that gets each episode as it ends; run again with the same log, only the
+    missing episodes run.
+    """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    is_factory = callable(policy) and not hasattr(policy, "act")
+    if workers > 1 and not is_factory:
+        raise ValueError("workers > 1 needs a function that makes the policy, not a policy")
     env_kwargs = dict(env_kwargs or {})
     task = TASKS.get(env_id)  # None for environments from outside the suite: no expert
     scene = env_kwargs.get("scene", task.scene if task else "clean")
     seeds = (solvable_seeds(env_id, episodes, seed, **env_kwargs) if solvable_only and task
              else list(range(seed, seed + episodes)))
-    env = gym.make(env_id, **env_kwargs)
-    records: list[EpisodeRecord] = []
-    try:
-        with tqdm(total=episodes, desc=env_id, unit="ep", disable=not progress) as bar:
-            for episode_seed in seeds:
-                records.append(run_episode(env, policy, episode_seed))
-                successes = sum(record.success for record in records)
-                rate = successes / len(records)
-                bar.set_postfix(success=f"{successes}/{len(records)} ({rate:.0%})", refresh=False)
-                bar.update()
-    finally:
-        env.close()
-    return EvalReport(
-        policy=policy_name or type(policy).__name__,
-        task=env_id,
-        records=records,
-        env_kwargs=env_kwargs,
-        variant=scene,
-    )
+    name = policy_name or (getattr(policy, "__name__", None) if is_factory
+                           else type(policy).__name__) or "policy"
+    episode_log = (EpisodeLog(log, {"task": env_id, "env_kwargs": env_kwargs, "policy": name,
+                                    "seeds": seeds}) if log is not None else None)
+    done = dict(episode_log.done) if episode_log else {}
+    todo = [s for s in seeds if s not in done]
+    run_policy = policy() if is_factory and workers == 1 else policy
+    with tqdm(total=episodes, initial=len(done), desc=env_id, unit="ep",
+              disable=not progress) as bar:
+        for record in _episodes(run_policy, env_id, env_kwargs, todo, workers):
+            done[record.seed] = record
+            if episode_log:
+                episode_log.append(record)
+            successes = sum(r.success for r in done.values())
+            bar.set_postfix(success=f"{successes}/{len(done)} ({successes / len(done):.0%})",
+                            refresh=False)
+            bar.update()
+    return EvalReport(policy=name, task=env_id, records=[done[s] for s in seeds],
+                      env_kwargs=env_kwargs, variant=scene)
 
 
 def write_report(report: EvalReport, path: str | os.PathLike) -> Path:

@@ -44,6 +44,18 @@ def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     assert 0.0 <= lo <= summary["success_rate"] <= hi <= 1.0
     assert summary["latency_ms"]["median"] > 0
     assert json.loads(out.read_text())["policy"] == "tiny-dp"
+    assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 1 + 2  # header, episodes
+
+    # Two worker processes, each with its own policy and task: the same episodes.
+    parallel = root / "parallel.json"
+    assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
+                 "--json", "--out", str(parallel), "--name", "tiny-dp", "--workers", "2"]) == 0
+    capsys.readouterr()
+    records = [(r["seed"], r["success"], r["steps"])
+               for r in json.loads(parallel.read_text())["records"]]
+    assert records == [(r["seed"], r["success"], r["steps"])
+                       for r in json.loads(out.read_text())["records"]]
+    parallel.unlink()  # one result per policy and task in the leaderboard
 
     table_path = root / "LEADERBOARD.md"
     assert main(["leaderboard", "--results", str(results), "--out", str(table_path)]) == 0

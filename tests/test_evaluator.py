@@ -198,3 +198,60 @@ def test_rejected_action_fails_only_that_episode_on_handover_block(bad_action, t
     assert report.summary()["errors"] == 1
     loaded = json.loads(write_report(report, tmp_path / "r.json").read_text())
     assert loaded["records"][0]["error"] == first.error
+
+
+# --- Episode log, resume, workers ----------------------------------------------------------------
+
+
+def hold_pose_policy():
+    """A picklable factory, as worker processes need."""
+    return HoldPosePolicy()
+
+
+def test_a_killed_evaluation_resumes_without_losing_or_repeating_episodes(tmp_path):
+    log = tmp_path / "episodes.jsonl"
+    full = evaluate(HoldPosePolicy(), COUNTDOWN, episodes=6, seed=10, progress=False)
+
+    class KilledAfterTwo(HoldPosePolicy):
+        def reset(self, seed=None):
+            if len(self.reset_seeds) == 2:
+                raise KeyboardInterrupt
+            super().reset(seed)
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(KilledAfterTwo(), COUNTDOWN, episodes=6, seed=10, progress=False, log=log,
+                 policy_name="hold")
+    with open(log, "a") as f:
+        f.write('{"seed": 12, "succ')  # a line cut short by the kill
+    again = HoldPosePolicy()
+    resumed = evaluate(again, COUNTDOWN, episodes=6, seed=10, progress=False, log=log,
+                       policy_name="hold")
+    assert again.reset_seeds == [12, 13, 14, 15]  # only what was missing
+    assert [r.seed for r in resumed.records] == list(range(10, 16))
+    assert [r.success for r in resumed.records] == [r.success for r in full.records]
+    assert len(log.read_text().splitlines()) == 1 + 6
+    done = HoldPosePolicy()
+    evaluate(done, COUNTDOWN, episodes=6, seed=10, progress=False, log=log, policy_name="hold")
+    assert done.reset_seeds == []  # nothing left to run
+
+
+def test_an_episode_log_of_another_run_or_with_a_bad_line_is_refused(tmp_path):
+    log = tmp_path / "episodes.jsonl"
+    evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
+    with pytest.raises(ValueError, match="log of another evaluation"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=3, seed=10, progress=False, log=log)
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "garbage", lines[2]]) + "\n")
+    with pytest.raises(ValueError, match="episodes.jsonl:2: not a JSON line"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
+
+
+def test_workers_give_the_records_of_one_process(tmp_path):
+    local = evaluate(hold_pose_policy, COUNTDOWN, episodes=6, seed=20, progress=False)
+    parallel = evaluate(hold_pose_policy, COUNTDOWN, episodes=6, seed=20, progress=False,
+                        workers=2, log=tmp_path / "log.jsonl")
+    key = [(r.seed, r.success, r.steps, r.error) for r in local.records]
+    assert [(r.seed, r.success, r.steps, r.error) for r in parallel.records] == key
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 7
+    with pytest.raises(ValueError, match="function that makes the policy"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, workers=2, progress=False)
