@@ -108,3 +108,12 @@ def test_expert_video_is_an_animated_gif(tmp_path):
                  "--video", str(tmp_path), "--video-size", "64"]) == 0
     gif = Image.open(tmp_path / "ClickBell-v0_seed0.gif")
     assert gif.n_frames > 20 and gif.size == (64, 64)
+
+
+def test_pipeline_runs_every_stage_on_a_tiny_budget(tmp_path):
+    """What `make demo` runs, at 2 demos, 5 steps and 1 episode (the numbers mean nothing)."""
+    out = tmp_path / "demo"
+    assert main(["pipeline", "--out", str(out), "--demos", "2", "--train-steps", "5",
+                 "--eval-episodes", "1"]) == 0
+    assert (out / "checkpoint" / "model.safetensors").is_file()
+    assert "singleframe-dp (2 demos, 5 steps)" in (out / "LEADERBOARD.md").read_text()
