@@ -36,3 +36,24 @@ def write_demos(path, episodes=2, steps=12, size=32, seed=0, oracle_size=0):
             writer.add(Episode(rgb, qpos, np.roll(qpos, -1, axis=0), seed=i, success=True,
                                oracle=oracle))
     return path
+
+
+def run_killed_then_resumed(monkeypatch, module, step: int, run) -> None:
+    """``run(resume=False)`` killed at training step ``step`` (``module.batch_rows`` raises as a
+    kill would), then ``run(resume=True)`` to the end."""
+    original = module.batch_rows
+
+    def killed(at, *args):
+        if at == step:
+            raise KeyboardInterrupt
+        return original(at, *args)
+
+    monkeypatch.setattr(module, "batch_rows", killed)
+    try:
+        run(resume=False)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(f"the run was not interrupted at step {step}")
+    monkeypatch.setattr(module, "batch_rows", original)
+    run(resume=True)

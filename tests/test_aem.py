@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from policy_helpers import observation, write_demos
+from policy_helpers import observation, run_killed_then_resumed, write_demos
 
 from aem_bench.policies import CheckpointError, load_policy, make_policy
 from aem_bench.policies.configuration_aem import ABLATIONS, AEMConfig, ablation
@@ -175,18 +175,8 @@ def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
                  save_every=2, resume=resume, progress=False)
 
     run("straight")
-    original = pretraining.batch_rows
-
-    def interrupted(step, *args):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(step, *args)
-
-    monkeypatch.setattr(pretraining, "batch_rows", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run("resumed")
-    monkeypatch.setattr(pretraining, "batch_rows", original)
-    run("resumed", resume=True)
+    run_killed_then_resumed(monkeypatch, pretraining, 3,
+                            lambda resume: run("resumed", resume=resume))
     assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model.safetensors").read_bytes()
 

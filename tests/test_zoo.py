@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from policy_helpers import fitted, observation, rollout, write_demos
+from policy_helpers import fitted, observation, rollout, run_killed_then_resumed, write_demos
 from safetensors.torch import save_file
 
 from aem_bench.policies import (
@@ -308,18 +308,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
                      resume=resume, progress=False)
 
     run("straight")
-    original = training.batch_rows
-
-    def interrupted(step, *args):
-        if step == 5:
-            raise KeyboardInterrupt
-        return original(step, *args)
-
-    monkeypatch.setattr(training, "batch_rows", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run("resumed")
-    monkeypatch.setattr(training, "batch_rows", original)
-    run("resumed", resume=True)
+    run_killed_then_resumed(monkeypatch, training, 5,
+                            lambda resume: run("resumed", resume=resume))
     for name in ("model.safetensors", "training/raw.safetensors"):
         assert (tmp_path / "resumed" / name).read_bytes() == \
             (tmp_path / "straight" / name).read_bytes(), name
