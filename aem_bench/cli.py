@@ -6,7 +6,8 @@
     aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
     aem-bench demos       --task ID --episodes N --out FILE.h5   record successful expert episodes
     aem-bench train       --policy NAME --demos FILE.h5 --out DIR
-    aem-bench eval        --policy DIR --task ID --episodes N [--json] [--out FILE.json]
+    aem-bench eval        --policy DIR (--task ID ... | --suite S [--variant V]) --episodes N
+                          [--workers W] [--video DIR]   success, intervals, latency, memory
     aem-bench leaderboard [--results DIR] [--out FILE.md]
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
 """
@@ -67,12 +68,12 @@ def cmd_expert(args) -> int:
 def _write_videos(args, results) -> None:
     """Replay the expert on each seed with a larger camera and write one GIF per episode."""
     from aem_bench.expert import run_expert_frames
-    from aem_bench.media import write_gif
+    from aem_bench.media import write_video
 
     for result in results:
         frames = run_expert_frames(args.task, result.seed, size=args.video_size)
         path = Path(args.video) / f"{args.task.split('/')[-1]}_seed{result.seed}.gif"
-        write_gif(frames, path)
+        write_video(frames, path)
         print(f"video of seed {result.seed} ({len(frames)} frames) written to {path}")
 
 
@@ -319,47 +320,91 @@ def load_for_eval(checkpoint: Path, threads: int):
     return load_policy(checkpoint)
 
 
+def _eval_tasks(args) -> list[str]:
+    """The task ids of ``--task`` or of ``--suite``/``--variant``."""
+    from aem_bench.registration import TASKS
+
+    if args.task and args.suite:
+        raise ValueError("give --task or --suite, not both")
+    if not args.suite:
+        return args.task or [DEFAULT_TASK]
+    suites = {"manipulation": lambda spec: spec.memory is None,
+              "memory": lambda spec: spec.memory is not None, "all": lambda spec: True}
+    variants = args.variant or ["clean"]
+    return [env_id for env_id, spec in TASKS.items()
+            if suites[args.suite](spec) and spec.scene in variants]
+
+
 def cmd_eval(args) -> int:
     import functools
 
     from aem_bench.evaluator import evaluate, write_report
 
+    tasks = _eval_tasks(args)
+    if args.out and len(tasks) > 1:
+        raise ValueError("--out names one results file: give one --task, or use --results-dir")
     policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
+    parts = {"encoder": policy.config.encoder, "head": policy.config.head}
     # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
     env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
     if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
         env_kwargs["camera_size"] = tuple(policy.config.image_size)
     if args.workers > 1:  # each worker loads its own copy
         policy = functools.partial(load_for_eval, args.policy, args.threads)
-    tasks = args.task or [DEFAULT_TASK]
-    if args.out and len(tasks) > 1:
-        raise ValueError("--out names one results file: give one --task, or leave --out out")
+    results_dir = Path(args.results_dir or Path(args.policy) / "eval")
+    reports = []
     for task in tasks:
         stem = f"{task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}"
-        out = Path(args.out) if args.out else Path(args.policy) / "eval" / f"{stem}.json"
-        log = Path(args.log) if args.log else out.with_suffix(".jsonl")
+        out = Path(args.out) if args.out else results_dir / f"{stem}.json"
+        log = Path(args.log) if args.log and len(tasks) == 1 else out.with_suffix(".jsonl")
         report = evaluate(policy, task, args.episodes, seed=args.seed, policy_name=name,
                           env_kwargs=env_kwargs, progress=not args.json, workers=args.workers,
-                          log=log)
+                          log=log, video_dir=args.video, video_format=args.video_format,
+                          video_episodes=args.video_seed or args.video_episodes, **parts)
+        reports.append(report)
         summary = report.summary()
         write_report(report, out)
         if args.json:
             _print_json({**summary, "results_file": str(out), "episode_log": str(log)})
         else:
             lo, hi = summary["success_ci95"]
+            encoder = summary["encoder_latency_ms"]["median"]
             print(f"{task}: success {100 * summary['success_rate']:.1f}% "
                   f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) over {summary['episodes']} episodes; "
                   f"policy latency median {summary['latency_ms']['median']:.1f} ms, "
-                  f"p95 {summary['latency_ms']['p95']:.1f} ms; written to {out}")
+                  f"p95 {summary['latency_ms']['p95']:.1f} ms"
+                  + (f", encoder {encoder:.1f} ms" if encoder is not None else "")
+                  + f"; peak memory {summary['peak_rss_mb']:.0f} MB; "
+                  f"{summary['episodes_per_hour']:.0f} episodes/hour/worker; written to {out}")
+    if len(reports) > 1:
+        _write_aggregate(reports, results_dir / "aggregate.json", args.json)
     return 0
 
 
-def cmd_leaderboard(args) -> int:
-    from aem_bench.leaderboard.table import write_leaderboard
+def _write_aggregate(reports, path: Path, as_json: bool) -> None:
+    """Success across the tasks: mean and IQM with stratified-bootstrap intervals (rliable)."""
+    from aem_bench.leaderboard.aggregate import aggregate_success
 
-    text = write_leaderboard(args.results, args.out)
-    print(text)
+    aggregate = {"policy": reports[0].policy,
+                 **aggregate_success([report.to_dict() for report in reports])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(aggregate, indent=2) + "\n")
+    if as_json:
+        _print_json({**aggregate, "aggregate_file": str(path)})
+        return
+    print(f"across {len(aggregate['tasks'])} tasks: mean success "
+          f"{100 * aggregate['mean']:.1f}% (95% CI {100 * aggregate['mean_ci95'][0]:.1f}-"
+          f"{100 * aggregate['mean_ci95'][1]:.1f}), IQM {100 * aggregate['iqm']:.1f}% "
+          f"({100 * aggregate['iqm_ci95'][0]:.1f}-{100 * aggregate['iqm_ci95'][1]:.1f}); "
+          f"written to {path}")
+
+
+def cmd_leaderboard(args) -> int:
+    from aem_bench.leaderboard.publish import write_leaderboard
+
+    for path in write_leaderboard(args.results, args.out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -379,8 +424,10 @@ def cmd_pipeline(args) -> int:
             batch_size=args.batch_size, seed=0, config=None, threads=None, save_every=500,
             resume=False, ablation=None))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
-            policy=checkpoint, task=[args.task], episodes=args.eval_episodes, seed=100_000,
-            json=False, threads=1, workers=1, log=None,
+            policy=checkpoint, task=[args.task], suite=None, variant=None,
+            episodes=args.eval_episodes, seed=100_000, json=False, threads=1, workers=1,
+            log=None, results_dir=None, video=out / "videos", video_episodes=2, video_seed=None,
+            video_format="gif",
             out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
             name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)"))),
         ("leaderboard", lambda: cmd_leaderboard(argparse.Namespace(
@@ -484,21 +531,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint: success rate, CI, latency")
     p.add_argument("--policy", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--task", action="append", help=f"task id, repeatable (default {DEFAULT_TASK})")
+    p.add_argument("--suite", choices=["manipulation", "memory", "all"],
+                   help="every task of a suite instead of --task")
+    p.add_argument("--variant", action="append", choices=["clean", "cluttered", "randomized"],
+                   help="with --suite: scene variants, repeatable (default clean)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=100_000,
                    help="first evaluation seed (demonstrations use seeds from 0)")
-    p.add_argument("--out", help="results JSON (default: CHECKPOINT/eval/...json)")
+    p.add_argument("--out", help="results JSON of one task (default: RESULTS_DIR/TASK_...json)")
+    p.add_argument("--results-dir", help="where results files go (default CHECKPOINT/eval)")
     p.add_argument("--name", help="policy name shown in the leaderboard")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
     p.add_argument("--workers", type=int, default=1, help="parallel episode processes")
     p.add_argument("--log", help="episode log (JSONL) to append to and resume from "
                    "(default: the results file's name with .jsonl)")
+    p.add_argument("--video", metavar="DIR", help="write rollout videos to DIR")
+    p.add_argument("--video-episodes", type=int, default=1,
+                   help="with --video: how many episodes, the first ones (default 1)")
+    p.add_argument("--video-seed", type=int, action="append",
+                   help="with --video: the episode with this seed instead, repeatable")
+    p.add_argument("--video-format", choices=["gif", "mp4"], default="gif")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("leaderboard", help="render results files as a Markdown table")
+    p = sub.add_parser("leaderboard",
+                       help="render results files: Markdown, a self-contained web page, plots")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
-    p.add_argument("--out", type=Path, default=Path("leaderboard/README.md"))
+    p.add_argument("--out", type=Path, default=Path("leaderboard/README.md"),
+                   help="the Markdown file; index.html and plots/ are written beside it")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("pipeline", help="demos, training, evaluation and table on a small default")
@@ -514,9 +574,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aem_bench.evaluator import EvaluationError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except EvaluationError as err:
+        # Episodes finished before are in the episode log; the message says how to resume.
+        print(f"aem-bench {args.command}: stopped: {err}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError, FileNotFoundError) as err:
         # Bad input (a damaged file, an unknown name): one clear line, not a traceback.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -18,10 +18,13 @@ import math
 import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +40,21 @@ from aem_bench.registration import TASKS
 
 
 class Policy(Protocol):
-    """What the evaluator needs from a policy."""
+    """What the evaluator needs from a policy.
+
+    Optional: a ``last_encoder_ms`` attribute, the milliseconds the last ``act`` spent encoding
+    observations (vision and history, not the action head), or None when that call encoded
+    nothing (it executed an action planned before). The evaluator reports it as encoder latency.
+    """
 
     def reset(self, seed: int | None = None) -> None: ...
 
     def act(self, observation: dict) -> np.ndarray: ...
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation stopped before its last episode (the policy raised, a worker died). The
+    episodes finished before are in the episode log, and rerunning resumes after them."""
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -86,13 +99,21 @@ class EpisodeRecord:
     # initialises the renderer and takes seconds, which would swamp steps_per_second.
     seconds: float
     latencies_ms: list[float] = field(repr=False)  # one per policy.act call
-    error: str | None = None  # set when the environment rejected the policy's action
+    # Set when the episode ended abnormally: the environment rejected the policy's action (NaN,
+    # wrong shape) or crashed. Either way the episode counts as a failure.
+    error: str | None = None
+    encoder_ms: list[float] = field(default_factory=list, repr=False)  # see Policy
+    reset_seconds: float = 0.0
+    peak_rss_mb: float | None = None  # of the process, at the end of the episode
+    video: str | None = None
 
     def to_log(self) -> dict:
         """Everything, latencies included: a line of the episode log, from which a resumed run
         rebuilds the report exactly."""
         return {"seed": self.seed, "success": self.success, "steps": self.steps,
-                "seconds": self.seconds, "latencies_ms": self.latencies_ms, "error": self.error}
+                "seconds": self.seconds, "latencies_ms": self.latencies_ms, "error": self.error,
+                "encoder_ms": self.encoder_ms, "reset_seconds": self.reset_seconds,
+                "peak_rss_mb": self.peak_rss_mb, "video": self.video}
 
     def to_dict(self) -> dict:
         # Per-episode summaries keep results files small; the report aggregates the raw latencies.
@@ -103,6 +124,7 @@ class EpisodeRecord:
             "seconds": round(self.seconds, 4),
             "latency_ms": _latency_summary(self.latencies_ms),
             "error": self.error,
+            "video": self.video,
         }
 
 
@@ -156,6 +178,9 @@ class EvalReport:
     records: list[EpisodeRecord]
     env_kwargs: dict = field(default_factory=dict)
     variant: str = "clean"
+    encoder: str = "custom"  # a zoo policy's encoder and head; "custom" for any other policy
+    head: str = "custom"
+    workers: int = 1
     provenance: dict = field(default_factory=collect_provenance)
 
     @property
@@ -167,8 +192,13 @@ class EvalReport:
         steps = sum(record.steps for record in self.records)
         seconds = sum(record.seconds for record in self.records)
         lo, hi = wilson_interval(self.successes, episodes)
+        # One process's throughput, resets included: a run with W workers does about W times it.
+        episode_seconds = seconds + sum(record.reset_seconds for record in self.records)
+        peaks = [record.peak_rss_mb for record in self.records if record.peak_rss_mb is not None]
         return {
             "policy": self.policy,
+            "encoder": self.encoder,
+            "head": self.head,
             "task": self.task,
             "variant": self.variant,
             "episodes": episodes,
@@ -178,6 +208,13 @@ class EvalReport:
             "latency_ms": _latency_summary(
                 [ms for record in self.records for ms in record.latencies_ms]
             ),
+            "encoder_latency_ms": _latency_summary(
+                [ms for record in self.records for ms in record.encoder_ms]
+            ),
+            "peak_rss_mb": round(max(peaks), 1) if peaks else None,
+            "episodes_per_hour": (round(3600 * episodes / episode_seconds, 1)
+                                  if episode_seconds > 0 else None),
+            "workers": self.workers,
             "steps_per_second": round(steps / seconds, 2) if seconds > 0 else None,
             "errors": sum(record.error is not None for record in self.records),
             "seeds": [record.seed for record in self.records],
@@ -193,29 +230,62 @@ class EvalReport:
         }
 
 
-def run_episode(env: gym.Env, policy: Policy, seed: int) -> EpisodeRecord:
-    """Run one episode to termination or truncation; a rejected action ends it as a failure."""
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int,
+                video: str | os.PathLike | None = None) -> EpisodeRecord:
+    """Run one episode to termination or truncation (and write its frames to ``video``).
+
+    An action the environment rejects (NaN, wrong shape) or an exception inside the environment
+    ends the episode as a failure with ``error`` set: one broken episode must not cost the
+    others. An exception from the policy is a bug in the policy and stops the evaluation.
+    """
+    tic = time.perf_counter()
     policy.reset(seed=seed)
-    observation, _ = env.reset(seed=seed)
+    try:
+        observation, _ = env.reset(seed=seed)
+    except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
+        return EpisodeRecord(seed, False, 0, 0.0, [], f"reset: environment crashed: {err!r}")
+    reset_seconds = time.perf_counter() - tic
     start = time.perf_counter()
     latencies_ms: list[float] = []
+    encoder_ms: list[float] = []
+    frames = [observation["rgb"]] if video is not None else None
     steps, success, error = 0, False, None
     while True:
         tic = time.perf_counter()
-        action = policy.act(observation)
+        try:
+            action = policy.act(observation)
+        except Exception as err:
+            raise EvaluationError(f"seed {seed}, step {steps}: the policy raised {err!r}") from err
         latencies_ms.append((time.perf_counter() - tic) * 1e3)
+        if (encoded := getattr(policy, "last_encoder_ms", None)) is not None:
+            encoder_ms.append(encoded)
         try:
             observation, _, terminated, truncated, info = env.step(action)
         except ValueError as err:
-            # The environment rejects NaN or wrongly shaped actions. That is the policy's failure
-            # on this episode, not a reason to throw away the others.
-            error = f"step {steps}: {err}"
+            # The environment rejects NaN or wrongly shaped actions: the policy's failure.
+            error = f"step {steps}: action rejected: {err}"
+            break
+        except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
+            error = f"step {steps}: environment crashed: {err!r}"
             break
         steps += 1
         success = bool(info["is_success"])
+        if frames is not None:
+            frames.append(observation["rgb"])
         if terminated or truncated:
             break
-    return EpisodeRecord(seed, success, steps, time.perf_counter() - start, latencies_ms, error)
+    seconds = time.perf_counter() - start
+    if frames is not None:
+        from aem_bench.media import write_video
+
+        write_video(frames, video)
+    return EpisodeRecord(seed, success, steps, seconds, latencies_ms, error, encoder_ms,
+                         reset_seconds, round(_peak_rss_mb(), 1),
+                         None if video is None else str(video))
 
 
 class EpisodeLog:
@@ -275,26 +345,41 @@ def _start_worker(make_policy, env_id: str, env_kwargs: dict) -> None:
     _WORKER = (make_policy(), gym.make(env_id, **env_kwargs))
 
 
-def _run_in_worker(seed: int) -> EpisodeRecord:
+def _run_in_worker(seed: int, video: str | None) -> EpisodeRecord:
     policy, env = _WORKER
-    return run_episode(env, policy, seed)
+    return run_episode(env, policy, seed, video)
 
 
-def _episodes(policy, env_id: str, env_kwargs: dict, seeds: list[int], workers: int):
+def _episodes(policy, env_id: str, env_kwargs: dict, seeds: list[int], workers: int,
+              videos: dict[int, Path]):
     """EpisodeRecords of ``seeds``, as they finish: in this process, or in ``workers`` processes
     that each build their own policy (``policy`` is then a picklable factory) and environment."""
     if workers == 1:
         env = gym.make(env_id, **env_kwargs)
         try:
             for seed in seeds:
-                yield run_episode(env, policy, seed)
+                yield run_episode(env, policy, seed, videos.get(seed))
         finally:
             env.close()
         return
     # spawn, not fork: a forked SAPIEN renderer or OpenMP pool is not safe to use in the child.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _start_worker, (policy, env_id, env_kwargs)) as pool:
-        yield from pool.imap_unordered(_run_in_worker, seeds)
+    # concurrent.futures, not multiprocessing.Pool: when a worker dies (a segfault in the
+    # simulator, the OOM killer) Pool waits forever, while the executor raises BrokenProcessPool.
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_worker,
+                               (policy, env_id, env_kwargs))
+    try:
+        futures = {pool.submit(_run_in_worker, seed, videos.get(seed)): seed for seed in seeds}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool as err:
+                raise EvaluationError(
+                    f"a worker process died (killed, out of memory, or crashed in native code; "
+                    f"its stderr is above) while seed {futures[future]} or another was "
+                    f"running") from err
+    finally:
+        # On an error, do not wait for the queued episodes: stop now, keep what is logged.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def evaluate(
@@ -308,6 +393,11 @@ def evaluate(
     solvable_only: bool = True,
     workers: int = 1,
     log: str | os.PathLike | None = None,
+    video_dir: str | os.PathLike | None = None,
+    video_episodes: int | Collection[int] = 1,
+    video_format: str = "gif",
+    encoder: str | None = None,
+    head: str | None = None,
 ) -> EvalReport:
     """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
     (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``).
@@ -316,7 +406,9 @@ def evaluate(
     each worker process makes its own). Episodes are independent (the policy and the environment
     are reset with the episode's seed), so any number of workers gives the same records.
     ``log``: a JSONL file that gets each episode as it ends; run again with the same log, only the
-    missing episodes run.
+    missing episodes run. ``video_dir``: write videos there of the first ``video_episodes``
+    episodes, or of the episodes with these seeds. ``encoder``/``head`` name the policy's parts in
+    the report (default: read from a zoo policy's config, else "custom").
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -332,23 +424,51 @@ def evaluate(
              else list(range(seed, seed + episodes)))
     name = policy_name or (getattr(policy, "__name__", None) if is_factory
                            else type(policy).__name__) or "policy"
+    videos = _video_paths(env_id, seeds, video_dir, video_episodes, video_format)
     episode_log = (EpisodeLog(log, {"task": env_id, "env_kwargs": env_kwargs, "policy": name,
                                     "seeds": seeds}) if log is not None else None)
     done = dict(episode_log.done) if episode_log else {}
     todo = [s for s in seeds if s not in done]
     run_policy = policy() if is_factory and workers == 1 else policy
+    config = getattr(run_policy, "config", None)
     with tqdm(total=episodes, initial=len(done), desc=env_id, unit="ep",
               disable=not progress) as bar:
-        for record in _episodes(run_policy, env_id, env_kwargs, todo, workers):
-            done[record.seed] = record
-            if episode_log:
-                episode_log.append(record)
-            successes = sum(r.success for r in done.values())
-            bar.set_postfix(success=f"{successes}/{len(done)} ({successes / len(done):.0%})",
-                            refresh=False)
-            bar.update()
+        try:
+            for record in _episodes(run_policy, env_id, env_kwargs, todo, workers, videos):
+                done[record.seed] = record
+                if episode_log:
+                    episode_log.append(record)
+                successes = sum(r.success for r in done.values())
+                bar.set_postfix(success=f"{successes}/{len(done)} ({successes / len(done):.0%})",
+                                refresh=False)
+                bar.update()
+        except EvaluationError as err:
+            kept = (f"they are in {episode_log.path}; run again with it to resume" if episode_log
+                    else "pass a log to keep them next time")
+            raise EvaluationError(f"{env_id}: {err}. {len(done)} of {episodes} episodes had "
+                                  f"finished: {kept}") from err.__cause__
     return EvalReport(policy=name, task=env_id, records=[done[s] for s in seeds],
-                      env_kwargs=env_kwargs, variant=scene)
+                      env_kwargs=env_kwargs, variant=scene,
+                      encoder=encoder or getattr(config, "encoder", "custom"),
+                      head=head or getattr(config, "head", "custom"), workers=workers)
+
+
+def _video_paths(env_id: str, seeds: list[int], video_dir, which: int | Collection[int],
+                 video_format: str) -> dict[int, Path]:
+    """seed -> video file, for the first ``which`` seeds or the seeds in ``which``."""
+    if video_dir is None:
+        return {}
+    if video_format not in ("gif", "mp4"):
+        raise ValueError(f"video_format must be 'gif' or 'mp4', got {video_format!r}")
+    if isinstance(which, int):
+        chosen = seeds[:which]
+    else:
+        chosen = list(which)
+        if unknown := sorted(set(chosen) - set(seeds)):
+            raise ValueError(f"video seeds {unknown} are not among this evaluation's seeds "
+                             f"({seeds[0]}...{seeds[-1]})")
+    stem = env_id.replace("/", "_")
+    return {seed: Path(video_dir) / f"{stem}_seed{seed}.{video_format}" for seed in chosen}
 
 
 def write_report(report: EvalReport, path: str | os.PathLike) -> Path:

@@ -12,6 +12,7 @@ the training windows.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
@@ -183,6 +184,7 @@ class VisuomotorPolicy(nn.Module):
         """Start an episode: forget past observations and planned actions, reseed the sampler."""
         self._observations: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.obs_horizon)
         self._actions: deque[np.ndarray] = deque()
+        self.last_encoder_ms: float | None = None
         device = self.state_normalizer.min.device
         if self.history is not None:
             window = self.history.config.inference_window
@@ -218,11 +220,16 @@ class VisuomotorPolicy(nn.Module):
         })
         if self.history is not None:  # the history reads every frame
             self._see_frame(self._observations[-1])
+        self.last_encoder_ms = None  # what the evaluator reports as encoder latency
         if not self._actions:
+            tic = time.perf_counter()
             memory = self._current_history()[None] if self.history is not None else None
             # Encode each frame once, when it is first needed: a stacked history costs one new
             # frame per control step, not obs_horizon.
             self._encode_frames(list(self._observations))
+            if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
+                torch.cuda.synchronize(device)
+            self.last_encoder_ms = (time.perf_counter() - tic) * 1e3
             # Before obs_horizon steps have passed, repeat the first frame, as the training
             # windows do at the start of an episode.
             history = list(self._observations)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for aem-bench on Debian 12 / 13 (no GPU needed).
-#   1. system packages: a Vulkan driver SAPIEN accepts (Mesa >= 24.3 lavapipe)
+#   1. system packages: a Vulkan driver SAPIEN accepts (Mesa >= 24.3 lavapipe), and Chromium
+#      with ChromeDriver (the leaderboard page's browser test)
 #   2. .venv in the repo root with torch, torchvision and the package (+ dev extras)
 # A second run checks a stamp and does nothing when nothing changed.
 set -euo pipefail
@@ -20,6 +21,17 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 mesa_major() {
   dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | sed -E 's/^([0-9]+:)?([0-9]+)\..*/\2/' || true
+}
+
+install_browser() {
+  if dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+    log "Chromium present"
+    return
+  fi
+  log "installing Chromium and ChromeDriver (the leaderboard page test)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
 install_system_packages() {
@@ -67,5 +79,6 @@ install_python_packages() {
 }
 
 install_system_packages
+install_browser
 install_python_packages
 log "ready: $VENV"

@@ -43,6 +43,9 @@ def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     lo, hi = summary["success_ci95"]
     assert 0.0 <= lo <= summary["success_rate"] <= hi <= 1.0
     assert summary["latency_ms"]["median"] > 0
+    assert 0 < summary["encoder_latency_ms"]["median"] <= summary["latency_ms"]["p95"]
+    assert (summary["encoder"], summary["head"]) == ("singleframe", "dp")
+    assert summary["peak_rss_mb"] > 100 and summary["episodes_per_hour"] > 0
     assert json.loads(out.read_text())["policy"] == "tiny-dp"
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 1 + 2  # header, episodes
 
@@ -61,6 +64,38 @@ def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     assert main(["leaderboard", "--results", str(results), "--out", str(table_path)]) == 0
     table = table_path.read_text()
     assert "tiny-dp" in table and TASK in table
+
+
+def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp_path, capsys):
+    _, checkpoint = trained
+    tasks = ["AEM/ClickBell-v0", "AEM/ObserveAndPickup-v0"]
+    assert main(["eval", "--policy", str(checkpoint), "--task", tasks[0], "--task", tasks[1],
+                 "--episodes", "2", "--results-dir", str(tmp_path), "--json",
+                 "--video", str(tmp_path / "videos"), "--video-format", "mp4"]) == 0
+    capsys.readouterr()
+    for task in tasks:
+        stem = task.replace("/", "_")
+        assert json.loads((tmp_path / f"{stem}_2ep_seed100000.json").read_text())["task"] == task
+        assert (tmp_path / "videos" / f"{stem}_seed100000.mp4").stat().st_size > 0
+    aggregate = json.loads((tmp_path / "aggregate.json").read_text())
+    assert aggregate["tasks"] == tasks and aggregate["episodes_per_task"] == 2
+    assert aggregate["mean_ci95"][0] <= aggregate["mean"] <= aggregate["mean_ci95"][1]
+
+
+def test_a_suite_and_variant_name_their_tasks():
+    from argparse import Namespace
+
+    from aem_bench.cli import _eval_tasks
+    from aem_bench.registration import TASKS
+
+    memory = _eval_tasks(Namespace(task=None, suite="memory", variant=["cluttered"]))
+    assert len(memory) == 10 and all(i.endswith("-Cluttered-v0") for i in memory)
+    assert all(TASKS[i].memory for i in memory)
+    everything = _eval_tasks(Namespace(task=None, suite="all", variant=None))
+    assert len(everything) == 22 and all(TASKS[i].scene == "clean" for i in everything)
+    assert _eval_tasks(Namespace(task=None, suite=None, variant=None)) == [TASK]
+    with pytest.raises(ValueError, match="--task or --suite"):
+        _eval_tasks(Namespace(task=[TASK], suite="memory", variant=None))
 
 
 def test_bad_input_gives_one_clear_line(tmp_path, capsys):
@@ -116,4 +151,5 @@ def test_pipeline_runs_every_stage_on_a_tiny_budget(tmp_path):
     assert main(["pipeline", "--out", str(out), "--demos", "2", "--train-steps", "5",
                  "--eval-episodes", "1"]) == 0
     assert (out / "checkpoint" / "model.safetensors").is_file()
+    assert len(list((out / "videos").glob("*.gif"))) == 1  # of the one episode
     assert "singleframe-dp (2 demos, 5 steps)" in (out / "LEADERBOARD.md").read_text()

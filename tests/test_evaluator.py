@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
+from pathlib import Path
 
 import gymnasium as gym
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from aem_bench.evaluator import evaluate, run_episode, wilson_interval, write_report
+from aem_bench.evaluator import (
+    EvaluationError,
+    evaluate,
+    run_episode,
+    wilson_interval,
+    write_report,
+)
 from aem_bench.leaderboard.results import validate_result
 
 TASK = "AEM/HandoverBlock-v0"
@@ -65,17 +74,22 @@ def test_wilson_interval_rejects_bad_input(successes, n, confidence, message):
 
 class CountdownEnv(gym.Env):
     """Succeeds at step 3 on even seeds, otherwise runs until the time limit; rejects bad actions
-    the way the AEM tasks do."""
+    the way the AEM tasks do. Its frame is a grey level that brightens every step."""
 
-    observation_space = gym.spaces.Dict(
-        {"qpos": gym.spaces.Box(-np.inf, np.inf, (16,), np.float32)}
-    )
+    observation_space = gym.spaces.Dict({
+        "qpos": gym.spaces.Box(-np.inf, np.inf, (16,), np.float32),
+        "rgb": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8),
+    })
     action_space = gym.spaces.Box(-np.inf, np.inf, (16,), np.float32)
+
+    def _observation(self):
+        return {"qpos": np.zeros(16, np.float32),
+                "rgb": np.full((16, 16, 3), 40 * self._t, np.uint8)}
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self._winner, self._t = seed % 2 == 0, 0
-        return {"qpos": np.zeros(16, np.float32)}, {"is_success": False}
+        self._seed, self._winner, self._t = seed, seed % 2 == 0, 0
+        return self._observation(), {"is_success": False}
 
     def step(self, action):
         action = np.asarray(action)
@@ -84,7 +98,7 @@ class CountdownEnv(gym.Env):
         self._t += 1
         success = self._winner and self._t == 3
         return (
-            {"qpos": np.zeros(16, np.float32)},
+            self._observation(),
             float(success),
             success,
             False,
@@ -94,6 +108,27 @@ class CountdownEnv(gym.Env):
 
 COUNTDOWN = "AEMTest/Countdown-v0"
 gym.register(COUNTDOWN, entry_point=CountdownEnv, max_episode_steps=5)
+
+
+class CrashingEnv(CountdownEnv):
+    """Countdown whose simulator fails at the first step of seed ``crash_seed``: it raises, or,
+    while the file ``die_once`` exists, deletes it and kills the process (a native crash)."""
+
+    def __init__(self, crash_seed: int, die_once: str | None = None):
+        self.crash_seed, self.die_once = crash_seed, die_once
+
+    def step(self, action):
+        if self._seed == self.crash_seed:
+            if self.die_once is None:
+                raise RuntimeError("simulated solver blow-up")
+            if os.path.exists(self.die_once):
+                os.remove(self.die_once)
+                os._exit(3)
+        return super().step(action)
+
+
+CRASHING = "AEMTest/Crashing-v0"
+gym.register(CRASHING, entry_point=CrashingEnv, max_episode_steps=5)
 
 
 class HoldPosePolicy:
@@ -136,6 +171,33 @@ def test_evaluate_runs_consecutive_seeds_and_counts_successes():
     assert 0 <= summary["latency_ms"]["median"] <= summary["latency_ms"]["p95"]
 
 
+class EncoderTimedPolicy(HoldPosePolicy):
+    """Reports an encoder time on every other call, as a chunking policy does."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def act(self, observation):
+        self.calls += 1
+        self.last_encoder_ms = (1.0 if self.calls % 4 == 1 else 3.0) if self.calls % 2 else None
+        return super().act(observation)
+
+
+def test_report_has_encoder_latency_peak_memory_and_throughput():
+    summary = evaluate(EncoderTimedPolicy(), COUNTDOWN, episodes=4, seed=10,
+                       progress=False).summary()
+    assert summary["encoder_latency_ms"]["median"] == 2.0
+    assert summary["encoder_latency_ms"]["p95"] == pytest.approx(3.0)
+    assert summary["peak_rss_mb"] > 10  # a Python process with numpy and gymnasium
+    assert summary["episodes_per_hour"] > 0 and summary["workers"] == 1
+    assert (summary["encoder"], summary["head"]) == ("custom", "custom")
+    plain = evaluate(HoldPosePolicy(), COUNTDOWN, episodes=1, progress=False, encoder="mine",
+                     head="dp").summary()
+    assert plain["encoder_latency_ms"] == {"median": None, "p95": None}
+    assert (plain["encoder"], plain["head"]) == ("mine", "dp")
+
+
 def test_evaluate_rejects_zero_episodes():
     with pytest.raises(ValueError, match="episodes"):
         evaluate(HoldPosePolicy(), COUNTDOWN, episodes=0, progress=False)
@@ -154,7 +216,8 @@ def test_report_json_round_trips_and_is_a_valid_results_file(tmp_path):
 
     loaded = json.loads(path.read_text())
     assert loaded == report.to_dict()
-    assert validate_result(loaded, str(path))["policy"] == "hold"
+    # The leaderboard takes only registered AEM tasks; as one, the file is valid.
+    assert validate_result({**loaded, "task": "AEM/HandoverBlock-v0"})["policy"] == "hold"
     assert loaded["hardware"]["cpu"] and loaded["hardware"]["cores"] >= 1
     assert "numpy" in loaded["versions"] and "git_commit" in loaded
     assert datetime.fromisoformat(loaded["created"]).utcoffset().total_seconds() == 0
@@ -255,3 +318,73 @@ def test_workers_give_the_records_of_one_process(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 7
     with pytest.raises(ValueError, match="function that makes the policy"):
         evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, workers=2, progress=False)
+
+
+# --- Faults ---------------------------------------------------------------------------------------
+
+
+def test_an_environment_crash_fails_that_episode_and_the_run_goes_on():
+    report = evaluate(HoldPosePolicy(), CRASHING, episodes=4, seed=10, progress=False,
+                      env_kwargs={"crash_seed": 12})
+    assert [r.error is None for r in report.records] == [True, True, False, True]
+    crashed = report.records[2]
+    assert crashed.success is False
+    assert crashed.error == "step 0: environment crashed: RuntimeError('simulated solver blow-up')"
+    assert report.summary()["errors"] == 1 and report.successes == 1  # seed 10 only
+
+
+def test_a_policy_that_raises_stops_the_run_and_keeps_the_episodes_done(tmp_path):
+    class RaisesOnSeed12(HoldPosePolicy):
+        def act(self, observation):
+            if self.reset_seeds[-1] == 12:
+                raise ZeroDivisionError("bug")
+            return super().act(observation)
+
+    log = tmp_path / "log.jsonl"
+    with pytest.raises(EvaluationError, match=r"seed 12, step 0: the policy raised "
+                       r"ZeroDivisionError.*2 of 4 episodes had finished: they are in .*log"):
+        evaluate(RaisesOnSeed12(), COUNTDOWN, episodes=4, seed=10, progress=False, log=log,
+                 policy_name="p")
+    assert [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]] == [10, 11]
+
+
+def test_a_worker_that_dies_stops_the_run_cleanly_and_the_rerun_resumes(tmp_path):
+    die_once, log = tmp_path / "die-once", tmp_path / "log.jsonl"
+    die_once.touch()
+    kwargs = {"crash_seed": 13, "die_once": str(die_once)}
+    with pytest.raises(EvaluationError, match=r"worker process died.*of 6 episodes had finished: "
+                       r"they are in .*log\.jsonl"):
+        evaluate(hold_pose_policy, CRASHING, episodes=6, seed=10, env_kwargs=kwargs, workers=2,
+                 log=log, progress=False)
+    logged = [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]]
+    assert 13 not in logged and len(logged) == len(set(logged))
+    resumed = evaluate(hold_pose_policy, CRASHING, episodes=6, seed=10, env_kwargs=kwargs,
+                       workers=2, log=log, progress=False)
+    assert [r.seed for r in resumed.records] == list(range(10, 16))
+    assert all(r.error is None for r in resumed.records)
+    logged = [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]]
+    assert sorted(logged) == list(range(10, 16))  # every episode once: none lost, none twice
+
+
+# --- Videos ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("video_format", ["gif", "mp4"])
+def test_videos_of_chosen_episodes(tmp_path, video_format):
+    report = evaluate(HoldPosePolicy(), COUNTDOWN, episodes=4, seed=10, progress=False,
+                      video_dir=tmp_path, video_episodes=[11], video_format=video_format)
+    path = tmp_path / f"AEMTest_Countdown-v0_seed11.{video_format}"
+    assert [r.video for r in report.records] == [None, str(path), None, None]
+    frames = iio.imread(path)
+    assert len(frames) == 1 + 5  # the first observation and one per step
+    assert frames[0].mean() < frames[-1].mean()  # the frames brighten as the episode goes on
+
+
+def test_videos_of_the_first_episodes_and_unknown_seeds(tmp_path):
+    report = evaluate(HoldPosePolicy(), COUNTDOWN, episodes=3, seed=10, progress=False,
+                      video_dir=tmp_path, video_episodes=2)
+    assert [Path(r.video).name if r.video else None for r in report.records] == [
+        "AEMTest_Countdown-v0_seed10.gif", "AEMTest_Countdown-v0_seed11.gif", None]
+    with pytest.raises(ValueError, match=r"video seeds \[99\] are not among"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=3, seed=10, progress=False,
+                 video_dir=tmp_path, video_episodes=[99])

@@ -83,8 +83,15 @@ def test_act_executes_the_first_action_steps_of_one_chunk():
     steps = policy.config.action_steps
     obs = observation(128)
     policy.reset(3)
-    actions = np.stack([policy.act(obs) for _ in range(steps)])
+    actions, encoder_ms = [], []
+    for _ in range(steps + 1):
+        actions.append(policy.act(obs))
+        encoder_ms.append(policy.last_encoder_ms)
+    actions = np.stack(actions[:steps])
     assert actions.shape == (steps, 16) and actions.dtype == np.float32
+    # The evaluator's encoder latency: timed on the calls that predict a chunk, None between.
+    assert encoder_ms[0] > 0 and encoder_ms[steps] > 0
+    assert encoder_ms[1:steps] == [None] * (steps - 1)
 
     # The same seed and observation give the chunk act() took its actions from (starting at t).
     batch = {
