@@ -378,7 +378,11 @@ def cmd_eval(args) -> int:
                   + f"; peak memory {summary['peak_rss_mb']:.0f} MB; "
                   f"{summary['episodes_per_hour']:.0f} episodes/hour/worker; written to {out}")
     if len(reports) > 1:
-        _write_aggregate(reports, results_dir / "aggregate.json", args.json)
+        # In a folder of its own: the results folder holds only results files (the leaderboard
+        # reads every *.json there).
+        label = f"{args.suite}-{'-'.join(args.variant or ['clean'])}" if args.suite else "tasks"
+        _write_aggregate(reports, results_dir / "aggregates" /
+                         f"{label}_{args.episodes}ep_seed{args.seed}.json", args.json)
     return 0
 
 

@@ -1,1 +1,1 @@
-"""Leaderboard: results files and rendered tables."""
+"""Leaderboard: results files, aggregates across tasks, and the rendered README, page and plots."""

@@ -3,8 +3,10 @@
 Required fields (dotted names are nested keys)::
 
     policy              str
-    task                str             e.g. "AEM/HandoverBlock-v0"
-    variant             str             optional, "clean" when absent
+    encoder             str             the zoo encoder ("singleframe", "aem", ...) or "custom"
+    head                str             the zoo action head ("dp", "flow", ...) or "custom"
+    task                str             a registered id, e.g. "AEM/HandoverBlock-v0"
+    variant             str             the task's registered scene; "clean" when absent
     episodes            int >= 1        equal to len(seeds)
     seeds               list[int]       distinct
     success_rate        number in [0, 1]
@@ -17,8 +19,19 @@ Required fields (dotted names are nested keys)::
     git_commit          str or null
     created             ISO 8601 timestamp
 
-Other fields (records, env_kwargs, steps_per_second, ...) are allowed and kept. ``successes``, when
-present, must agree with ``success_rate``. Every error names the file and the field.
+Optional fields, checked when present::
+
+    successes                   int             success_rate * episodes
+    encoder_latency_ms.median   number >= 0 or null     null: the policy does not report it
+    encoder_latency_ms.p95      number >= median, or null with it
+    peak_rss_mb                 number >= 0 or null
+    episodes_per_hour           number > 0 or null
+    workers                     int >= 1
+    records                     list of {"seed": int, "success": bool, ...}, one per seed in
+                                the order of seeds, as many successes as success_rate says
+
+Other fields (env_kwargs, steps_per_second, ...) are allowed and kept. Every error names the file
+and the field, so a hand-edited or truncated file is caught before it enters a table.
 """
 
 from __future__ import annotations
@@ -26,14 +39,20 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+from aem_bench.registration import TASKS
+
 _NUMBER = (int, float)
+_NULL = type(None)
 
 SCHEMA: dict[str, tuple[type, ...]] = {
     "policy": (str,),
+    "encoder": (str,),
+    "head": (str,),
     "task": (str,),
     "variant": (str,),
     "episodes": (int,),
@@ -47,13 +66,26 @@ SCHEMA: dict[str, tuple[type, ...]] = {
     "hardware.cpu": (str,),
     "hardware.cores": (int,),
     "versions": (dict,),
-    "git_commit": (str, type(None)),
+    "git_commit": (str, _NULL),
     "created": (str,),
+}
+# Checked only when the top-level field is there; its nested keys are then required.
+OPTIONAL: dict[str, tuple[type, ...]] = {
+    "successes": (int,),
+    "encoder_latency_ms": (dict,),
+    "encoder_latency_ms.median": (*_NUMBER, _NULL),
+    "encoder_latency_ms.p95": (*_NUMBER, _NULL),
+    "peak_rss_mb": (*_NUMBER, _NULL),
+    "episodes_per_hour": (*_NUMBER, _NULL),
+    "workers": (int,),
+    "records": (list,),
 }
 DEFAULTS = {"variant": "clean"}
 
 # Rates and interval ends are floats computed separately; allow for their rounding.
 _TOLERANCE = 1e-9
+
+Fail = Callable[[str, str], NoReturn]
 
 
 class ResultsFileError(ValueError):
@@ -71,31 +103,40 @@ def _lookup(data: dict, dotted: str):
     return data
 
 
-def validate_result(result: dict, source: str = "<result>") -> dict:
-    """Check ``result`` against the schema; return a copy with defaults filled in."""
+def _is_int(value) -> bool:
+    # bool is an int subclass, but True is not an episode count or a seed.
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    def fail(name: str, problem: str) -> NoReturn:
-        raise ResultsFileError(f"{source}: field '{name}' {problem}")
 
-    if not isinstance(result, dict):
-        raise ResultsFileError(f"{source}: expected a JSON object, got {type(result).__name__}")
-    result = {**DEFAULTS, **result}
-
-    for name, types in SCHEMA.items():
+def _check_types(result: dict, fail: Fail) -> None:
+    present_optional = {
+        name: types for name, types in OPTIONAL.items() if name.split(".")[0] in result
+    }
+    for name, types in {**SCHEMA, **present_optional}.items():
         value = _lookup(result, name)
         if value is _MISSING:
             fail(name, "is missing")
-        # bool is an int subclass, but True is not an episode count or a rate.
         if isinstance(value, bool) or not isinstance(value, types):
-            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            expected = " or ".join("null" if t is _NULL else t.__name__ for t in types)
             fail(name, f"must be {expected}, got {type(value).__name__} {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             fail(name, f"must be finite, got {value}")
 
+
+def _check_task(result: dict, fail: Fail) -> None:
+    task, variant = result["task"], result["variant"]
+    if task not in TASKS:
+        fail("task", f"is {task!r}, which is not a registered task (see `aem-bench tasks`)")
+    scene = TASKS[task].scene
+    if variant != scene:
+        fail("variant", f"is {variant!r} but {task} is the {scene!r} scene")
+
+
+def _check_success(result: dict, fail: Fail) -> None:
     episodes, seeds, rate = result["episodes"], result["seeds"], result["success_rate"]
     if episodes < 1:
         fail("episodes", f"must be at least 1, got {episodes}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not all(_is_int(seed) for seed in seeds):
         fail("seeds", "must contain only integers")
     if len(seeds) != episodes:
         fail("seeds", f"has {len(seeds)} entries but episodes is {episodes}")
@@ -113,14 +154,71 @@ def validate_result(result: dict, source: str = "<result>") -> dict:
     if len(ci) != 2 or not all(isinstance(x, _NUMBER) and not isinstance(x, bool) for x in ci):
         fail("success_ci95", f"must be [lo, hi] numbers, got {ci!r}")
     lo, hi = ci
-    if not (0 <= lo and hi <= 1 and lo - _TOLERANCE <= rate <= hi + _TOLERANCE):
+    if not (lo >= 0 and hi <= 1 and lo - _TOLERANCE <= rate <= hi + _TOLERANCE):
         fail("success_ci95", f"{ci!r} must satisfy 0 <= lo <= success_rate ({rate}) <= hi <= 1")
 
-    median, p95 = result["latency_ms"]["median"], result["latency_ms"]["p95"]
+
+def _check_quantiles(result: dict, name: str, fail: Fail) -> None:
+    """``name.median`` >= 0 and ``name.p95`` >= it; both null means "not measured"."""
+    median, p95 = result[name]["median"], result[name]["p95"]
+    if (median is None) != (p95 is None):
+        fail(f"{name}.p95", f"({p95}) and {name}.median ({median}) must both be numbers or null")
+    if median is None:
+        return
     if median < 0:
-        fail("latency_ms.median", f"must be >= 0, got {median}")
+        fail(f"{name}.median", f"must be >= 0, got {median}")
     if p95 < median:
-        fail("latency_ms.p95", f"({p95}) must be >= latency_ms.median ({median})")
+        fail(f"{name}.p95", f"({p95}) must be >= {name}.median ({median})")
+
+
+def _check_resources(result: dict, fail: Fail) -> None:
+    _check_quantiles(result, "latency_ms", fail)
+    if "encoder_latency_ms" in result:
+        _check_quantiles(result, "encoder_latency_ms", fail)
+    if (peak := result.get("peak_rss_mb")) is not None and peak < 0:
+        fail("peak_rss_mb", f"must be >= 0, got {peak}")
+    if (throughput := result.get("episodes_per_hour")) is not None and throughput <= 0:
+        fail("episodes_per_hour", f"must be > 0, got {throughput}")
+    if "workers" in result and result["workers"] < 1:
+        fail("workers", f"must be at least 1, got {result['workers']}")
+
+
+def _check_records(result: dict, fail: Fail) -> None:
+    """Per-episode records must tell the same story as the summary fields."""
+    records = result["records"]
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            fail(f"records[{index}]", f"must be an object, got {type(record).__name__}")
+        if not _is_int(record.get("seed")):
+            fail(f"records[{index}].seed", f"must be int, got {record.get('seed')!r}")
+        if not isinstance(record.get("success"), bool):
+            fail(f"records[{index}].success", f"must be bool, got {record.get('success')!r}")
+    if len(records) != result["episodes"]:
+        fail("records", f"has {len(records)} entries but episodes is {result['episodes']}")
+    if [record["seed"] for record in records] != result["seeds"]:
+        fail("records", "seeds differ from the 'seeds' field (one record per seed, same order)")
+    successes = sum(record["success"] for record in records)
+    expected = round(result["success_rate"] * result["episodes"])
+    if successes != expected:
+        fail("records", f"have {successes} successes but success_rate * episodes is {expected}")
+
+
+def validate_result(result: dict, source: str = "<result>") -> dict:
+    """Check ``result`` against the schema; return a copy with defaults filled in."""
+
+    def fail(name: str, problem: str) -> NoReturn:
+        raise ResultsFileError(f"{source}: field '{name}' {problem}")
+
+    if not isinstance(result, dict):
+        raise ResultsFileError(f"{source}: expected a JSON object, got {type(result).__name__}")
+    result = {**DEFAULTS, **result}
+
+    _check_types(result, fail)
+    _check_task(result, fail)
+    _check_success(result, fail)
+    _check_resources(result, fail)
+    if "records" in result:
+        _check_records(result, fail)
     for package, version in result["versions"].items():
         if not isinstance(version, str):
             fail(f"versions.{package}", f"must be str, got {type(version).__name__}")

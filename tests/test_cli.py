@@ -77,7 +77,7 @@ def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp
         stem = task.replace("/", "_")
         assert json.loads((tmp_path / f"{stem}_2ep_seed100000.json").read_text())["task"] == task
         assert (tmp_path / "videos" / f"{stem}_seed100000.mp4").stat().st_size > 0
-    aggregate = json.loads((tmp_path / "aggregate.json").read_text())
+    aggregate = json.loads((tmp_path / "aggregates" / "tasks_2ep_seed100000.json").read_text())
     assert aggregate["tasks"] == tasks and aggregate["episodes_per_task"] == 2
     assert aggregate["mean_ci95"][0] <= aggregate["mean"] <= aggregate["mean_ci95"][1]
 

@@ -1,0 +1,40 @@
+"""Write the whole leaderboard from a results directory: README.md, index.html and the plots.
+
+All three come from one validation and one bootstrap per policy, so they always agree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .page import render_html
+from .plots import CAPTIONS, render_plots
+from .results import load_results
+from .sections import build_sections
+from .table import render_markdown
+
+PLOTS_DIR = "plots"  # next to the Markdown file
+PAGE = "index.html"
+
+
+def write_leaderboard(results_dir: str | os.PathLike, out_path: str | os.PathLike) -> list[Path]:
+    """Validate every results file in ``results_dir``; write the Markdown to ``out_path``, and
+    ``index.html`` and ``plots/*.png`` beside it. Returns the paths written, Markdown first."""
+    results = load_results(results_dir)
+    sections = build_sections(results)
+    plots = render_plots(results)
+
+    out_path = Path(out_path)
+    plots_dir = out_path.parent / PLOTS_DIR
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_path, out_path.parent / PAGE]
+    for name, png in plots.items():
+        (plots_dir / name).write_bytes(png)
+        written.append(plots_dir / name)
+
+    markdown_plots = {CAPTIONS[name]: f"{PLOTS_DIR}/{name}" for name in plots}
+    out_path.write_text(render_markdown(sections, markdown_plots))
+    page_plots = {CAPTIONS[name]: png for name, png in plots.items()}
+    (out_path.parent / PAGE).write_text(render_html(sections, page_plots))
+    return written

@@ -1,0 +1,208 @@
+"""What the leaderboard shows, whatever the format: sections of tables of text cells.
+
+A section is one suite (manipulation or memory) in one scene variant. It opens with the policies'
+aggregates across its tasks (rliable mean and IQM) and goes on with a table per task. The Markdown
+README and the HTML page both render these tables, so every number is formatted in one place.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+
+from .aggregate import aggregate_success
+
+SUITES = ("manipulation", "memory")
+VARIANTS = tuple(VARIANT_SUFFIXES)  # clean, cluttered, randomized
+AGGREGATE_TITLE = "Across tasks"
+NO_VALUE = "-"
+
+TITLE = "aem-bench leaderboard"
+
+# Under the tables: how the numbers were made. Markdown; the page turns its `code` spans to HTML.
+FOOTER = (
+    "Produced by `aem_bench.evaluator.evaluate`: each policy runs the listed number of episodes on "
+    "the first seeds of the listed range that the scripted expert solves (RoboTwin's protocol; "
+    "results files from before it used consecutive seeds), success is `info['is_success']` at "
+    "the end of an episode, the interval is the 95% Wilson score interval, and latency is the "
+    "wall time of each `policy.act` call (median / 95th percentile over all calls) on the "
+    "hardware shown. Encoder ms is the time the observation encoder took in each call that "
+    "encoded (median / p95), peak memory the evaluating process's peak resident set size, and "
+    "episodes/h one worker's throughput, resets included; '-' where a results file does not "
+    "report it. "
+    "The tables across tasks show, for each policy with results on two or more tasks of a "
+    "section, all with per-episode records and the same number of episodes, the mean and the "
+    "interquartile mean (IQM) of its per-task success rates, with 95% intervals from rliable's "
+    "stratified bootstrap (2000 resamples of the episodes within each task, seed 0); their "
+    "latency is the median of the per-task medians."
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    numeric: bool  # sorts by the number the cell starts with
+    cell: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    columns: tuple[Column, ...]
+    rows: list[list[str]]
+    note: str = ""  # shown under the table, e.g. policies left out of an aggregate
+
+    @property
+    def headers(self) -> list[str]:
+        return [column.header for column in self.columns]
+
+
+@dataclass(frozen=True)
+class Section:
+    suite: str
+    variant: str
+    tables: list[Table]
+
+    @property
+    def title(self) -> str:
+        return f"{self.suite.capitalize()} suite, {self.variant} scene"
+
+
+# --- cells -------------------------------------------------------------------------------------
+def format_rate(rate: float, ci95: list[float]) -> str:
+    """A success rate and its interval, in percent: ``94.0 [83.8, 97.9]``."""
+    lo, hi = ci95
+    return f"{100 * rate:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def format_number(value: float | None, digits: int = 1) -> str:
+    return NO_VALUE if value is None else f"{value:.{digits}f}"
+
+
+def format_quantiles(quantiles: dict | None) -> str:
+    """``median / p95`` in ms, or '-' when the quantity was not measured."""
+    if not quantiles or quantiles.get("median") is None:
+        return NO_VALUE
+    return f"{quantiles['median']:.2f} / {quantiles['p95']:.2f}"
+
+
+def short_hardware(result: dict) -> str:
+    # "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz" -> "Intel Xeon Platinum 8481C"
+    hardware = result["hardware"]
+    cpu = re.sub(r"\((R|TM)\)|\bCPU\b|@.*$|\b\d+-Core Processor\b", "", hardware["cpu"])
+    text = f"{' '.join(cpu.split())}, {hardware['cores']} cores"
+    # Parallel episodes share the cores, which slows each policy call.
+    workers = result.get("workers", 1)
+    return text + (f", {workers} workers" if workers > 1 else "")
+
+
+def seed_range(seeds: list[int]) -> str:
+    # Consecutive seeds read as a range; anything else as a count.
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    return f"{len(seeds)} seeds"
+
+
+TASK_COLUMNS = (
+    Column("Policy", False, lambda r: r["policy"]),
+    Column("Encoder", False, lambda r: r["encoder"]),
+    Column("Head", False, lambda r: r["head"]),
+    Column("Success % (95% CI)", True, lambda r: format_rate(r["success_rate"], r["success_ci95"])),
+    Column("Episodes", True, lambda r: str(r["episodes"])),
+    Column("Eval seeds", False, lambda r: seed_range(r["seeds"])),
+    Column("Latency ms (median / p95)", True, lambda r: format_quantiles(r["latency_ms"])),
+    Column("Encoder ms (median / p95)", True,
+           lambda r: format_quantiles(r.get("encoder_latency_ms"))),
+    Column("Peak memory MB", True, lambda r: format_number(r.get("peak_rss_mb"), 0)),
+    Column("Episodes/h per worker", True, lambda r: format_number(r.get("episodes_per_hour"))),
+    Column("Hardware", False, short_hardware),
+    Column("Commit", False, lambda r: (r["git_commit"] or NO_VALUE)[:7]),
+)
+
+AGGREGATE_COLUMNS = (
+    Column("Policy", False, lambda a: a["policy"]),
+    Column("Encoder", False, lambda a: a["encoder"]),
+    Column("Head", False, lambda a: a["head"]),
+    Column("Tasks covered", True, lambda a: f"{len(a['tasks'])} / {a['suite_tasks']}"),
+    Column("Episodes per task", True, lambda a: str(a["episodes_per_task"])),
+    Column("Mean success % (95% CI)", True, lambda a: format_rate(a["mean"], a["mean_ci95"])),
+    Column("IQM success % (95% CI)", True, lambda a: format_rate(a["iqm"], a["iqm_ci95"])),
+    Column("Median latency ms", True, lambda a: f"{a['median_latency_ms']:.2f}"),
+)
+
+
+def _table(title: str, columns: tuple[Column, ...], items: list, note: str = "") -> Table:
+    return Table(title, columns, [[column.cell(item) for column in columns] for item in items],
+                 note)
+
+
+# --- grouping ----------------------------------------------------------------------------------
+def scene_of(task: str) -> tuple[str, str]:
+    """(suite, variant) of a registered task id."""
+    spec = TASKS[task]
+    return ("memory" if spec.memory else "manipulation"), spec.scene
+
+
+def latest_by(results: list[dict], field: str) -> list[dict]:
+    """One result per value of ``field`` (the most recent: a re-evaluation supersedes the
+    earlier one), sorted by that value."""
+    latest = {r[field]: r for r in sorted(results, key=lambda r: r["created"])}
+    return [latest[value] for value in sorted(latest)]
+
+
+def _aggregate_table(suite: str, variant: str, results: list[dict]) -> Table | None:
+    suite_tasks = sum(scene_of(task) == (suite, variant) for task in TASKS)
+    aggregates, left_out = [], []
+    for policy in sorted({r["policy"] for r in results}):
+        mine = latest_by([r for r in results if r["policy"] == policy], "task")
+        if len(mine) < 2:
+            continue  # one task: its own table says it all
+        try:
+            aggregate = aggregate_success(mine)
+        except ValueError as err:  # no records, or unequal episode counts
+            left_out.append(f"{policy} ({err})")
+            continue
+        aggregates.append({
+            **aggregate,
+            "policy": policy,
+            "encoder": mine[0]["encoder"],
+            "head": mine[0]["head"],
+            "suite_tasks": suite_tasks,
+            "median_latency_ms": statistics.median(r["latency_ms"]["median"] for r in mine),
+        })
+    if not aggregates and not left_out:
+        return None
+    aggregates.sort(key=lambda a: (-a["iqm"], -a["mean"], a["median_latency_ms"], a["policy"]))
+    note = f"Not aggregated: {'; '.join(left_out)}." if left_out else ""
+    return _table(AGGREGATE_TITLE, AGGREGATE_COLUMNS, aggregates, note)
+
+
+def _task_table(task: str, results: list[dict]) -> Table:
+    # Best first; ties go to the faster policy, then alphabetically, so the order is stable.
+    ranked = sorted(
+        results, key=lambda r: (-r["success_rate"], r["latency_ms"]["median"], r["policy"])
+    )
+    return _table(task, TASK_COLUMNS, ranked)
+
+
+def build_sections(results: list[dict]) -> list[Section]:
+    """Validated results grouped by suite and variant, each with its aggregate and task tables."""
+    sections = []
+    for suite in SUITES:
+        for variant in VARIANTS:
+            mine = [r for r in results if scene_of(r["task"]) == (suite, variant)]
+            if not mine:
+                continue
+            tables = [
+                _task_table(task, [r for r in mine if r["task"] == task])
+                for task in sorted({r["task"] for r in mine})
+            ]
+            if aggregate := _aggregate_table(suite, variant, mine):
+                tables.insert(0, aggregate)
+            sections.append(Section(suite, variant, tables))
+    return sections
