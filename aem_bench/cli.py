@@ -10,6 +10,8 @@
                           [--workers W] [--video DIR]   success, intervals, latency, memory
     aem-bench leaderboard [--results DIR] [--out FILE.md]
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
+    aem-bench encoders    [--json]                  built-in and installed (entry-point) encoders
+    aem-bench submit      --encoder REF [--protocol standard|smoke]   an encoder's leaderboard run
 """
 
 from __future__ import annotations
@@ -345,12 +347,16 @@ def cmd_eval(args) -> int:
         raise ValueError("--out names one results file: give one --task, or use --results-dir")
     policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
-    parts = {"encoder": policy.config.encoder, "head": policy.config.head}
+    from aem_bench.policies import leaderboard_parts
+
+    parts = dict(zip(("encoder", "head"), leaderboard_parts(policy.config), strict=True))
     # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
     env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
     if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
         env_kwargs["camera_size"] = tuple(policy.config.image_size)
-    if args.workers > 1:  # each worker loads its own copy
+    # Namespaces built in code (cmd_pipeline) may predate --backend/--address.
+    backend, address = getattr(args, "backend", "local"), getattr(args, "address", None)
+    if args.workers > 1 or backend == "ray":  # each worker loads its own copy
         policy = functools.partial(load_for_eval, args.policy, args.threads)
     results_dir = Path(args.results_dir or Path(args.policy) / "eval")
     reports = []
@@ -361,7 +367,8 @@ def cmd_eval(args) -> int:
         report = evaluate(policy, task, args.episodes, seed=args.seed, policy_name=name,
                           env_kwargs=env_kwargs, progress=not args.json, workers=args.workers,
                           log=log, video_dir=args.video, video_format=args.video_format,
-                          video_episodes=args.video_seed or args.video_episodes, **parts)
+                          video_episodes=args.video_seed or args.video_episodes,
+                          backend=backend, address=address, **parts)
         reports.append(report)
         summary = report.summary()
         write_report(report, out)
@@ -443,6 +450,67 @@ def cmd_pipeline(args) -> int:
             print(f"pipeline stopped at '{name}'", file=sys.stderr)
             return 1
     print(f"\npipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    return 0
+
+
+# --- encoders from other packages ------------------------------------------------------------
+def _default_feature_dim(cls) -> int | None:
+    """feature_dim with default options, when that is cheap: set on the class, or a from-scratch
+    encoder built for a moment (a pretrained one would read its weights)."""
+    if isinstance(getattr(cls, "feature_dim", None), int):
+        return cls.feature_dim
+    if cls.pretrained:
+        return None
+    try:
+        return cls().feature_dim
+    except (TypeError, ValueError):  # options without defaults: nothing cheap to say
+        return None
+
+
+def cmd_encoders(args) -> int:
+    from aem_bench.policies.encoders import ENCODERS, installed_encoders
+
+    rows = []
+    for info in installed_encoders():
+        cls = ENCODERS.get(info.name) if info.error is None else None
+        rows.append({
+            "name": info.name,
+            "class": info.source.reference,
+            "distribution": info.source.distribution,
+            "version": info.source.version,
+            "builtin": info.builtin,
+            "entry_point": info.source.entry_point,
+            "pretrained": info.pretrained,
+            "feature_dim": None if cls is None else _default_feature_dim(cls),
+            "error": info.error,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    print(tabulate([[r["name"], r["class"], f"{r['distribution']} {r['version']}",
+                     {True: "yes", False: "no", None: "?"}[r["pretrained"]],
+                     r["feature_dim"] or "-", r["error"] or ""] for r in rows],
+                   headers=["name", "class", "from", "pretrained", "feature_dim", "error"]))
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from aem_bench.submit import get_protocol, submit
+
+    options = json.loads(args.options) if args.options else {}
+    if not isinstance(options, dict):
+        # ValueError, not TypeError: main() reports it as bad input, in one line
+        raise ValueError(f"--options must be a JSON object, got {args.options}")  # noqa: TRY004
+    protocol = get_protocol(args.protocol)
+    paths = submit(args.encoder, protocol, args.out, encoder_options=options,
+                   results_dir=args.results_dir)
+    for path in paths:
+        print(f"results written to {path}")
+    if protocol.name != "standard":
+        print(f"note: the '{protocol.name}' protocol checks a submission's plumbing; "
+              "leaderboard entries come from --protocol standard")
     return 0
 
 
@@ -546,7 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", help="where results files go (default CHECKPOINT/eval)")
     p.add_argument("--name", help="policy name shown in the leaderboard")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
-    p.add_argument("--workers", type=int, default=1, help="parallel episode processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel episode processes (or Ray actors with --backend ray)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where episodes run: this machine's processes, or Ray actors "
+                   "(pip install 'aem-bench[ray]')")
+    p.add_argument("--address", help="with --backend ray: the cluster to join (e.g. "
+                   "ray://HOST:10001 or HOST:6379; default: a local Ray instance)")
     p.add_argument("--log", help="episode log (JSONL) to append to and resume from "
                    "(default: the results file's name with .jsonl)")
     p.add_argument("--video", metavar="DIR", help="write rollout videos to DIR")
@@ -574,6 +648,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("encoders", help="list built-in encoders and those installed by packages "
+                       "(entry-point group aem_bench.encoders)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("submit", help="run the fixed protocol for an encoder and write "
+                       "leaderboard results files")
+    p.add_argument("--encoder", required=True,
+                   help="a registered or installed encoder name, or package.module:Class")
+    p.add_argument("--protocol", default="standard", choices=["standard", "smoke"],
+                   help="standard: the leaderboard's (estimated half an hour per task on 2 "
+                   "CPU cores); smoke: a minute, to check that the package works")
+    p.add_argument("--options", help='JSON of the encoder\'s options, e.g. \'{"channels": 32}\'')
+    p.add_argument("--out", type=Path, default=Path("runs/submit"),
+                   help="work directory: demonstrations (recorded once, shared by submissions), "
+                   "checkpoints, results (default runs/submit)")
+    p.add_argument("--results-dir", type=Path, help="where results files go (default OUT/results)")
+    p.set_defaults(func=cmd_submit)
     return parser
 
 

@@ -351,9 +351,15 @@ def _run_in_worker(seed: int, video: str | None) -> EpisodeRecord:
 
 
 def _episodes(policy, env_id: str, env_kwargs: dict, seeds: list[int], workers: int,
-              videos: dict[int, Path]):
+              videos: dict[int, Path], backend: str = "local", address: str | None = None):
     """EpisodeRecords of ``seeds``, as they finish: in this process, or in ``workers`` processes
-    that each build their own policy (``policy`` is then a picklable factory) and environment."""
+    or Ray actors that each build their own policy (``policy`` is then a picklable factory) and
+    environment."""
+    if backend == "ray":
+        from aem_bench.ray_backend import ray_episodes  # Ray is an optional dependency
+
+        yield from ray_episodes(policy, env_id, env_kwargs, seeds, workers, videos, address)
+        return
     if workers == 1:
         env = gym.make(env_id, **env_kwargs)
         try:
@@ -398,6 +404,8 @@ def evaluate(
     video_format: str = "gif",
     encoder: str | None = None,
     head: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> EvalReport:
     """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
     (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``).
@@ -409,14 +417,23 @@ def evaluate(
     missing episodes run. ``video_dir``: write videos there of the first ``video_episodes``
     episodes, or of the episodes with these seeds. ``encoder``/``head`` name the policy's parts in
     the report (default: read from a zoo policy's config, else "custom").
+    ``backend="ray"`` runs the episodes on ``workers`` Ray actors (``policy`` must be a factory):
+    on the cluster at ``address``, on the instance this process already joined, or on a local
+    instance started for it; the records are the same as a local run's.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"address={address!r} is a Ray cluster's: it needs backend='ray'")
     is_factory = callable(policy) and not hasattr(policy, "act")
     if workers > 1 and not is_factory:
         raise ValueError("workers > 1 needs a function that makes the policy, not a policy")
+    if backend == "ray" and not is_factory:
+        raise ValueError("backend='ray' needs a function that makes the policy, not a policy")
     env_kwargs = dict(env_kwargs or {})
     task = TASKS.get(env_id)  # None for environments from outside the suite: no expert
     scene = env_kwargs.get("scene", task.scene if task else "clean")
@@ -429,12 +446,18 @@ def evaluate(
                                     "seeds": seeds}) if log is not None else None)
     done = dict(episode_log.done) if episode_log else {}
     todo = [s for s in seeds if s not in done]
-    run_policy = policy() if is_factory and workers == 1 else policy
+    run_policy = policy() if is_factory and workers == 1 and backend == "local" else policy
     config = getattr(run_policy, "config", None)
+    if hasattr(config, "policy_type"):  # a zoo policy names its parts
+        from aem_bench.policies import leaderboard_parts
+
+        zoo_encoder, zoo_head = leaderboard_parts(config)
+        encoder, head = encoder or zoo_encoder, head or zoo_head
     with tqdm(total=episodes, initial=len(done), desc=env_id, unit="ep",
               disable=not progress) as bar:
         try:
-            for record in _episodes(run_policy, env_id, env_kwargs, todo, workers, videos):
+            for record in _episodes(run_policy, env_id, env_kwargs, todo, workers, videos,
+                                    backend, address):
                 done[record.seed] = record
                 if episode_log:
                     episode_log.append(record)
@@ -449,8 +472,7 @@ def evaluate(
                                   f"finished: {kept}") from err.__cause__
     return EvalReport(policy=name, task=env_id, records=[done[s] for s in seeds],
                       env_kwargs=env_kwargs, variant=scene,
-                      encoder=encoder or getattr(config, "encoder", "custom"),
-                      head=head or getattr(config, "head", "custom"), workers=workers)
+                      encoder=encoder or "custom", head=head or "custom", workers=workers)
 
 
 def _video_paths(env_id: str, seeds: list[int], video_dir, which: int | Collection[int],

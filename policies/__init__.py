@@ -68,6 +68,15 @@ POLICIES: dict[str, dict] = {
 }
 
 
+def leaderboard_parts(config: PolicyConfig) -> tuple[str, str]:
+    """The (encoder, head) a results file names: the zoo's names from ``policy_type`` ("aem",
+    "dp"), or the encoder's own registered name when it replaces the zoo's default (a submitted
+    encoder trained under the singleframe recipe is that encoder, not "singleframe")."""
+    zoo_encoder, zoo_head = config.policy_type.rsplit("-", 1)
+    default = ENCODER_DEFAULTS.get(zoo_encoder, {}).get("encoder")
+    return (zoo_encoder if config.encoder == default else config.encoder), zoo_head
+
+
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, corrupt, or describes another model than its weights."""
 
