@@ -27,6 +27,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,14 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from aem_bench.demos import DemoSet, load_demos
-from aem_bench.policies import CONFIG_NAME, POLICIES, load_policy, make_policy, save_policy
+from aem_bench.policies import (
+    CONFIG_NAME,
+    POLICIES,
+    distributed,
+    load_policy,
+    make_policy,
+    save_policy,
+)
 from aem_bench.policies.feature_cache import frozen_features
 
 LOG_NAME = "train_log.jsonl"
@@ -235,12 +243,23 @@ def optimize(
 ) -> torch.nn.Module:
     """The optimisation loop shared by policy training and AEM pretraining.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the processes train one model with
+    DistributedDataParallel, each on its share of the same global batch (``distributed.py``);
+    only rank 0 writes the checkpoint and the log.
+
     ``model.compute_loss(batch, generator)`` returns the loss, or a dict of losses with the total
     under "loss" (each part is logged). ``model.config`` gives lr, betas (optional),
     weight_decay, lr_warmup_steps, grad_clip_norm and ema_decay (optional). ``batch_at(step)`` is
     the batch of a step (from 1). Checkpoints go through ``save_model(model, out_dir)``; with
     ``resume``, the run saved in ``out_dir`` carries on (``model`` must be ``load_model(out_dir)``).
     """
+    with distributed.process_group():
+        return _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, resume,
+                         log_every, save_every, desc, progress)
+
+
+def _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, resume, log_every,
+              save_every, desc, progress) -> torch.nn.Module:
     config = model.config
     generator = torch.Generator().manual_seed(seed + 1)  # crops, masks, noise
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -281,21 +300,32 @@ def optimize(
         torch.save(state, partial)
         partial.replace(state_dir / "state.pt")  # last: a state file means the rest is written
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_lines = []
-    if resume and (out_dir / LOG_NAME).is_file():  # keep the log up to the resume
-        log_lines = [line for line in (out_dir / LOG_NAME).read_text().splitlines()
-                     if json.loads(line)["step"] < first]
-    (out_dir / LOG_NAME).write_text("".join(line + "\n" for line in log_lines))
+    main = distributed.is_main()  # the process that writes: rank 0, or the only one
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log_lines = []
+        if resume and (out_dir / LOG_NAME).is_file():  # keep the log up to the resume
+            log_lines = [line for line in (out_dir / LOG_NAME).read_text().splitlines()
+                         if json.loads(line)["step"] < first]
+        (out_dir / LOG_NAME).write_text("".join(line + "\n" for line in log_lines))
 
     model.train()
+    parallel = None
+    if distributed.is_distributed():
+        # Unused parameters keep a None gradient as in one process, so AdamW skips them alike.
+        parallel = torch.nn.parallel.DistributedDataParallel(
+            distributed.LossModule(model), find_unused_parameters=True)
     start, parts = time.perf_counter(), {}
     with (
-        open(out_dir / LOG_NAME, "a") as log,
-        tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress) as bar,
+        open(out_dir / LOG_NAME, "a") if main else nullcontext() as log,
+        tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress or not main) as bar,
     ):
         for step in range(first, steps + 1):
-            losses = model.compute_loss(batch_at(step), generator=generator)
+            if parallel is None:
+                losses = model.compute_loss(batch_at(step), generator=generator)
+            else:
+                with distributed.ShardedRandomness(generator):
+                    losses = parallel(distributed.rank_rows(batch_at(step)), generator)
             if not isinstance(losses, dict):
                 losses = {"loss": losses}
             optimizer.zero_grad(set_to_none=True)
@@ -307,10 +337,13 @@ def optimize(
             if ema is not None:
                 ema.update()
 
-            for name, value in losses.items():
-                parts.setdefault(name, []).append(value.item())
+            values = distributed.mean_over_ranks([value.item() for value in losses.values()])
+            for name, value in zip(losses, values):
+                parts.setdefault(name, []).append(value)
             bar.update()
-            if step % log_every == 0 or step == steps:
+            if not main:
+                parts.clear()
+            elif step % log_every == 0 or step == steps:
                 record = {"step": step, **{k: float(np.mean(v)) for k, v in parts.items()},
                           "lr": lr_schedule.get_last_lr()[0],
                           "seconds": round(time.perf_counter() - start, 3)}
@@ -318,12 +351,14 @@ def optimize(
                 log.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 parts.clear()
-            if step % save_every == 0 or step == steps:
+            if main and (step % save_every == 0 or step == steps):
                 checkpoint(step)
 
     trained = ema.model if ema is not None else model
-    if first > steps:  # nothing left to train: the saved run is the result
+    if main and first > steps:  # nothing left to train: the saved run is the result
         save_model(trained, out_dir)
+    if distributed.is_distributed():
+        torch.distributed.barrier()  # every rank returns once the checkpoint is on disk
     trained.eval()
     return trained
 
@@ -381,7 +416,8 @@ def train(
     del demos  # the dataset holds its own concatenated copy
     if policy.frozen_encoder:
         dataset.features = frozen_features(policy.encoder, config.crop_size, demos_path,
-                                           dataset.rgb, progress=progress)
+                                           dataset.rgb,
+                                           progress=progress and distributed.launched_rank() == 0)
     policy.fit_normalization(dataset.state, dataset.actions)
     if policy.history is not None:
         if not config.pretrained_history:
@@ -400,8 +436,10 @@ def train(
 
 
 def seed_everything(seed: int, num_threads: int | None) -> None:
-    """Seed python, numpy and torch, and set torch's threads (default: every CPU allowed)."""
-    torch.set_num_threads(num_threads or len(os.sched_getaffinity(0)))
+    """Seed python, numpy and torch, and set torch's threads (default: every CPU allowed, shared
+    out among the torchrun processes of this machine)."""
+    cpus = len(os.sched_getaffinity(0))
+    torch.set_num_threads(num_threads or max(1, cpus // distributed.local_world_size()))
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -348,22 +348,27 @@ def test_a_policy_that_raises_stops_the_run_and_keeps_the_episodes_done(tmp_path
     assert [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]] == [10, 11]
 
 
-def test_a_worker_that_dies_stops_the_run_cleanly_and_the_rerun_resumes(tmp_path):
+def check_a_dying_worker_stops_the_run_and_the_rerun_resumes(tmp_path, message, **backend):
+    """Seed 13 kills its worker once: the run stops with ``message`` and keeps every episode
+    finished; the same run again completes, and the log has every episode exactly once."""
     die_once, log = tmp_path / "die-once", tmp_path / "log.jsonl"
     die_once.touch()
-    kwargs = {"crash_seed": 13, "die_once": str(die_once)}
-    with pytest.raises(EvaluationError, match=r"worker process died.*of 6 episodes had finished: "
+    run = dict(episodes=6, seed=10, env_kwargs={"crash_seed": 13, "die_once": str(die_once)},
+               workers=2, log=log, progress=False, **backend)
+    with pytest.raises(EvaluationError, match=message + r".*of 6 episodes had finished: "
                        r"they are in .*log\.jsonl"):
-        evaluate(hold_pose_policy, CRASHING, episodes=6, seed=10, env_kwargs=kwargs, workers=2,
-                 log=log, progress=False)
+        evaluate(hold_pose_policy, CRASHING, **run)
     logged = [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]]
     assert 13 not in logged and len(logged) == len(set(logged))
-    resumed = evaluate(hold_pose_policy, CRASHING, episodes=6, seed=10, env_kwargs=kwargs,
-                       workers=2, log=log, progress=False)
+    resumed = evaluate(hold_pose_policy, CRASHING, **run)
     assert [r.seed for r in resumed.records] == list(range(10, 16))
     assert all(r.error is None for r in resumed.records)
     logged = [json.loads(line)["seed"] for line in log.read_text().splitlines()[1:]]
     assert sorted(logged) == list(range(10, 16))  # every episode once: none lost, none twice
+
+
+def test_a_worker_that_dies_stops_the_run_cleanly_and_the_rerun_resumes(tmp_path):
+    check_a_dying_worker_stops_the_run_and_the_rerun_resumes(tmp_path, "worker process died")
 
 
 # --- Videos ---------------------------------------------------------------------------------------

@@ -1,0 +1,288 @@
+"""Submitting an encoder: the fixed protocol that turns an image encoder into leaderboard results.
+
+A submission changes one thing, the image encoder; everything else is fixed by a :class:`Protocol`
+so that two submissions differ only by their encoders: the same expert demonstrations (same
+tasks, count, seeds, camera), the same action head and training recipe (zoo policy
+``singleframe-dp`` with its ``encoder`` replaced, same steps, batch size, seed and threads) and
+the same evaluation (same episodes on the same expert-solvable seeds).
+
+:func:`submit` runs it for an encoder given as a registered name (a built-in, or an installed
+``aem_bench.encoders`` entry point) or as ``package.module:Class``, and writes one results file
+per task that ``aem_bench.leaderboard.results.validate_result`` accepts, with a ``submission``
+field saying what was submitted (reference, class, distribution and version, options,
+fingerprints) under which protocol (its name and every parameter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from aem_bench.policies import encoders
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything a submission does not choose.
+
+    Demonstrations: the expert's first ``demos`` successful episodes from seed ``demo_seed`` on
+    (at most ``2 * demos + 10`` seeds tried), recorded with a ``camera`` x ``camera`` camera.
+    Training: zoo policy ``policy`` (its head and horizons) with the submitted encoder, for
+    ``train_steps`` steps of ``batch_size`` windows, seeded with ``train_seed``. Evaluation:
+    ``eval_episodes`` expert-solvable seeds from ``eval_seed`` on. ``threads`` torch threads
+    throughout, so that latencies compare across submissions.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    demos: int
+    train_steps: int
+    batch_size: int
+    eval_episodes: int
+    camera: int = 64
+    demo_seed: int = 0
+    policy: str = "singleframe-dp"
+    train_seed: int = 0
+    eval_seed: int = 100_000
+    threads: int = 1
+
+    @property
+    def head(self) -> str:
+        """The zoo head name ("dp", "flow") the results file reports."""
+        return self.policy.rsplit("-", 1)[-1]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tasks": list(self.tasks)}
+
+
+# The leaderboard protocol. Two bimanual block tasks: HandoverBlock, which the single-frame policy
+# learns on a CPU (54% after 3000 steps, 94% after 6000, at 128x128), and PutBackBlock, a spatial
+# memory task (chance 25%; aem-dp 8% at this budget), where a per-frame encoder alone should stay
+# near chance: it shows what an encoder's features do, and do not, carry. The budget is the memory
+# certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of 64, 50 episodes, one
+# thread). Its cost on a shared 2-core CPU, estimated from measured pieces (the whole run is not
+# timed yet): training 0.3-0.4 s a step (ResNet or the example encoder), 10-13 minutes; evaluation
+# about 40 steps/s, so at most 10 s per 400-step episode, under 10 minutes for 50; demonstrations
+# a few minutes. About half an hour per task, an hour for both. 50 episodes give a 95% interval
+# of about +-14 points: enough to tell a working encoder from a broken one, not 5 points apart.
+STANDARD = Protocol(
+    name="standard",
+    tasks=("AEM/HandoverBlock-v0", "AEM/PutBackBlock-v0"),
+    demos=50,
+    train_steps=2000,
+    batch_size=64,
+    eval_episodes=50,
+)
+# A plumbing check in about a minute (45-70 s measured, a third of it the first rendered frame):
+# does the package install, import, train and evaluate? Its success rate means nothing. ClickBell
+# is the shortest task (100 steps).
+SMOKE = Protocol(
+    name="smoke",
+    tasks=("AEM/ClickBell-v0",),
+    demos=2,
+    train_steps=5,
+    batch_size=8,
+    eval_episodes=1,
+)
+PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE)}
+
+
+@dataclass(frozen=True)
+class SubmittedEncoder:
+    """An encoder resolved from a submission's reference: its registered name and origin."""
+
+    reference: str  # as given: a registered name or "package.module:Class"
+    name: str  # the name policy configs use; a checkpoint names it to load the encoder again
+    cls: type[encoders.Encoder]
+    source: encoders.EncoderSource
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise KeyError(f"unknown protocol '{name}'; protocols: {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def resolve_encoder(reference: str) -> SubmittedEncoder:
+    """Import ``package.module:Class`` or look up a registered or installed name, and register it.
+
+    A reference to the class of an installed entry point is registered under the entry point's
+    name, so that its checkpoints load wherever the package is installed."""
+    name = reference
+    if ":" in reference:
+        encoders.import_encoder(reference)  # a bad reference fails here, with its own message
+        for point in encoders.installed_entry_points().values():
+            if point.value == reference:
+                name = point.name
+    cls = encoders.encoder_class(name)
+    return SubmittedEncoder(reference, name, cls, encoders.encoder_source(name))
+
+
+def check_encoder(encoder: encoders.Encoder, crop: int, name: str) -> None:
+    """Call the encoder once on two blank frames and check what comes back: a broken interface
+    should fail here, not after an hour of demonstrations and training."""
+    import torch
+
+    images = torch.zeros(2, crop, crop, 3, dtype=torch.uint8)
+    problem = None
+    if not isinstance(getattr(encoder, "feature_dim", None), int):
+        problem = "it sets no integer feature_dim"
+    else:
+        try:
+            with torch.no_grad():
+                features = encoder.eval()(images)
+        except Exception as err:  # the submitter's code: report any failure as bad input
+            raise ValueError(f"encoder '{name}' failed on uint8 frames (2, {crop}, {crop}, 3): "
+                             f"{type(err).__name__}: {err}") from err
+        expected = (2, encoder.feature_dim)
+        if not isinstance(features, torch.Tensor) or not features.is_floating_point():
+            problem = f"it returned {type(features).__name__}, not a float tensor"
+        elif tuple(features.shape) != expected:
+            problem = f"it returned shape {tuple(features.shape)}, not (N, feature_dim) {expected}"
+        elif not torch.isfinite(features).all():
+            problem = "it returned non-finite features"
+    if problem:
+        raise ValueError(f"encoder '{name}' breaks the Encoder interface: {problem}")
+
+
+def _safe(text: str) -> str:
+    """A file-name-safe form of a task id or an encoder reference."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def record_demos(task: str, protocol: Protocol, cache_dir: Path, progress: bool = True) -> Path:
+    """The protocol's demonstrations of ``task``: recorded once, reused while the file matches."""
+    from aem_bench.demos import DemoFileError, DemoWriter, load_demos
+    from aem_bench.expert import expert_rollouts
+
+    camera = (protocol.camera, protocol.camera)
+    path = cache_dir / (f"{_safe(task)}_{protocol.demos}demos_{protocol.camera}px_"
+                        f"seed{protocol.demo_seed}.h5")
+    if path.is_file():
+        try:
+            cached = load_demos(path)
+        except DemoFileError:
+            cached = None  # damaged: record again
+        if (cached is not None and cached.env_id == task
+                and cached.env_kwargs.get("camera_size") == list(camera)
+                and len(cached.episodes) == protocol.demos):
+            return path
+    # Written under another name and renamed at the end: an interrupted recording is never reused.
+    partial = path.with_suffix(".partial.h5")
+    seeds = range(protocol.demo_seed, protocol.demo_seed + 2 * protocol.demos + 10)
+    written = 0
+    with DemoWriter(partial, task, {"camera_size": camera}) as writer, \
+            tqdm(total=protocol.demos, desc=f"demos {task}", unit="ep",
+                 disable=not progress) as bar:
+        for result in expert_rollouts(task, seeds, record=True, camera_size=camera):
+            if result.success:
+                writer.add(result.episode)
+                written += 1
+                bar.update()
+            if written == protocol.demos:
+                break
+    if written < protocol.demos:
+        raise ValueError(f"the expert of {task} solved only {written} of {len(seeds)} seeds")
+    os.replace(partial, path)
+    return path
+
+
+def _submission(encoder: SubmittedEncoder, protocol: Protocol, options: dict,
+                fingerprint: str) -> dict:
+    source = encoder.source
+    distribution = (None if source.distribution is None
+                    else {"name": source.distribution, "version": source.version})
+    return {
+        "encoder_ref": encoder.reference,
+        "encoder": encoder.name,
+        "class": encoders.class_reference(encoder.cls),
+        "entry_point": source.entry_point,
+        "distribution": distribution,
+        "encoder_options": options,
+        "pretrained": encoder.cls.pretrained,
+        "fingerprint": fingerprint,  # as built (seeded with train_seed), before training
+        "protocol": protocol.to_dict(),
+    }
+
+
+def submit(
+    encoder_ref: str,
+    protocol: Protocol | str = STANDARD,
+    out_dir: str | os.PathLike = "runs/submit",
+    encoder_options: dict | None = None,
+    progress: bool = True,
+    results_dir: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Run ``protocol`` for an encoder and write one leaderboard results file per task.
+
+    ``out_dir`` holds the demonstrations (``demos/``, recorded once and shared by every
+    submission that uses the same ``out_dir``), a checkpoint per task
+    (``checkpoints/PROTOCOL/ENCODER_TASK``) and, unless ``results_dir`` says otherwise, the
+    results files (``results/``). Returns the results files' paths.
+    """
+    import torch
+
+    from aem_bench.evaluator import evaluate
+    from aem_bench.leaderboard.results import validate_result
+    from aem_bench.policies import load_policy
+    from aem_bench.policies.training import train
+
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    options = dict(encoder_options or {})
+    out_dir = Path(out_dir)
+    results_dir = Path(results_dir) if results_dir is not None else out_dir / "results"
+    encoder = resolve_encoder(encoder_ref)
+
+    def say(message: str) -> None:
+        if progress:
+            tqdm.write(message)
+
+    torch.manual_seed(protocol.train_seed)
+    built = encoders.make_encoder(encoder.name, **options)
+    check_encoder(built, int(0.9 * protocol.camera), encoder.name)  # the policy's default crop
+    # Its options as built, defaults included: what rebuilds it, whatever the submitter passed.
+    submission = _submission(encoder, protocol, dict(built.options), built.fingerprint())
+    del built
+    say(f"submitting encoder '{encoder.name}' ({submission['class']}) under the "
+        f"'{protocol.name}' protocol: {len(protocol.tasks)} task(s)")
+
+    written = []
+    for task in protocol.tasks:
+        started = time.perf_counter()
+        demos = record_demos(task, protocol, out_dir / "demos", progress)
+        checkpoint = (out_dir / "checkpoints" / protocol.name
+                      / f"{_safe(encoder.name)}_{_safe(task)}")
+        train(protocol.policy, demos, checkpoint, steps=protocol.train_steps,
+              batch_size=protocol.batch_size, seed=protocol.train_seed,
+              config_overrides={"encoder": encoder.name, "encoder_options": options},
+              num_threads=protocol.threads, progress=progress)
+        trained_at = time.perf_counter()
+        # Evaluated as saved, as anyone would load it: the checkpoint round trip is tested too.
+        torch.set_num_threads(protocol.threads)
+        policy = load_policy(checkpoint)
+        report = evaluate(policy, task, protocol.eval_episodes, seed=protocol.eval_seed,
+                          env_kwargs={"camera_size": (protocol.camera, protocol.camera)},
+                          progress=progress, policy_name=f"{encoder.name}-{protocol.head} "
+                          f"({protocol.name} protocol)", encoder=encoder.name, head=protocol.head)
+        result = {**report.to_dict(), "submission": {
+            **submission,
+            "trained_fingerprint": policy.encoder.fingerprint(),
+            "demos": demos.name,
+            "checkpoint": str(checkpoint),
+            "train_minutes": round((trained_at - started) / 60, 2),
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+        }}
+        path = results_dir / f"{_safe(encoder.name)}-{protocol.head}_{_safe(task)}_" \
+                             f"{protocol.name}.json"
+        validate_result(result, source=str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        say(f"{task}: success {report.successes}/{len(report.records)}; written to {path}")
+        written.append(path)
+    return written
