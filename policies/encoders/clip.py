@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import open_clip
 import torch
 from huggingface_hub import try_to_load_from_cache
-from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
 from aem_bench.policies.encoders import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
 
 
 def _cached_file(model_name: str, tag: str | None):
+    import open_clip
+    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
     cfg = open_clip.get_pretrained_cfg(model_name, tag) if tag else {}
     repo = (cfg.get("hf_hub") or "").strip("/")
     for filename in (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME):
@@ -38,6 +39,10 @@ class CLIPEncoder(Encoder):
                  load_weights: bool = True):
         super().__init__(model_name=model_name, pretrained_tag=pretrained_tag, weights=weights,
                          model_kwargs=model_kwargs or {})
+        # Imported here, not at the top: open_clip takes seconds to import, and every process
+        # that registers the zoo's encoders would pay for it, CLIP used or not.
+        import open_clip
+
         cfg = open_clip.get_pretrained_cfg(model_name, pretrained_tag) if pretrained_tag else {}
         clip = open_clip.create_model(model_name, pretrained=None, load_weights=False,
                                       force_quick_gelu=bool(cfg.get("quick_gelu", False)),

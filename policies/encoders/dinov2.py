@@ -7,11 +7,8 @@ the Hugging Face cache that ``timm.create_model(..., pretrained=True)`` fills wh
 
 from __future__ import annotations
 
-import timm
 import torch
 from huggingface_hub import try_to_load_from_cache
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models.vision_transformer import checkpoint_filter_fn
 
 from aem_bench.policies.encoders import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
@@ -26,7 +23,14 @@ class DINOv2Encoder(Encoder):
                  model_kwargs: dict | None = None, load_weights: bool = True):
         super().__init__(model_name=model_name, weights=weights, input_size=input_size,
                          model_kwargs=model_kwargs or {})
+        # Imported here, not at the top: timm takes seconds to import, and every process that
+        # registers the zoo's encoders would pay for it, DINOv2 used or not.
+        import timm
+        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
         self.input_size = input_size
+        self.mean, self.std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0,
                                        img_size=input_size, **(model_kwargs or {}))
         self.feature_dim = self.model.num_features
@@ -42,5 +46,5 @@ class DINOv2Encoder(Encoder):
                 load_exactly(self.model, state, str(path))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = preprocess(images, self.input_size, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+        x = preprocess(images, self.input_size, self.mean, self.std)
         return self.model(x)

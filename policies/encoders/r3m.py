@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 
 from aem_bench.policies.encoders import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
@@ -37,6 +36,8 @@ class R3MEncoder(Encoder):
             raise ValueError(f"r3m: depth must be 18, 34 or 50 (R3M's releases), got {depth}")
         super().__init__(depth=depth, weights=weights, input_size=input_size)
         self.input_size = input_size
+        import torchvision  # here, not at the top: seconds to import, R3M used or not
+
         self.model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.feature_dim = self.model.fc.in_features
         self.model.fc = torch.nn.Identity()
