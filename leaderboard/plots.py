@@ -56,15 +56,7 @@ def _to_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _empty(figure: Figure) -> Figure:
-    figure.text(0.5, 0.5, "No results yet", ha="center", va="center")
-    return figure
-
-
-def success_vs_latency(results: list[dict]) -> bytes:
-    figure = Figure(figsize=(9, 4.5), layout="constrained")
-    if not results:
-        return _to_png(_empty(figure))
+def success_vs_latency(figure: Figure, results: list[dict]) -> None:
     ax = figure.add_subplot()
     colours = _policy_colours(results)
     tasks = sorted({r["task"] for r in results})
@@ -102,13 +94,9 @@ def success_vs_latency(results: list[dict]) -> bytes:
     figure.legend(handles=policy_handles, title="Policy", fontsize="small",
                   loc="outside right upper")
     figure.legend(handles=task_handles, title="Task", fontsize="small", loc="outside right lower")
-    return _to_png(figure)
 
 
-def per_task_success(results: list[dict]) -> bytes:
-    figure = Figure(figsize=(9, 4.5), layout="constrained")
-    if not results:
-        return _to_png(_empty(figure))
+def per_task_success(figure: Figure, results: list[dict]) -> None:
     ax = figure.add_subplot()
     colours = _policy_colours(results)
     by_task = {task: latest_by([r for r in results if r["task"] == task], "policy")
@@ -127,10 +115,17 @@ def per_task_success(results: list[dict]) -> bytes:
     ax.grid(True, axis="y", alpha=0.3)
     handles = [Patch(color=colour, label=policy) for policy, colour in colours.items()]
     figure.legend(handles=handles, title="Policy", fontsize="small", loc="outside right upper")
-    return _to_png(figure)
 
 
 def render_plots(results: list[dict]) -> dict[str, bytes]:
     """File name -> PNG bytes, for every figure of the leaderboard."""
-    return {SUCCESS_VS_LATENCY: success_vs_latency(results),
-            PER_TASK_SUCCESS: per_task_success(results)}
+    pngs = {}
+    for name, draw in ((SUCCESS_VS_LATENCY, success_vs_latency),
+                       (PER_TASK_SUCCESS, per_task_success)):
+        figure = Figure(figsize=(9, 4.5), layout="constrained")
+        if results:
+            draw(figure, results)
+        else:
+            figure.text(0.5, 0.5, "No results yet", ha="center", va="center")
+        pngs[name] = _to_png(figure)
+    return pngs
