@@ -42,6 +42,10 @@ ROWS = {  # test name -> (environment, observation, what one round times)
                                        "`env.step`"),
     "test_maniskill_pickcube_state": ("ManiSkill3 PickCube-v1", "state (`obs_mode=state`)",
                                       "`env.step`"),
+    "test_remember_color_ms3[state]": ("AEM/RememberColor3-MS3-v0 (ManiSkill3 port, CPU)",
+                                       "state (`obs_mode=state`)", "`env.step`"),
+    "test_remember_color_ms3[rgb]": ("AEM/RememberColor3-MS3-v0 (ManiSkill3 port, CPU)",
+                                     "RGB 128x128 (`obs_mode=rgb`)", "`env.step`"),
 }
 
 

@@ -207,6 +207,36 @@ def test_maniskill_pickcube_state(benchmark, pickcube_state):
          camera="none (obs_mode=state)", timed="env.step")
 
 
+MS3_TASK = "AEM/RememberColor3-MS3-v0"
+
+
+def make_remember_color_ms3(obs_mode: str):
+    """The ManiSkill3 port of RememberColor on the CPU backend (one scene), with its batched
+    expert's actions recorded once (seed 0), to be replayed like the other AEM tasks."""
+    env = gym.make(MS3_TASK, obs_mode=obs_mode, control_mode="pd_ee_delta_pos",
+                   sim_backend="cpu", render_backend="cpu")
+    env.reset(seed=SEED)
+    actions, info = [], {}
+    while not info.get("success", False):
+        action = env.unwrapped.expert_action()
+        actions.append(action)
+        *_, truncated, info = env.step(action)
+        assert not truncated.any(), "the expert should solve the benchmark episode"
+    return env, actions
+
+
+@pytest.mark.benchmark(group="env.step")
+@pytest.mark.parametrize("obs_mode", ["state", "rgb"])
+def test_remember_color_ms3(benchmark, obs_mode):
+    env, actions = make_remember_color_ms3(obs_mode)
+    try:
+        _run(benchmark, env, actions, 2 * len(actions), env_id=MS3_TASK,
+             camera="128x128 rgb" if obs_mode == "rgb" else "none (obs_mode=state)",
+             timed="env.step")
+    finally:
+        env.close()
+
+
 @pytest.mark.benchmark(group="interleaved")
 def test_interleaved_aem_vs_pickcube(benchmark, aem_rgb128, pickcube_rgb128):
     """The ratio with the least exposure to the machine's load: each round steps AEM (RGB 128)
