@@ -211,6 +211,31 @@ def _submission(encoder: SubmittedEncoder, protocol: Protocol, options: dict,
     }
 
 
+SUBMISSION_FILE = "submission.json"  # in a checkpoint directory: whose training it holds
+EVAL_LOG = "eval.jsonl"  # in a checkpoint directory: the episodes evaluated so far
+
+
+def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
+    """Mark ``checkpoint`` as this submission's; return whether it already was (so its training
+    and evaluation carry on where they stopped).
+
+    A directory of another submission under the same name (the encoder's code, options or the
+    protocol changed since) is refused rather than resumed: its weights were not trained on
+    this encoder."""
+    path = checkpoint / SUBMISSION_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        changed = sorted(key for key in submission
+                         if key != "encoder_ref" and saved.get(key) != submission[key])
+        if changed:
+            raise ValueError(f"{checkpoint} holds another submission (it differs in {changed}); "
+                             f"delete that directory, or pass another --out, to start afresh")
+        return True
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(submission, indent=2) + "\n")
+    return False
+
+
 def submit(
     encoder_ref: str,
     protocol: Protocol | str = STANDARD,
@@ -223,8 +248,10 @@ def submit(
 
     ``out_dir`` holds the demonstrations (``demos/``, recorded once and shared by every
     submission that uses the same ``out_dir``), a checkpoint per task
-    (``checkpoints/PROTOCOL/ENCODER_TASK``) and, unless ``results_dir`` says otherwise, the
-    results files (``results/``). Returns the results files' paths.
+    (``checkpoints/PROTOCOL/ENCODER_TASK``, with the evaluation's episode log) and, unless
+    ``results_dir`` says otherwise, the results files (``results/``). Run again after an
+    interruption, it resumes: training from its last saved step, evaluation from its last
+    finished episode. Returns the results files' paths.
     """
     import torch
 
@@ -258,10 +285,12 @@ def submit(
         demos = record_demos(task, protocol, out_dir / "demos", progress)
         checkpoint = (out_dir / "checkpoints" / protocol.name
                       / f"{_safe(encoder.name)}_{_safe(task)}")
+        if claim_checkpoint(checkpoint, submission):
+            say(f"{task}: resuming the submission saved in {checkpoint}")
         train(protocol.policy, demos, checkpoint, steps=protocol.train_steps,
               batch_size=protocol.batch_size, seed=protocol.train_seed,
               config_overrides={"encoder": encoder.name, "encoder_options": options},
-              num_threads=protocol.threads, progress=progress)
+              num_threads=protocol.threads, progress=progress, resume=True)
         trained_at = time.perf_counter()
         # Evaluated as saved, as anyone would load it: the checkpoint round trip is tested too.
         torch.set_num_threads(protocol.threads)
@@ -269,7 +298,8 @@ def submit(
         report = evaluate(policy, task, protocol.eval_episodes, seed=protocol.eval_seed,
                           env_kwargs={"camera_size": (protocol.camera, protocol.camera)},
                           progress=progress, policy_name=f"{encoder.name}-{protocol.head} "
-                          f"({protocol.name} protocol)", encoder=encoder.name, head=protocol.head)
+                          f"({protocol.name} protocol)", encoder=encoder.name, head=protocol.head,
+                          log=checkpoint / EVAL_LOG)
         result = {**report.to_dict(), "submission": {
             **submission,
             "trained_fingerprint": policy.encoder.fingerprint(),

@@ -32,6 +32,7 @@ from aem_bench.submit import (
     SMOKE,
     STANDARD,
     check_encoder,
+    claim_checkpoint,
     record_demos,
     resolve_encoder,
 )
@@ -184,6 +185,18 @@ def test_demonstrations_are_recorded_once_and_reused(tmp_path, monkeypatch):
     assert len(calls) == 2 and len(load_demos(path).episodes) == 3  # damaged: recorded again
 
 
+def test_a_checkpoint_of_another_submission_is_not_resumed(tmp_path):
+    submission = {"encoder_ref": "tiny", "encoder": "tiny", "fingerprint": "a" * 64,
+                  "encoder_options": {"channels": 8}, "protocol": SMOKE.to_dict()}
+    checkpoint = tmp_path / "tiny_AEM_ClickBell-v0"
+    assert claim_checkpoint(checkpoint, submission) is False
+    assert claim_checkpoint(checkpoint, submission) is True
+    # The same encoder by its import path is the same submission.
+    assert claim_checkpoint(checkpoint, {**submission, "encoder_ref": "pkg.mod:Tiny"}) is True
+    with pytest.raises(ValueError, match=r"another submission \(it differs in \['fingerprint'\]\)"):
+        claim_checkpoint(checkpoint, {**submission, "fingerprint": "b" * 64})
+
+
 # --- the example package, installed and submitted --------------------------------------------
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory) -> Path:
@@ -231,6 +244,19 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     [path] = sorted((tmp_path / "results").glob("*.json"))
     result = validate_result(json.loads(path.read_text()), source=str(path))
+    checkpoint = tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v0"
+    weights = (checkpoint / "model.safetensors").read_bytes()
+
+    # The same command again resumes: nothing is trained or evaluated twice.
+    again = subprocess.run(
+        [*command, "submit", "--encoder", "tiny", "--protocol", "smoke",
+         "--options", '{"channels": 8}', "--out", "run", "--results-dir", "results"],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(installed_example)})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming the submission saved in" in again.stdout + again.stderr
+    assert (checkpoint / "model.safetensors").read_bytes() == weights
+    assert json.loads(path.read_text())["records"] == result["records"]
     assert (result["encoder"], result["head"], result["task"]) == ("tiny", "dp", SMOKE.tasks[0])
     assert result["episodes"] == SMOKE.eval_episodes
     assert result["env_kwargs"]["camera_size"] == [SMOKE.camera, SMOKE.camera]
@@ -245,6 +271,6 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     # load_policy finds it through the entry point.
     monkeypatch.syspath_prepend(str(installed_example))
     assert "tiny" not in encoders.ENCODERS
-    policy = load_policy(tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v0")
+    policy = load_policy(checkpoint)
     assert type(policy.encoder).__name__ == "TinyEncoder"
     assert policy.encoder.fingerprint() == submission["trained_fingerprint"]
