@@ -20,6 +20,7 @@ from aem_bench.leaderboard.publish import write_leaderboard
 from aem_bench.leaderboard.results import ResultsFileError, load_results, validate_result
 from aem_bench.leaderboard.sections import FOOTER, build_sections, format_rate
 from aem_bench.leaderboard.table import render_markdown
+from aem_bench.policies import POLICIES, encoders
 
 HANDOVER = "AEM/HandoverBlock-v0"
 STACK = "AEM/StackBlocksTwo-v0"  # another clean manipulation task
@@ -90,7 +91,14 @@ def test_optional_fields_may_be_absent_or_null():
 def test_the_repository_results_files_are_valid():
     results = load_results(REAL_RESULTS)
     assert results
-    assert all(r["encoder"] in {"singleframe", "aem"} and r["head"] == "dp" for r in results)
+    # The zoo's encoder names ("singleframe", "aem") or a registered encoder's (a submission).
+    zoo = {name.rsplit("-", 1)[0] for name in POLICIES}
+    known = zoo | set(encoders.ENCODERS)
+    assert {r["encoder"] for r in results} <= known
+    assert {r["head"] for r in results} <= {name.rsplit("-", 1)[1] for name in POLICIES}
+    submitted = [r for r in results if "submission" in r]
+    assert submitted, "the standard protocol's reference submission is in the leaderboard"
+    assert all(r["submission"]["protocol"]["name"] == "standard" for r in submitted)
 
 
 MISSING = object()
