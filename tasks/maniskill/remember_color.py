@@ -198,7 +198,6 @@ class RememberColorMS3Env(BaseEnv):
     def compute_normalized_dense_reward(self, obs, action, info: dict):
         return self.compute_dense_reward(obs, action, info) / 3.0
 
-
     # ----------------------------------------------------------------------------------------- #
     # Scripted expert
     # ----------------------------------------------------------------------------------------- #
