@@ -415,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --runs {args.runs}"
     if args.cpus is not None:
         command += f" --cpus {args.cpus}"
-    args.out.write_text(render_markdown(summary, interleaved, results, profile, command, started))
+    text = render_markdown(summary, interleaved, results, profile, command, started)
+    args.out.write_text(with_policy_latency(text, args.out))
     print(f"[report] wrote {args.out}")
     for name, row in summary.items():
         print(f"  {name:34s} {row['wall_ms']:8.2f} ms  {1e3 / row['wall_ms']:7.0f} steps/s  "
@@ -425,6 +426,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{interleaved['pickcube_ms_median']:.2f} ms, per-round ratio "
               f"{interleaved['ratio_median_per_round']:.1f}x")
     return 0
+
+
+def with_policy_latency(text: str, out: Path) -> str:
+    """``text`` followed by the section ``policy_latency.py`` keeps in ``out``, if there is one:
+    the two scripts measure different things and write one file."""
+    from policy_latency import BEGIN, END  # beside this script; imported here as it loads torch
+
+    current = out.read_text() if out.is_file() else ""
+    start, end = current.find(BEGIN), current.find(END)
+    if start < 0 or end < 0:
+        return text
+    return text.rstrip() + "\n\n" + current[start:end + len(END)] + "\n"
 
 
 if __name__ == "__main__":
