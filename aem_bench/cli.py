@@ -264,6 +264,7 @@ def cmd_demos(args) -> int:
 
 # --- training and evaluation -----------------------------------------------------------------
 def cmd_train(args) -> int:
+    from aem_bench.policies import distributed
     from aem_bench.policies.training import train
 
     overrides = json.loads(args.config) if args.config else {}
@@ -274,11 +275,13 @@ def cmd_train(args) -> int:
     train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
           seed=args.seed, config_overrides=overrides, num_threads=args.threads,
           save_every=args.save_every, resume=args.resume)
-    print(f"checkpoint written to {args.out}")
+    if distributed.launched_rank() == 0:  # under torchrun, the rank that wrote it says so
+        print(f"checkpoint written to {args.out}")
     return 0
 
 
 def cmd_pretrain(args) -> int:
+    from aem_bench.policies import distributed
     from aem_bench.policies.configuration_aem import ablation
     from aem_bench.policies.pretraining import pretrain
 
@@ -287,7 +290,8 @@ def cmd_pretrain(args) -> int:
         overrides = {**ablation(args.ablation, "pretrain"), **overrides}
     pretrain(args.demos, args.out, steps=args.steps, seed=args.seed, config_overrides=overrides,
              num_threads=args.threads, save_every=args.save_every, resume=args.resume)
-    print(f"AEM checkpoint written to {args.out}")
+    if distributed.launched_rank() == 0:
+        print(f"AEM checkpoint written to {args.out}")
     return 0
 
 

@@ -69,8 +69,9 @@ def test_two_torchrun_processes_train_like_one(tmp_path):
         # lr-sized steps: that one differs by ~7e-5, every other weight by ~1e-7.
         tolerance = 1e-3 if name == "encoder.pool.keypoints.bias" else 1e-6
         torch.testing.assert_close(weights_two[name], value, rtol=0, atol=tolerance, msg=name)
-    # Only rank 0 wrote: one log line per interval, not two.
+    # Only rank 0 wrote: one log line per interval, not two, and one "written" message.
     assert len((two / LOG_NAME).read_text().splitlines()) == 3
+    assert run.stdout.count("checkpoint written to") == 1, run.stdout
 
 
 def test_sharded_randomness_gives_each_rank_its_rows_of_the_global_draw(monkeypatch):
