@@ -236,24 +236,24 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     PYTHONPATH (about a minute, a third of it the first rendered frame)."""
     script = Path(sys.executable).parent / "aem-bench"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "aem_bench.cli"]
-    submitted = subprocess.run(
-        [*command, "submit", "--encoder", "tiny", "--protocol", "smoke",
-         "--options", '{"channels": 8}', "--out", "run", "--results-dir", "results"],
-        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(installed_example)})
-    assert submitted.returncode == 0, submitted.stderr[-3000:]
+
+    def submit_smoke() -> subprocess.CompletedProcess:
+        run = subprocess.run(
+            [*command, "submit", "--encoder", "tiny", "--protocol", "smoke",
+             "--options", '{"channels": 8}', "--out", "run", "--results-dir", "results"],
+            check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(installed_example)})
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run
+
+    submit_smoke()
     [path] = sorted((tmp_path / "results").glob("*.json"))
     result = validate_result(json.loads(path.read_text()), source=str(path))
     checkpoint = tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v0"
     weights = (checkpoint / "model.safetensors").read_bytes()
 
     # The same command again resumes: nothing is trained or evaluated twice.
-    again = subprocess.run(
-        [*command, "submit", "--encoder", "tiny", "--protocol", "smoke",
-         "--options", '{"channels": 8}', "--out", "run", "--results-dir", "results"],
-        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(installed_example)})
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = submit_smoke()
     assert "resuming the submission saved in" in again.stdout + again.stderr
     assert (checkpoint / "model.safetensors").read_bytes() == weights
     assert json.loads(path.read_text())["records"] == result["records"]
