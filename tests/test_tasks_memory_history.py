@@ -93,9 +93,15 @@ def test_swap_blocks_moves_in_order(envs):
     env.reset(seed=0)
     u = env.unwrapped
     half = 0.025
-    # The oracle is the number of moves done, one-hot over 0..3.
-    assert u.oracle_size == 4 and u.oracle().dtype == np.float32
-    assert np.array_equal(u.oracle(), np.eye(4)[0])
+    # The oracle: the starting trays of red and blue (one-hot over 3), then the moves done
+    # (one-hot over 0..3).
+    start = u.arrangements[0]
+
+    def oracle(moves):
+        return np.concatenate([np.eye(3)[start[0]], np.eye(3)[start[1]], np.eye(4)[moves]])
+
+    assert u.oracle_size == 10 and u.oracle().dtype == np.float32
+    assert np.array_equal(u.oracle(), oracle(0))
     # The layout after each move is a possible starting layout: the frame cannot tell them apart.
     assert all(r != b for r, b in u.arrangements)
     for moves, (red_tray, blue_tray) in enumerate(u.arrangements[1:], 1):
@@ -104,7 +110,7 @@ def test_swap_blocks_moves_in_order(envs):
         rest_cube(env, u.blue, u._tray_xy(blue_tray), half)
         terminated, info = hold(env)
         assert info["moves_done"] == moves and not info["fail"]
-        assert np.array_equal(u.oracle(), np.eye(4)[moves])
+        assert np.array_equal(u.oracle(), oracle(moves))
         assert u.cue_hidden_at == 1
     assert info["success"] and terminated
 
