@@ -16,6 +16,9 @@ layouts to "move red" or "move blue" solves 3 of the 6 starting layouts (found b
 all 64 maps; a random stationary policy cannot do better, as the success rate is linear in each
 layout's probability). So chance = 1/2. Guessing the number of moves done uniformly at each
 decision would give (2/3)(1/3)(2/3) = 4/27, guessing the cube 1/8.
+
+Oracle (``obs_mode="rgb+oracle"``): the hidden fact itself, the two starting trays and the number
+of moves done.
 """
 
 from __future__ import annotations
