@@ -212,8 +212,13 @@ class VisuomotorPolicy(nn.Module):
         if missing:
             raise ValueError(f"the policy needs observation keys {missing}; an oracle policy "
                              f"needs the task made with obs_mode='rgb+oracle'")
-        state = np.concatenate([np.asarray(observation[key], dtype=np.float32)
+        state = np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel()
                                 for key in self.config.state_keys])
+        if state.shape != (self.config.state_dim,):
+            sizes = {key: int(np.size(observation[key])) for key in self.config.state_keys}
+            raise ValueError(f"the policy was trained on a state of length {self.config.state_dim}"
+                             f" ({', '.join(self.config.state_keys)}), the observation gives "
+                             f"{sizes}: a task whose observation changed since its demonstrations?")
         self._observations.append({
             "rgb": torch.as_tensor(np.ascontiguousarray(observation["rgb"]), device=device),
             "state": torch.as_tensor(state, device=device),

@@ -268,6 +268,11 @@ def test_oracle_policy_reads_qpos_and_oracle(tmp_path):
     policy.reset(0)
     with pytest.raises(ValueError, match=r"\['oracle'\]"):
         policy.act(observation(32))
+    # An oracle of another length (the task's oracle changed since the demos) is named, not
+    # left to fail as a matrix product deep in the network.
+    policy.reset(0)
+    with pytest.raises(ValueError, match=r"length 19 .*'oracle': 4"):
+        policy.act({**observation(32), "oracle": np.zeros(4, dtype=np.float32)})
 
 
 def test_oracle_policy_refuses_demos_without_oracle(tmp_path):
