@@ -245,6 +245,8 @@ def cmd_demos(args) -> int:
     seeds = range(args.seed, args.seed + max_seeds)
     written, tried = 0, 0
     env_kwargs = {} if args.obs_mode == "rgb" else {"obs_mode": args.obs_mode}
+    if args.camera != 128:
+        env_kwargs["camera_size"] = (args.camera, args.camera)
     with DemoWriter(args.out, args.task, env_kwargs) as writer, \
             tqdm(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
         for result in expert_rollouts(args.task, seeds, record=True, **env_kwargs):
@@ -568,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obs-mode", default="rgb", choices=["rgb", "rgb+oracle"],
                    help="rgb+oracle also records the hidden fact of a memory task")
+    p.add_argument("--camera", type=int, default=128,
+                   help="square camera side (pixels); the memory certificates use 64")
     p.set_defaults(func=cmd_demos)
 
     p = sub.add_parser("train", help="train a policy on demonstrations")
