@@ -1,6 +1,7 @@
 """The memory certificate of a memory task: evidence, measured, that the frame does not suffice.
 
-For one task it measures, and appends to ``tasks/memory_certificates.json``:
+For one task it measures, and writes to ``OUT/certificate.json`` (a maintainer then records it
+in the package's ``tasks/memory_certificates.json``: ``aem-bench certify --record``):
 
 1. what must be remembered (the task's ``memory_fact``) and at which step it leaves the
    observation (``cue_hidden_at`` over the expert's episodes);
@@ -42,6 +43,9 @@ class CertificateBudget:
     expert_episodes: int = 100
 
 
+CERTIFICATE_NAME = "certificate.json"  # in the output folder
+
+
 def certificates_file() -> Path:
     from aem_bench import tasks
 
@@ -76,8 +80,9 @@ def _rate(report) -> dict:
 
 def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None = None,
             progress: bool = True, record: str | Path | None = None) -> dict:
-    """Measure the certificate of ``env_id`` (a memory task, clean scene), add it to ``record``
-    (default: ``tasks/memory_certificates.json``) and return it."""
+    """Measure the certificate of ``env_id`` (a memory task, clean scene), write it to
+    ``out_dir/certificate.json``, add it to the table ``record`` if given (the package's is
+    :func:`certificates_file`) and return it."""
     import torch
 
     from aem_bench.policies.training import train
@@ -134,9 +139,13 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
                    f"--train-steps {budget.train_steps} --episodes {budget.eval_episodes} "
                    f"--camera {budget.camera}",
     }
-    # Merge into the file as the last act, re-reading it: certificates of other tasks may have
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    if record is None:
+        return entry
+    # Merge into the table as the last act, re-reading it: certificates of other tasks may have
     # been written by another process meanwhile.
-    record = Path(record) if record is not None else certificates_file()
+    record = Path(record)
     certificates = json.loads(record.read_text()) if record.is_file() else {}
     certificates[env_id] = entry
     record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")

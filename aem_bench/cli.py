@@ -29,6 +29,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tqdm import tqdm
 
+from aem_bench.errors import UsageError, bad_value, closest
+
 DEFAULT_TASK = "AEM/HandoverBlock-v0"
 RESULTS_DIR = Path("leaderboard/results")
 
@@ -37,10 +39,142 @@ def _print_json(data: dict) -> None:
     print(json.dumps(data, indent=2))
 
 
+# --- argument checks: each command checks all of its arguments before any work starts --------
+def _check_tasks(argument: str, values, scene: str | None = None) -> None:
+    """Each of ``values`` a registered task id (of ``scene``, if given)."""
+    from aem_bench.registration import TASKS
+
+    for value in values:
+        if value not in TASKS:
+            close = closest(value, TASKS)
+            hint = (f"did you mean {', '.join(close)}?" if close
+                    else "`aem-bench tasks` lists them")
+            raise bad_value(argument, value, f"a registered task id ({hint})")
+        if scene is not None and TASKS[value].scene != scene:
+            raise bad_value(argument, value, f"a {scene} id (the variant of "
+                            f"{TASKS[value].base_id}); name {TASKS[value].base_id}")
+
+
+def _check_at_least(args, minimum: int, *names: str) -> None:
+    """``args.NAME`` (for each of ``names``, as --NAME) an integer of at least ``minimum``."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise bad_value(f"--{name.replace('_', '-')}", value,
+                            f"an integer of at least {minimum}")
+
+
+def _check_input_file(argument: str, path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(argument, f"{path} is a folder; expected a file")
+    if not path.exists():
+        raise UsageError(argument, f"{path}: no such file")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``: tried, as permissions alone do not tell (root,
+    read-only mounts)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".aem-bench-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _check_output(argument: str, path, folder: bool, overwrite: bool | None = None) -> None:
+    """``path`` can be written as a file (``folder=False``) or a folder: not the other kind, under
+    a folder that can be written. ``overwrite=False``: refuse an existing file."""
+    path = Path(path)
+    kind, other = ("folder", "file") if folder else ("file", "folder")
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(argument, f"{path} is a {other}; expected a {kind}")
+    if overwrite is False and path.is_file():
+        raise UsageError(argument, f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        parent = path
+    else:
+        parent = next(p for p in path.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise UsageError(argument, f"{parent} is a file, so {path} cannot be made under it")
+    if not _can_create_in(parent):
+        raise UsageError(argument, f"{path}: {parent} is read-only")
+
+
+def _type_name(hint) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _has_type(value, hint) -> bool:
+    """Whether a JSON value fits a config field's annotation (lists stand for tuples)."""
+    import types
+    import typing
+
+    origin, params = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, param) for param in params)
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and params and params[-1] is not Ellipsis:
+            return len(value) == len(params) and all(map(_has_type, value, params))
+        return all(_has_type(item, params[0]) for item in value) if params else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # an annotation this check does not know: the config's own validation decides
+
+
+def _config_overrides(argument: str, text: str | None, config_class) -> dict:
+    """``text``, a JSON object of ``config_class`` fields with values of their types."""
+    import dataclasses
+    import typing
+
+    if not text:
+        return {}
+    example = "a JSON object, e.g. '{\"lr\": 0.001}'"
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise bad_value(argument, text, f"{example} (not JSON: {err})") from None
+    if not isinstance(overrides, dict):
+        raise bad_value(argument, text, example)
+    hints = typing.get_type_hints(config_class)
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    for key, value in overrides.items():
+        if key not in fields:
+            close = closest(key, fields)
+            raise UsageError(argument, f"unknown key {key!r}; expected a field of "
+                             f"{config_class.__name__}"
+                             + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if not _has_type(value, hints[key]):
+            raise UsageError(argument, f"bad value {json.dumps(value)} for {key!r}; expected "
+                             f"{_type_name(hints[key])}")
+    return overrides
+
+
 # --- expert and demonstrations ---------------------------------------------------------------
 def cmd_expert(args) -> int:
     from aem_bench.expert import expert_rollouts
 
+    _check_tasks("--task", [args.task])
+    _check_at_least(args, 1, "episodes", "video_size")
+    _check_at_least(args, 0, "seed")
+    if args.video:
+        _check_output("--video", args.video, folder=True)
     seeds = range(args.seed, args.seed + args.episodes)
     results = []
     bar = tqdm(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
@@ -84,6 +218,10 @@ def cmd_tasks(args) -> int:
 
     if args.measure:
         return _measure_experts(args)
+    for name, value in (("--ids", args.ids), ("--episodes", args.episodes), ("--out", args.out),
+                        ("--record", args.record), ("--overwrite", args.overwrite)):
+        if value:
+            raise UsageError(name, "applies with --measure")
     from aem_bench.certify import load_certificates
 
     measured = measured_expert_success()
@@ -150,8 +288,21 @@ def _measure_experts(args) -> int:
     from aem_bench.expert import expert_rollouts
     from aem_bench.registration import TASKS, expert_success_file, measured_expert_success
 
+    if args.ids is not None:
+        if not args.ids:
+            raise UsageError("--ids", "expected at least one task id")
+        _check_tasks("--ids", args.ids)
+    args.episodes = 100 if args.episodes is None else args.episodes
+    _check_at_least(args, 1, "episodes")
+    if not args.out and not args.record:
+        raise UsageError("--measure", "name where the rates go: --out FILE.json, or --record "
+                         f"to update the package's {expert_success_file().name}")
+    if args.out:
+        _check_output("--out", args.out, folder=False, overwrite=args.overwrite)
+    if args.record:
+        _check_output("--record", expert_success_file(), folder=False)
     machine = collect_provenance()["hardware"]
-    measured = measured_expert_success()
+    measured = {}
     ids = args.ids or list(TASKS)
     for env_id in tqdm(ids, desc="experts", unit="task"):
         results = list(expert_rollouts(env_id, range(args.episodes), obs_mode="state"))
@@ -164,9 +315,15 @@ def _measure_experts(args) -> int:
             "machine": machine,
         }
         # Written after every task: an interrupted run keeps what it measured.
-        expert_success_file().write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+        if args.record:  # merged: the table keeps the tasks not measured this time
+            table = {**measured_expert_success(), env_id: measured[env_id]}
+            expert_success_file().write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
         tqdm.write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
-    print(f"written to {expert_success_file()}")
+    print("written to " + " and ".join(
+        str(path) for path in (args.out, args.record and expert_success_file()) if path))
     return 0
 
 
@@ -176,11 +333,17 @@ def cmd_gallery(args) -> int:
     from aem_bench.media import contact_sheet
     from aem_bench.registration import TASKS, VARIANT_SUFFIXES
 
+    if args.tasks is not None:
+        if not args.tasks:
+            raise UsageError("--tasks", "expected at least one task id")
+        if args.memory:
+            raise UsageError("--memory", "picks the tasks when --tasks does not: give one")
+        _check_tasks("--tasks", args.tasks, scene="clean")
+    _check_at_least(args, 1, "size")
+    _check_at_least(args, 0, "seed")
+    _check_output("--out", args.out, folder=False)
     base_ids = args.tasks or sorted({spec.base_id for spec in TASKS.values()
                                      if args.memory == (spec.memory is not None)})
-    for base_id in base_ids:
-        if TASKS[base_id].scene != "clean":  # KeyError names an unknown id
-            raise ValueError(f"{base_id} is a scene variant; name the clean id")
     # Memory tasks get a fourth picture: the clean scene once the cue has left the frame.
     with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
     columns = list(VARIANT_SUFFIXES) + (["clean, cue hidden"] if with_cue_hidden else [])
@@ -216,13 +379,27 @@ def _first_frame_without_cue(env, obs):
 
 
 def cmd_certify(args) -> int:
-    from aem_bench.certify import CertificateBudget, certify
+    from aem_bench.certify import CERTIFICATE_NAME, CertificateBudget, certificates_file, certify
+    from aem_bench.registration import TASKS
 
+    _check_tasks("--task", [args.task], scene="clean")
+    if TASKS[args.task].memory is None:
+        raise bad_value("--task", args.task, "a memory task (`aem-bench tasks --memory`)")
+    _check_at_least(args, 1, "demos", "train_steps", "episodes", "camera", "threads")
+    out = args.out or Path("runs/certify") / args.task.split("/")[-1]
+    _check_output("--out", out, folder=True)
+    # The folder's demos, checkpoints and certificate are all of one run.
+    if not args.overwrite and any((out / name).exists() for name in (
+            CERTIFICATE_NAME, "demos.h5", "with_oracle", "without_oracle")):
+        raise UsageError("--out", f"{out} holds a certification run; pass --overwrite to "
+                         "replace it")
+    record = certificates_file() if args.record else None
+    if record is not None:
+        _check_output("--record", record, folder=False)
     budget = CertificateBudget(demos=args.demos, train_steps=args.train_steps,
                                eval_episodes=args.episodes, camera=args.camera,
                                threads=args.threads)
-    out = args.out or Path("runs/certify") / args.task.split("/")[-1]
-    entry = certify(args.task, out, budget, progress=not args.json)
+    entry = certify(args.task, out, budget, progress=not args.json, record=record)
     if args.json:
         _print_json(entry)
         return 0
@@ -232,7 +409,8 @@ def cmd_certify(args) -> int:
               f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
               f"{100 * rate['ci95'][1]:.0f}%)")
     print(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
-          f"{entry['expert']['episodes']}; {entry['minutes']} min")
+          f"{entry['expert']['episodes']}; {entry['minutes']} min; written to "
+          f"{out / CERTIFICATE_NAME}" + (f" and recorded in {record}" if record else ""))
     return 0
 
 
@@ -240,12 +418,16 @@ def cmd_demos(args) -> int:
     from aem_bench.demos import DemoWriter
     from aem_bench.expert import expert_rollouts
 
+    _check_tasks("--task", [args.task])
+    _check_at_least(args, 1, "episodes", "camera")
+    _check_at_least(args, 0, "seed")
+    _check_output("--out", args.out, folder=False, overwrite=getattr(args, "overwrite", False))
     # Try seeds in order until enough successes: the dataset holds only solved episodes.
     max_seeds = args.episodes * 2 + 10
     seeds = range(args.seed, args.seed + max_seeds)
     written, tried = 0, 0
     env_kwargs = {} if args.obs_mode == "rgb" else {"obs_mode": args.obs_mode}
-    if args.camera != 128:
+    if getattr(args, "camera", 128) != 128:
         env_kwargs["camera_size"] = (args.camera, args.camera)
     with DemoWriter(args.out, args.task, env_kwargs) as writer, \
             tqdm(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
@@ -265,15 +447,56 @@ def cmd_demos(args) -> int:
 
 
 # --- training and evaluation -----------------------------------------------------------------
+def _check_run_dir(args, names: tuple[str, ...]) -> None:
+    """``--out`` of train or pretrain: a folder that holds no run, unless it is resumed or
+    overwritten; ``--overwrite`` removes what the old run left (its evaluations included)."""
+    import shutil
+
+    _check_output("--out", args.out, folder=True)
+    if args.resume and args.overwrite:
+        raise UsageError("--overwrite", "give --resume or --overwrite, not both")
+    found = [Path(args.out) / name for name in names if (Path(args.out) / name).exists()]
+    if not found or args.resume:
+        return
+    if not args.overwrite:
+        raise UsageError("--out", f"{args.out} holds a checkpoint; pass --resume to continue "
+                         "it or --overwrite to replace it (and its evaluations in eval/)")
+    for path in found:  # under torchrun every rank gets here: whichever is first removes it
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _check_ablation(args, part: str) -> dict:
+    from aem_bench.policies.configuration_aem import ABLATIONS, ablation
+
+    if not args.ablation:
+        return {}
+    if args.ablation not in ABLATIONS:
+        raise UsageError("--ablation", f"unknown AEM ablation {args.ablation!r}; expected one "
+                         f"of {', '.join(ABLATIONS)}")
+    return ablation(args.ablation, part)
+
+
 def cmd_train(args) -> int:
-    from aem_bench.policies import distributed
-    from aem_bench.policies.training import train
+    from aem_bench.policies import POLICIES, PolicyConfig, distributed
+    from aem_bench.policies.training import LOG_NAME, STATE_DIR, train
 
-    overrides = json.loads(args.config) if args.config else {}
-    if args.ablation:
-        from aem_bench.policies.configuration_aem import ablation
-
-        overrides = {**ablation(args.ablation, "policy"), **overrides}
+    if args.policy not in POLICIES:
+        close = closest(args.policy, POLICIES)
+        raise bad_value("--policy", args.policy, "a zoo policy ("
+                        + (f"did you mean {', '.join(close)}?" if close
+                           else "`aem-bench policies` lists them") + ")")
+    if args.ablation and not args.policy.startswith("aem-"):
+        raise UsageError("--ablation", f"applies to the AEM policies (aem-dp, aem-flow), not "
+                         f"{args.policy!r}")
+    _check_input_file("--demos", args.demos)
+    _check_at_least(args, 1, "steps", "batch_size", "save_every", "threads")
+    _check_at_least(args, 0, "seed")
+    overrides = _config_overrides("--config", args.config, PolicyConfig)
+    overrides = {**_check_ablation(args, "policy"), **overrides}
+    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME, "eval"))
     train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
           seed=args.seed, config_overrides=overrides, num_threads=args.threads,
           save_every=args.save_every, resume=args.resume)
@@ -284,12 +507,16 @@ def cmd_train(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from aem_bench.policies import distributed
-    from aem_bench.policies.configuration_aem import ablation
+    from aem_bench.policies.configuration_aem import AEMConfig
     from aem_bench.policies.pretraining import pretrain
+    from aem_bench.policies.training import LOG_NAME, STATE_DIR
 
-    overrides = json.loads(args.config) if args.config else {}
-    if args.ablation:
-        overrides = {**ablation(args.ablation, "pretrain"), **overrides}
+    _check_input_file("--demos", args.demos)
+    _check_at_least(args, 1, "steps", "save_every", "threads")
+    _check_at_least(args, 0, "seed")
+    overrides = _config_overrides("--config", args.config, AEMConfig)
+    overrides = {**_check_ablation(args, "pretrain"), **overrides}
+    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME))
     pretrain(args.demos, args.out, steps=args.steps, seed=args.seed, config_overrides=overrides,
              num_threads=args.threads, save_every=args.save_every, resume=args.resume)
     if distributed.launched_rank() == 0:
@@ -333,14 +560,60 @@ def _eval_tasks(args) -> list[str]:
     from aem_bench.registration import TASKS
 
     if args.task and args.suite:
-        raise ValueError("give --task or --suite, not both")
+        raise UsageError("--suite", "give --task or --suite, not both")
+    if args.variant and not args.suite:
+        raise UsageError("--variant", "applies to --suite; name a variant's ids with --task")
     if not args.suite:
-        return args.task or [DEFAULT_TASK]
+        tasks = args.task or [DEFAULT_TASK]
+        _check_tasks("--task", tasks)
+        return tasks
     suites = {"manipulation": lambda spec: spec.memory is None,
               "memory": lambda spec: spec.memory is not None, "all": lambda spec: True}
     variants = args.variant or ["clean"]
     return [env_id for env_id, spec in TASKS.items()
             if suites[args.suite](spec) and spec.scene in variants]
+
+
+def _check_checkpoint(argument: str, path) -> None:
+    """``path`` a policy checkpoint folder (what is wrong inside, load_policy names)."""
+    path = Path(path)
+    if path.is_file():
+        raise UsageError(argument, f"{path} is a file; expected a checkpoint folder")
+    if not path.exists():
+        raise UsageError(argument, f"{path}: no such checkpoint folder")
+    try:
+        policy_type = json.loads((path / "config.json").read_text()).get("policy_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    if policy_type == "aem-pretrain":
+        raise UsageError(argument, f"{path} is an AEM pretraining checkpoint, not a policy; "
+                         "train a policy on it: aem-bench train --policy aem-dp --config "
+                         f"'{{\"aem_checkpoint\": \"{path}\"}}' ...")
+
+
+def _eval_outputs(args, tasks: list[str]) -> list[tuple[str, Path, Path]]:
+    """(task, results file, episode log) of each task, checked: writable, and no results file
+    replaced without --overwrite."""
+    if args.out and len(tasks) > 1:
+        raise UsageError("--out", "names one results file: give one --task, or use "
+                         "--results-dir")
+    if args.log and len(tasks) > 1:
+        raise UsageError("--log", "names one task's episode log: give one --task (each task's "
+                         "log is written beside its results file)")
+    if args.out and args.results_dir:
+        raise UsageError("--results-dir", "--out names the results file: give one of them")
+    results_dir = Path(args.results_dir or Path(args.policy) / "eval")
+    overwrite = getattr(args, "overwrite", False)
+    outputs = []
+    for task in tasks:
+        stem = f"{task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}"
+        out = Path(args.out) if args.out else results_dir / f"{stem}.json"
+        log = Path(args.log) if args.log else out.with_suffix(".jsonl")
+        _check_output("--out" if args.out else "--results-dir", out, folder=False,
+                      overwrite=overwrite)
+        _check_output("--log", log, folder=False)
+        outputs.append((task, out, log))
+    return outputs
 
 
 def cmd_eval(args) -> int:
@@ -349,8 +622,22 @@ def cmd_eval(args) -> int:
     from aem_bench.evaluator import evaluate, write_report
 
     tasks = _eval_tasks(args)
-    if args.out and len(tasks) > 1:
-        raise ValueError("--out names one results file: give one --task, or use --results-dir")
+    _check_checkpoint("--policy", args.policy)
+    _check_at_least(args, 1, "episodes", "workers", "threads", "video_episodes")
+    _check_at_least(args, 0, "seed")
+    for seed in args.video_seed or []:
+        if seed < 0:
+            raise bad_value("--video-seed", seed, "a seed of at least 0")
+    if args.video_seed and not args.video:
+        raise UsageError("--video-seed", "applies with --video DIR")
+    if getattr(args, "address", None) and getattr(args, "backend", "local") != "ray":
+        raise UsageError("--address", "is a Ray cluster's: it needs --backend ray")
+    outputs = _eval_outputs(args, tasks)
+    if args.video:
+        _check_output("--video", args.video, folder=True)
+    if getattr(args, "overwrite", False):  # a fresh evaluation: no episode of the old one kept
+        for _, _, log in outputs:
+            log.unlink(missing_ok=True)
     policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     from aem_bench.policies import leaderboard_parts
@@ -365,16 +652,25 @@ def cmd_eval(args) -> int:
     if args.workers > 1 or backend == "ray":  # each worker loads its own copy
         policy = functools.partial(load_for_eval, args.policy, args.threads)
     results_dir = Path(args.results_dir or Path(args.policy) / "eval")
-    reports = []
-    for task in tasks:
-        stem = f"{task.replace('/', '_')}_{args.episodes}ep_seed{args.seed}"
-        out = Path(args.out) if args.out else results_dir / f"{stem}.json"
-        log = Path(args.log) if args.log and len(tasks) == 1 else out.with_suffix(".jsonl")
+    reports, failed = [], 0
+    for task, out, log in outputs:
         report = evaluate(policy, task, args.episodes, seed=args.seed, policy_name=name,
                           env_kwargs=env_kwargs, progress=not args.json, workers=args.workers,
                           log=log, video_dir=args.video, video_format=args.video_format,
                           video_episodes=args.video_seed or args.video_episodes,
-                          backend=backend, address=address, **parts)
+                          backend=backend, address=address, checkpoint=args.policy, **parts)
+        errors = [record.error for record in report.records if record.error is not None]
+        if len(errors) == len(report.records):
+            # Not a result (0% of nothing that ran): no results file for the leaderboard.
+            print(f"aem-bench eval: error: {task}: all {len(errors)} episodes errored, the "
+                  f"first with: {errors[0]}; no results file written (the episodes are in "
+                  f"{log})", file=sys.stderr)
+            failed += 1
+            continue
+        if errors:
+            print(f"aem-bench eval: warning: {task}: {len(errors)} of {len(report.records)} "
+                  f"episodes errored (counted as failures), the first with: {errors[0]}",
+                  file=sys.stderr)
         reports.append(report)
         summary = report.summary()
         write_report(report, out)
@@ -396,7 +692,7 @@ def cmd_eval(args) -> int:
         label = f"{args.suite}-{'-'.join(args.variant or ['clean'])}" if args.suite else "tasks"
         _write_aggregate(reports, results_dir / "aggregates" /
                          f"{label}_{args.episodes}ep_seed{args.seed}.json", args.json)
-    return 0
+    return 1 if failed else 0
 
 
 def _write_aggregate(reports, path: Path, as_json: bool) -> None:
@@ -417,9 +713,35 @@ def _write_aggregate(reports, path: Path, as_json: bool) -> None:
           f"written to {path}")
 
 
+def cmd_probe(args) -> int:
+    import torch
+
+    from aem_bench.probe import probe, probe_table, write_probe
+
+    torch.set_num_threads(args.threads)
+    result = probe(args.policy, args.demos, folds=args.folds, seed=args.seed,
+                   progress=not args.json)
+    path = write_probe(result, args.out)
+    if args.json:
+        _print_json({**result, "probe_file": str(path)})
+        return 0
+    print(f"{result['task']}: {result['memory']} memory of {args.policy}, {result['episodes']} "
+          f"episodes, {result['fact_values']} values of the hidden fact (the commonest "
+          f"{100 * result['majority_rate']:.0f}%)")
+    print(probe_table(result))
+    print(f"written to {path}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from aem_bench.leaderboard.publish import write_leaderboard
 
+    if Path(args.results).is_file():
+        raise UsageError("--results", f"{args.results} is a file; expected a folder of results "
+                         "files")
+    if not Path(args.results).exists():
+        raise UsageError("--results", f"{args.results}: no such folder")
+    _check_output("--out", args.out, folder=False)
     for path in write_leaderboard(args.results, args.out):
         print(f"wrote {path}")
     return 0
@@ -428,23 +750,35 @@ def cmd_leaderboard(args) -> int:
 # --- the main job ----------------------------------------------------------------------------
 def cmd_pipeline(args) -> int:
     """Demonstrations -> training -> evaluation -> leaderboard table, on a small default."""
+    from aem_bench.policies import POLICIES
+
+    _check_tasks("--task", [args.task])
+    if args.policy not in POLICIES or args.policy.startswith("aem-"):  # aem needs a pretraining
+        raise bad_value("--policy", args.policy, "a zoo policy that trains from scratch: "
+                        + ", ".join(name for name in POLICIES if not name.startswith("aem-")))
+    _check_at_least(args, 1, "demos", "train_steps", "batch_size", "eval_episodes")
     out = Path(args.out)
+    _check_output("--out", out, folder=True)
     demos = out / "demos.h5"
     checkpoint = out / "checkpoint"
     results = out / "results"
+    if not args.overwrite and any(path.exists() for path in (demos, checkpoint, results)):
+        raise UsageError("--out", f"{out} holds a pipeline run; pass --overwrite to replace it")
+    overwrite = args.overwrite
     started = time.perf_counter()
     steps = [
         ("demos", lambda: cmd_demos(argparse.Namespace(
-            task=args.task, episodes=args.demos, out=demos, seed=0, obs_mode="rgb"))),
+            task=args.task, episodes=args.demos, out=demos, seed=0, obs_mode="rgb",
+            overwrite=overwrite))),
         ("train", lambda: cmd_train(argparse.Namespace(
             policy=args.policy, demos=demos, out=checkpoint, steps=args.train_steps,
             batch_size=args.batch_size, seed=0, config=None, threads=None, save_every=500,
-            resume=False, ablation=None))),
+            resume=False, ablation=None, overwrite=overwrite))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=[args.task], suite=None, variant=None,
             episodes=args.eval_episodes, seed=100_000, json=False, threads=1, workers=1,
             log=None, results_dir=None, video=out / "videos", video_episodes=2, video_seed=None,
-            video_format="gif",
+            video_format="gif", overwrite=overwrite,
             out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
             name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)"))),
         ("leaderboard", lambda: cmd_leaderboard(argparse.Namespace(
@@ -503,15 +837,33 @@ def cmd_encoders(args) -> int:
 
 
 def cmd_submit(args) -> int:
+    from aem_bench.policies.encoders import encoder_class
+    from aem_bench.policies.encoders.weights import MissingWeightsError
     from aem_bench.submit import get_protocol, submit
 
-    options = json.loads(args.options) if args.options else {}
+    example = "a JSON object of the encoder's options, e.g. '{\"channels\": 32}'"
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as err:
+        raise bad_value("--options", args.options, f"{example} (not JSON: {err})") from None
     if not isinstance(options, dict):
-        # ValueError, not TypeError: main() reports it as bad input, in one line
-        raise ValueError(f"--options must be a JSON object, got {args.options}")  # noqa: TRY004
+        raise bad_value("--options", args.options, example)
+    try:
+        encoder_class(args.encoder)
+    except KeyError as err:  # the zoo's unknown name
+        raise UsageError("--encoder", err.args[0]) from None
+    _check_output("--out", args.out, folder=True)
+    if args.results_dir:
+        _check_output("--results-dir", args.results_dir, folder=True)
     protocol = get_protocol(args.protocol)
-    paths = submit(args.encoder, protocol, args.out, encoder_options=options,
-                   results_dir=args.results_dir)
+    try:
+        paths = submit(args.encoder, protocol, args.out, encoder_options=options,
+                       results_dir=args.results_dir)
+    except MissingWeightsError as err:
+        # The hint is the training command's (--config); submit takes the options themselves.
+        raise MissingWeightsError(str(err).replace(
+            """--config '{"encoder_options": {"weights": "/path/to/file"}}'""",
+            """--options '{"weights": "/path/to/file"}'""")) from None
     for path in paths:
         print(f"results written to {path}")
     if protocol.name != "standard":
@@ -539,9 +891,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="tables as Markdown (for the README)")
     p.add_argument("--measure", action="store_true",
-                   help="run every expert and write tasks/expert_success.json")
-    p.add_argument("--episodes", type=int, default=100, help="with --measure: seeds per task")
+                   help="run every expert and write the success rates to --out (and/or --record)")
+    p.add_argument("--episodes", type=int, help="with --measure: seeds per task (default 100)")
     p.add_argument("--ids", nargs="*", help="with --measure: only these ids")
+    p.add_argument("--out", help="with --measure: the rates' JSON file")
+    p.add_argument("--overwrite", action="store_true", help="with --measure: replace --out")
+    p.add_argument("--record", action="store_true", help="with --measure: also record the rates "
+                   "in the package's tasks/expert_success.json (for maintainers)")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("gallery", help="contact sheet (PNG) of every task in every scene")
@@ -554,7 +910,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("certify", help="measure a memory task's certificate (oracle vs none)")
     p.add_argument("--task", required=True)
-    p.add_argument("--out", type=Path, help="work directory (default runs/certify/TASK)")
+    p.add_argument("--out", type=Path, help="work directory; the certificate is written to "
+                   "OUT/certificate.json (default runs/certify/TASK)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--record", action="store_true", help="also record the certificate in the "
+                   "package's tasks/memory_certificates.json (for maintainers)")
     p.add_argument("--demos", type=int, default=50)
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy")
@@ -567,6 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=DEFAULT_TASK)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace the file --out if it exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obs-mode", default="rgb", choices=["rgb", "rgb+oracle"],
                    help="rgb+oracle also records the hidden fact of a memory task")
@@ -587,6 +948,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (same policy and settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out "
+                   "and remove its evaluations (--out/eval)")
     p.add_argument("--ablation", help="aem-dp/aem-flow: an AEM ablation's policy settings "
                    "(full, no-actions, no-pretraining, memory-only, feature-add, mask-0.5, "
                    "mask-0.9)")
@@ -601,6 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads (default: every CPU allowed)")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out")
     p.add_argument("--ablation", help="an AEM ablation's pretraining settings (see train)")
     p.set_defaults(func=cmd_pretrain)
 
@@ -620,6 +984,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first evaluation seed (demonstrations use seeds from 0)")
     p.add_argument("--out", help="results JSON of one task (default: RESULTS_DIR/TASK_...json)")
     p.add_argument("--results-dir", help="where results files go (default CHECKPOINT/eval)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results files "
+                   "and start their episode logs afresh (without it, an existing results file "
+                   "is refused and a log of the same checkpoint and settings resumed)")
     p.add_argument("--name", help="policy name shown in the leaderboard")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
     p.add_argument("--workers", type=int, default=1,
@@ -640,6 +1007,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("probe", help="does a policy's memory hold the hidden fact? linear "
+                       "probes at the cue, midway and the decision step")
+    p.add_argument("--policy", type=Path, required=True,
+                   help="checkpoint of a policy with a memory (gru-*, aem-*, framestack-*)")
+    p.add_argument("--demos", type=Path, required=True,
+                   help="a memory task's demonstrations at the policy's camera size")
+    p.add_argument("--out", type=Path, default=Path("leaderboard/probes"),
+                   help="folder of the probe's JSON (one file per task and checkpoint)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds over episodes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("leaderboard",
                        help="render results files: Markdown, a self-contained web page, plots")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
@@ -655,6 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("encoders", help="list built-in encoders and those installed by packages "
@@ -688,10 +1070,11 @@ def main(argv: list[str] | None = None) -> int:
         # Episodes finished before are in the episode log; the message says how to resume.
         print(f"aem-bench {args.command}: stopped: {err}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        # Bad input (a damaged file, an unknown name): one clear line, not a traceback.
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"aem-bench {args.command}: error: {message}", file=sys.stderr)
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        # Bad input: an argument refused before the work (UsageError), or a file found damaged
+        # or of another run while reading it (CheckpointError, DemoFileError and other
+        # ValueErrors). One clear line, not a traceback. A KeyError is a bug's, and shows one.
+        print(f"aem-bench {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

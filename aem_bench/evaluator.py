@@ -13,6 +13,7 @@ the same ``seed`` and ``episodes`` face exactly the same initial states. The JSO
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -21,6 +22,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -292,20 +294,20 @@ class EpisodeLog:
     """An append-only JSONL file of finished episodes, so that a killed evaluation resumes.
 
     The first line names the run (task, environment kwargs, policy, seeds); every other line is
-    one :class:`EpisodeRecord`, written and flushed to disk as the episode ends. Reopening the log
-    of the same run returns the episodes already done; a log of another run is refused. A last
-    line cut short by a kill is dropped (that episode runs again); any other bad line is an error
-    naming the line.
+    one :class:`EpisodeRecord`, written and flushed to disk as the episode ends (the file is made
+    with the first episode: a run that stops before leaves none). Reopening the log of the same
+    run returns the episodes already done; a log of another run (another checkpoint, when the
+    header has its ``checkpoint_digest``) is refused. A last line cut short by a kill is dropped
+    (that episode runs again); any other bad line is an error naming the line.
     """
 
     def __init__(self, path: str | os.PathLike, header: dict):
         self.path = Path(path)
         self.done: dict[int, EpisodeRecord] = {}
+        self._header: dict | None = header
         if self.path.is_file() and self.path.stat().st_size:
             self._read(header)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"header": header}) + "\n")
+            self._header = None
 
     def _read(self, header: dict) -> None:
         lines = self.path.read_text().splitlines()
@@ -319,8 +321,14 @@ class EpisodeLog:
                                      "corrupt (move it away to start over)") from None
                 # The last line, cut short by a kill: drop it, its episode runs again.
                 self.path.write_text("".join(line + "\n" for line in lines[:-1]))
-        if not parsed or parsed[0].get("header") != json.loads(json.dumps(header)):
-            found = parsed[0].get("header") if parsed else None
+        found = parsed[0].get("header") if parsed else None
+        if (isinstance(found, dict) and "checkpoint_digest" in header
+                and found.get("checkpoint_digest") != header["checkpoint_digest"]):
+            raise ValueError(f"{self.path} holds episodes of another checkpoint (digest "
+                             f"{str(found.get('checkpoint_digest'))[:12]}, this one "
+                             f"{header['checkpoint_digest'][:12]}): remove it to evaluate this "
+                             "checkpoint afresh, or pass another --log")
+        if found != json.loads(json.dumps(header)):
             raise ValueError(f"{self.path} is the log of another evaluation ({found}), not of "
                              f"{header}: pass another --log or remove it")
         for number, entry in enumerate(parsed[1:], start=2):
@@ -331,10 +339,25 @@ class EpisodeLog:
             self.done[record.seed] = record
 
     def append(self, record: EpisodeRecord) -> None:
+        if self._header is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"header": self._header}) + "\n")
+            self._header = None
         with open(self.path, "a") as f:
             f.write(json.dumps(record.to_log(), allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def checkpoint_digest(directory: str | os.PathLike) -> str:
+    """SHA-256 of a checkpoint's ``config.json`` and ``model.safetensors``: which model it is."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        digest.update(name.encode() + b"\0")
+        with open(Path(directory) / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 _WORKER: tuple | None = None  # (policy, env) of a worker process
@@ -406,6 +429,7 @@ def evaluate(
     head: str | None = None,
     backend: str = "local",
     address: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> EvalReport:
     """Run ``episodes`` episodes on expert-solvable seeds from ``seed`` on and report on them
     (``solvable_only=False``, or an environment from outside the suite: ``seed, seed + 1, ...``).
@@ -419,7 +443,9 @@ def evaluate(
     the report (default: read from a zoo policy's config, else "custom").
     ``backend="ray"`` runs the episodes on ``workers`` Ray actors (``policy`` must be a factory):
     on the cluster at ``address``, on the instance this process already joined, or on a local
-    instance started for it; the records are the same as a local run's.
+    instance started for it; the records are the same as a local run's. ``checkpoint``: the
+    policy's checkpoint directory, whose digest the log records, so that the log is resumed only
+    by an evaluation of the very same weights.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -442,9 +468,13 @@ def evaluate(
     name = policy_name or (getattr(policy, "__name__", None) if is_factory
                            else type(policy).__name__) or "policy"
     videos = _video_paths(env_id, seeds, video_dir, video_episodes, video_format)
-    episode_log = (EpisodeLog(log, {"task": env_id, "env_kwargs": env_kwargs, "policy": name,
-                                    "seeds": seeds}) if log is not None else None)
+    header = {"task": env_id, "env_kwargs": env_kwargs, "policy": name, "seeds": seeds}
+    if checkpoint is not None:
+        header["checkpoint_digest"] = checkpoint_digest(checkpoint)
+    episode_log = EpisodeLog(log, header) if log is not None else None
     done = dict(episode_log.done) if episode_log else {}
+    if done:
+        print(f"resuming {len(done)} episodes from {episode_log.path}", file=sys.stderr)
     todo = [s for s in seeds if s not in done]
     run_policy = policy() if is_factory and workers == 1 and backend == "local" else policy
     config = getattr(run_policy, "config", None)
