@@ -54,6 +54,9 @@ ENCODER_DEFAULTS = {
     # AEM: one frame plus the history vector of a pretrained action-effect memory encoder
     # (``aem-bench pretrain``); train() takes the encoder and history from aem_checkpoint.
     "aem": {"encoder": "resnet", "obs_horizon": 1, "history": {}},
+    # A GRU memory trained with the head through whole episodes over a frozen frame encoder
+    # (``memory.py``): memory without AEM pretraining.
+    "gru": {"encoder": "resnet", "obs_horizon": 1, "memory": "gru", "freeze_encoder": True},
 }
 HEAD_DEFAULTS = {
     "dp": {"head": "diffusion", "num_inference_steps": 10},

@@ -20,6 +20,7 @@ from aem_bench.policies.config_base import JsonConfig
 
 HEAD_NAMES = ("diffusion", "flow")
 FUSIONS = ("concat", "add", "memory_only")
+MEMORIES = ("gru",)
 
 
 @dataclass
@@ -44,6 +45,21 @@ class PolicyConfig(JsonConfig):
     pretrained_history: bool = True
     freeze_history: bool = True  # only for a pretrained history
     history_fusion: str = "concat"  # "concat" (joined), "add" (projected and added), "memory_only"
+
+    # A recurrent memory (gru-dp, gru-flow; ``policies/memory.py``): "gru" reads every step's
+    # frame features, state and previous action, and its output joins the condition. It is trained
+    # through whole episodes with the head, over a frozen frame encoder. None: no such memory.
+    memory: str | None = None
+    memory_dim: int = 128
+    memory_layers: int = 1
+    memory_actions: bool = True  # the previous action is a memory input (action-effect pairs)
+    memory_dropout: float = 0.0  # dropout on the memory's inputs while training
+    episodes_per_batch: int = 8  # whole episodes per training step; batch_size steps among them
+
+    # A trained policy checkpoint (e.g. the single-frame DP of the same demonstrations) whose
+    # frame encoder this policy takes, frozen: memories compared over one frame encoder differ
+    # only in their memory. None: the encoder the config names, as built.
+    encoder_checkpoint: str | None = None
 
     # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
     # gripper each) and, for the memory tasks' oracle control, "oracle" (the hidden fact).
@@ -130,6 +146,18 @@ class PolicyConfig(JsonConfig):
             require(self.history_frozen or self.history.get("inference_window") is not None,
                     "a trained history needs a window (history.inference_window): training it "
                     "over whole episodes is too slow")
+        if self.memory is not None:
+            require(self.memory in MEMORIES, f"memory must be one of {MEMORIES}, got "
+                    f"{self.memory!r}")
+            require(self.obs_horizon == 1 and self.history is None,
+                    "a recurrent memory takes one frame (obs_horizon 1) and no AEM history")
+            require(self.freeze_encoder is True or self.encoder_checkpoint is not None,
+                    "a recurrent memory is trained over a frozen frame encoder: give "
+                    "encoder_checkpoint (a trained policy) or freeze_encoder=true")
+            require(self.memory_dim >= 1 and self.memory_layers >= 1,
+                    "memory_dim and memory_layers must be >= 1")
+            require(0.0 <= self.memory_dropout < 1.0, "memory_dropout must be in [0, 1)")
+            require(self.episodes_per_batch >= 1, "episodes_per_batch must be >= 1")
         require(isinstance(self.encoder_options, dict), "encoder_options must be a dict")
         require(self.prediction_type in ("epsilon", "sample"), "prediction_type: epsilon|sample")
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")

@@ -22,6 +22,7 @@ from torch import nn
 from aem_bench.policies.configuration_visuomotor import PolicyConfig
 from aem_bench.policies.encoders import build_encoder
 from aem_bench.policies.heads import make_head
+from aem_bench.policies.memory import RecurrentMemory
 
 
 def crop_images(
@@ -98,6 +99,12 @@ class VisuomotorPolicy(nn.Module):
                 self.history_to_feature = nn.Linear(memory, feature_dim)
             feature_dim = {"concat": feature_dim + memory, "add": feature_dim,
                            "memory_only": memory}[config.history_fusion]
+        self.memory = None
+        if config.memory is not None:
+            self.memory = RecurrentMemory(feature_dim, config.state_dim, config.action_dim,
+                                          config.memory_dim, config.memory_layers,
+                                          config.memory_actions, config.memory_dropout)
+            feature_dim += config.memory_dim
         cond_dim = config.obs_horizon * (feature_dim + config.state_dim)
         self.head = make_head(config, cond_dim)
         self.state_normalizer = MinMaxNormalizer(config.state_dim, "state")
@@ -133,8 +140,11 @@ class VisuomotorPolicy(nn.Module):
 
     def _global_cond(self, features: torch.Tensor, state: torch.Tensor,
                      history: torch.Tensor | None = None) -> torch.Tensor:
-        """features (B, To, F), state (B, To, D) [, history (B, M)] -> the head's condition."""
-        if history is not None:  # AEM: one frame, fused with the history vector
+        """features (B, To, F), state (B, To, D) [, history (B, M): AEM's history vector or the
+        recurrent memory's output] -> the head's condition."""
+        if self.memory is not None:  # one frame, joined by the memory's output
+            features = torch.cat([features, history[:, None]], -1)
+        elif history is not None:  # AEM: one frame, fused with the history vector
             fusion = self.config.history_fusion
             features = {"concat": lambda f: torch.cat([f, history[:, None]], -1),
                         "add": lambda f: f + self.history_to_feature(history)[:, None],
@@ -142,6 +152,8 @@ class VisuomotorPolicy(nn.Module):
         return torch.cat([features, self.state_normalizer.normalize(state)], dim=-1).flatten(1)
 
     def _history(self, batch: dict) -> torch.Tensor | None:
+        if self.memory is not None:
+            return batch["memory"]
         if self.history is None:
             return None
         if "history" in batch:  # a frozen history's precomputed vectors
@@ -161,7 +173,21 @@ class VisuomotorPolicy(nn.Module):
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """The head's loss on a batch {"rgb": (B, To, H, W, 3) uint8 or "features": (B, To, F),
-        "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise."""
+        "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise.
+
+        With a recurrent memory the batch is whole episodes instead (``EpisodeBatches``):
+        "features" (E, T, F), "state" (E, T, D), "previous_actions" (E, T, A), and the steps to
+        train on, "rows" (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
+        if self.memory is not None:
+            previous = self.action_normalizer.normalize(batch["previous_actions"])
+            previous[:, 0] = 0.0  # no action before the first step, as in reset()
+            memory = self.memory(batch["features"], self.state_normalizer.normalize(batch["state"]),
+                                 previous)
+            episode, step = batch["rows"].unbind(1)
+            cond = self._global_cond(batch["features"][episode, step][:, None],
+                                     batch["state"][episode, step][:, None], memory[episode, step])
+            return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond,
+                                  generator)
         cond = self._global_cond(self._features(batch, generator), batch["state"],
                                  self._history(batch))
         return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
@@ -186,6 +212,10 @@ class VisuomotorPolicy(nn.Module):
         self._actions: deque[np.ndarray] = deque()
         self.last_encoder_ms: float | None = None
         device = self.state_normalizer.min.device
+        if self.memory is not None:
+            self._memory_state = self.memory.initial_state(1, device)
+            self._previous_action = None  # normalised; zeros before the first action
+            self._memory_now: torch.Tensor | None = None
         if self.history is not None:
             window = self.history.config.inference_window
             # Recurrent: the Mamba state after every token read so far, and the frames and
@@ -226,15 +256,23 @@ class VisuomotorPolicy(nn.Module):
         if self.history is not None:  # the history reads every frame
             self._see_frame(self._observations[-1])
         self.last_encoder_ms = None  # what the evaluator reports as encoder latency
+        if self.memory is not None:  # the memory reads every frame, as it was trained
+            tic = time.perf_counter()
+            self._remember(self._observations[-1])
+            memory_ms = (time.perf_counter() - tic) * 1e3
         if not self._actions:
             tic = time.perf_counter()
             memory = self._current_history()[None] if self.history is not None else None
+            if self.memory is not None:
+                memory = self._memory_now[None]
             # Encode each frame once, when it is first needed: a stacked history costs one new
             # frame per control step, not obs_horizon.
             self._encode_frames(list(self._observations))
             if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
                 torch.cuda.synchronize(device)
             self.last_encoder_ms = (time.perf_counter() - tic) * 1e3
+            if self.memory is not None:
+                self.last_encoder_ms += memory_ms
             # Before obs_horizon steps have passed, repeat the first frame, as the training
             # windows do at the start of an episode.
             history = list(self._observations)
@@ -242,13 +280,62 @@ class VisuomotorPolicy(nn.Module):
             obs_batch = {key: torch.stack([o[key] for o in history])[None]
                          for key in ("features", "state")}
             if memory is not None:
-                obs_batch["history"] = memory
+                obs_batch["memory" if self.memory is not None else "history"] = memory
             chunk = self.predict_action_chunk(obs_batch, self._generator)[0]
             self._actions.extend(chunk[: self.config.action_steps].cpu().numpy())
         action = self._actions.popleft().astype(np.float32)
         if self.history is not None:
             self._take_action(torch.as_tensor(action, device=device))
+        if self.memory is not None:
+            self._previous_action = self.action_normalizer.normalize(
+                torch.as_tensor(action, device=device))
         return action
+
+    # ----------------------------------------------------------------------------- memory
+
+    @property
+    def memory_name(self) -> str | None:
+        """What this policy remembers the past with: "gru", "aem", "framestack" or None."""
+        if self.memory is not None:
+            return self.config.memory
+        if self.history is not None:
+            return "aem"
+        return "framestack" if self.config.obs_horizon > 1 else None
+
+    @torch.inference_mode()
+    def memory_trace(self, features: torch.Tensor, state: torch.Tensor,
+                     actions: torch.Tensor) -> torch.Tensor:
+        """One episode's frame features (T, F), state (T, D) and actions taken (T, A) -> (T, M):
+        the memory the policy conditions on at each step, as ``act()`` computes it (the
+        recurrent memory's output, AEM's history vector, or the stacked frames' features)."""
+        if self.memory is not None:
+            previous = self.action_normalizer.normalize(actions).roll(1, 0)
+            previous[0] = 0.0
+            return self.memory(features[None], self.state_normalizer.normalize(state)[None],
+                               previous[None])[0]
+        if self.history is not None:
+            window = self.history.config.inference_window
+            if window is None:
+                return self.history.history(features[None], actions[None])[0]
+            steps = torch.arange(len(features))[:, None] + torch.arange(1 - window, 1)
+            valid = steps >= 0
+            steps = steps.clamp(min=0)
+            return self.history.window_history(features[steps], actions[steps], valid)
+        if self.config.obs_horizon > 1:
+            steps = (torch.arange(len(features))[:, None]
+                     + torch.arange(1 - self.config.obs_horizon, 1)).clamp(min=0)
+            return features[steps].flatten(1)
+        raise ValueError(f"a {self.config.policy_type} policy has no memory: it reads one frame")
+
+    def _remember(self, observation: dict) -> None:
+        """Advance the recurrent memory by this step: its frame, state and the action before."""
+        self._encode_frames([observation])
+        previous = (self._previous_action if self._previous_action is not None
+                    else torch.zeros(self.config.action_dim, device=observation["state"].device))
+        self._memory_now, self._memory_state = self.memory.step(
+            observation["features"][None], self.state_normalizer.normalize(observation["state"])[None],
+            previous[None], self._memory_state)
+        self._memory_now = self._memory_now[0]
 
     # ----------------------------------------------------------------------------- AEM history
 

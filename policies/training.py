@@ -109,6 +109,42 @@ class DemoWindows:
         return batch
 
 
+class EpisodeBatches:
+    """Training batches of whole episodes, for a policy with a recurrent memory.
+
+    Step s takes ``episodes`` episodes (seeded permutations of the episodes, cut into groups, as
+    :func:`batch_rows` does with steps), pads them to the longest, and draws ``steps`` of their
+    (episode, step) pairs uniformly, each with its action chunk. The memory runs over the whole
+    padded episodes from step 0; only the drawn steps enter the loss. Padding comes after an
+    episode's last step, so it never reaches a drawn step through the recurrence.
+    """
+
+    def __init__(self, windows: DemoWindows, episodes: int, steps: int, seed: int):
+        if windows.features is None:
+            raise ValueError("a recurrent memory is trained on a frozen encoder's features")
+        self.windows, self.episodes, self.steps, self.seed = windows, episodes, steps, seed
+        self.starts = np.unique(windows.episode_start)
+        self.lengths = np.diff(np.append(self.starts, len(windows)))
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        w = self.windows
+        chosen = self.starts[batch_rows(step, len(self.starts), self.episodes, self.seed)]
+        lengths = self.lengths[np.searchsorted(self.starts, chosen)]
+        longest = int(lengths.max())
+        index = np.minimum(chosen[:, None] + np.arange(longest), chosen[:, None]
+                           + lengths[:, None] - 1)  # (E, T) rows, the last step repeated
+        previous = np.concatenate([index[:, :1], index[:, :-1]], axis=1)
+        rng = np.random.default_rng([self.seed, step])
+        flat = rng.choice(int(lengths.sum()), size=self.steps, replace=True)
+        episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
+        at = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
+        return {"features": torch.from_numpy(w.features[index]),
+                "state": torch.from_numpy(w.state[index]),
+                "previous_actions": torch.from_numpy(w.actions[previous]),
+                "rows": torch.from_numpy(np.stack([episode, at], 1)),
+                "actions": torch.from_numpy(w.actions[w.action_index[index[episode, at]]])}
+
+
 @torch.inference_mode()
 def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> np.ndarray:
     """(N, M) history vectors of a frozen AEM encoder at every step of the dataset, as the policy
@@ -157,6 +193,22 @@ def aem_overrides(overrides: dict):
     return {**overrides, "aem_checkpoint": str(path), "encoder": config.encoder,
             "encoder_options": config.encoder_options, "crop_size": config.crop_size,
             "freeze_encoder": True, "history": history}, aem
+
+
+def encoder_overrides(overrides: dict) -> tuple[dict, torch.nn.Module]:
+    """For a policy that takes a trained policy's frame encoder (``encoder_checkpoint``): the
+    overrides completed with that encoder, its crop and frozen, and the trained policy."""
+    path = overrides["encoder_checkpoint"]
+    source = load_policy(path)
+    if not hasattr(source, "encoder") or not hasattr(source.config, "crop_size"):
+        raise ValueError(f"encoder_checkpoint {path} is not a trained policy")
+    config = source.config
+    if tuple(config.image_size) != tuple(overrides["image_size"]):
+        raise ValueError(f"encoder_checkpoint {path} was trained on {tuple(config.image_size)} "
+                         f"images, the demonstrations have {tuple(overrides['image_size'])}")
+    return {**overrides, "encoder_checkpoint": str(path), "encoder": config.encoder,
+            "encoder_options": config.encoder_options, "crop_size": config.crop_size,
+            "freeze_encoder": True}, source
 
 
 def batch_rows(step: int, samples: int, batch_size: int, seed: int) -> np.ndarray:
@@ -400,9 +452,11 @@ def train(
             raise ValueError(f"config override {key}={overrides[key]} but {demos_path} has {value}")
         overrides[key] = value
 
-    aem = None
+    aem = encoder_source = None
     if "history" in POLICIES.get(policy_name, {}) or overrides.get("history") is not None:
         overrides, aem = aem_overrides(overrides)
+    elif overrides.get("encoder_checkpoint") is not None:
+        overrides, encoder_source = encoder_overrides(overrides)
     resume = resume and saved_run(out_dir, "policy_type", policy_name, overrides)
     policy = load_policy(out_dir) if resume else make_policy(policy_name, **overrides)
     config = policy.config
@@ -411,6 +465,10 @@ def train(
         if config.pretrained_history:
             policy.history.load_state_dict({k: v for k, v in aem.encoder.state_dict().items()
                                             if not k.startswith("vision.")})
+
+    if encoder_source is not None and not resume:
+        policy.encoder.load_state_dict(encoder_source.encoder.state_dict())
+        del encoder_source
 
     dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys)
     del demos  # the dataset holds its own concatenated copy
@@ -427,8 +485,13 @@ def train(
         else:
             dataset.history_window = policy.history.config.inference_window
 
+    if policy.memory is not None:
+        batch_at = EpisodeBatches(dataset, config.episodes_per_batch, config.batch_size, seed)
+    else:
+        def batch_at(step):
+            return dataset.batch(batch_rows(step, len(dataset), config.batch_size, seed))
     trained = optimize(
-        policy, lambda step: dataset.batch(batch_rows(step, len(dataset), config.batch_size, seed)),
+        policy, batch_at,
         steps, out_dir, save_policy, load_policy, seed=seed, resume=resume,
         log_every=log_every, save_every=save_every, desc=f"train {policy_name}", progress=progress)
     trained.reset()

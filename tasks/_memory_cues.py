@@ -10,6 +10,7 @@ enters the scene later waits on the floor behind the head camera. Both happen in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,13 @@ def one_hot(index: int, size: int) -> np.ndarray:
     code = np.zeros(size, dtype=np.float32)
     code[index] = 1.0
     return code
+
+
+def permutation_index(order) -> int:
+    """The index of a permutation of 0..n-1 among all of them in lexicographic order: an
+    order-type hidden fact as one class label."""
+    order = [int(k) for k in order]
+    return sorted(itertools.permutations(range(len(order)))).index(tuple(order))
 
 
 def paint(entity: sapien.Entity, rgb) -> None:
@@ -103,6 +111,10 @@ class LiftTheRememberedEnv(TableTopEnv):
     ``self.choosing_from`` (the step from which the cue is gone and the choices stand on the
     table: the expert waits until then, so that its demonstrations act on memory only).
 
+    Every memory task offers ``hidden_fact()`` (the fact, as a class index) and ``decision_at``
+    (the first step at which that fact decides the expert's action, None before it), which
+    ``aem-bench probe`` reads on a replay of each demonstration's seed.
+
     Success: the right object's bottom at least ``LIFT_SUCCESS`` above the table. Any other
     lifted ``LIFT_WRONG`` or more ends the episode as failed, so trying the options one after
     another does not beat chance.
@@ -113,6 +125,17 @@ class LiftTheRememberedEnv(TableTopEnv):
     answer: int
     choosing_from: int
     cue_hidden_at: int | None
+
+    def hidden_fact(self) -> int:
+        """The fact to remember as a class index (what ``aem-bench probe`` reads from a memory):
+        here the answer, the index of the object to lift."""
+        return self.answer
+
+    @property
+    def decision_at(self) -> int | None:
+        """The first step at which the hidden fact decides the action (None before it): the
+        step the choices are all there, when the expert starts to move."""
+        return self.choosing_from if self.elapsed_steps >= self.choosing_from else None
 
     def lifts(self) -> np.ndarray:
         """How high each choice's bottom is above the table (negative while parked)."""

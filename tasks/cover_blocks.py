@@ -28,7 +28,7 @@ from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
-from ._memory_cues import one_hot
+from ._memory_cues import one_hot, permutation_index
 from ._memory_history import carry_cube
 
 CUE_STEPS = 8  # the cubes are seen for this many steps, then covered
@@ -71,6 +71,7 @@ class CoverBlocksEnv(TableTopEnv):
         self.uncovered: list[int] = []  # slots whose lid is off, in the order they came off
         self.failed = False
         self.cue_hidden_at: int | None = None
+        self.decision_at: int | None = None
 
     def _build_lid(self, name: str) -> sapien.Entity:
         """A box open at the bottom, its origin at its centre: four walls and a top."""
@@ -109,6 +110,11 @@ class CoverBlocksEnv(TableTopEnv):
         self.uncovered = []
         self.failed = False
         self.cue_hidden_at = None
+        self.decision_at: int | None = None
+
+    def hidden_fact(self) -> int:
+        """Which lid covers the red, the green and the blue cube, as one permutation index."""
+        return permutation_index([self.slot_of[name] for name in ORDER])
 
     def keep_clear(self) -> list[tuple[np.ndarray, float]]:
         """Where the lids are set down."""
@@ -132,6 +138,10 @@ class CoverBlocksEnv(TableTopEnv):
         for k in range(len(self.lids)):
             if k not in self.uncovered and self._lid_off(k):
                 self.uncovered.append(k)
+                # The first lid is off: which one comes next is memory alone (the hand
+                # headed for the first one while the cubes were still in view).
+                if self.decision_at is None:
+                    self.decision_at = self.elapsed_steps
                 wanted = self.slot_of[ORDER[len(self.uncovered) - 1]]
                 self.failed = self.failed or k != wanted
 

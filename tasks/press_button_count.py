@@ -62,6 +62,7 @@ class PressButtonCountEnv(TableTopEnv):
         self.done_button = Button(self, "done_button", DONE_COLOUR)
         self.target = 1
         self.cue_hidden_at: int | None = None
+        self.decision_at: int | None = None
         self.done_pressed = False
 
     def _dot_position(self, k: int) -> np.ndarray:
@@ -77,7 +78,12 @@ class PressButtonCountEnv(TableTopEnv):
         self.count_button.reset([rng.uniform(*BUTTON_X), -rng.uniform(*BUTTON_ABS_Y)])
         self.done_button.reset([rng.uniform(*BUTTON_X), rng.uniform(*BUTTON_ABS_Y)])
         self.cue_hidden_at = None
+        self.decision_at: int | None = None
         self.done_pressed = False
+
+    def hidden_fact(self) -> int:
+        """The number of dots shown, minus one (n in 1..5 as 0..4)."""
+        return self.target - 1
 
     def _after_step(self) -> None:
         if self.elapsed_steps == CUE_STEPS:
@@ -86,7 +92,9 @@ class PressButtonCountEnv(TableTopEnv):
             self.cue_hidden_at = self.elapsed_steps
         if self.done_pressed:
             return  # the episode is decided; later presses change nothing
-        self.count_button.update()
+        # After the first press the count decides: press again, or go to the done button.
+        if self.count_button.update() and self.decision_at is None:
+            self.decision_at = self.elapsed_steps
         if self.done_button.update():
             self.done_pressed = True
 

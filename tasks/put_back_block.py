@@ -65,6 +65,7 @@ class PutBackBlockEnv(TableTopEnv):
         self.button = Button(self, "button", BUTTON_COLOUR)
         self.origin = 0
         self.cue_hidden_at: int | None = None
+        self.decision_at: int | None = None
         self.was_centred = self.pressed = False
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
@@ -77,7 +78,12 @@ class PutBackBlockEnv(TableTopEnv):
         self.set_actor_pose(self.cube, sapien.Pose([*self._mat_xy(self.origin), CUBE_HALF],
                                                    yaw_quat(rng.uniform(-0.4, 0.4))))
         self.cue_hidden_at = None
+        self.decision_at: int | None = None
         self.was_centred = self.pressed = False
+
+    def hidden_fact(self) -> int:
+        """The mat the cube started on."""
+        return self.origin
 
     def _mat_xy(self, k: int) -> np.ndarray:
         return self.mats[k].pose.p[:2]
@@ -96,6 +102,10 @@ class PutBackBlockEnv(TableTopEnv):
         # Only a press while the cube waits on the pad counts.
         if self.button.update() and on_pad:
             self.pressed = True
+        # The cube lifted off the pad after the press: from here the carry goes to its mat.
+        if self.decision_at is None and self.pressed and (
+                self.cube.pose.p[2] > CUBE_HALF + LEFT_MAT):
+            self.decision_at = self.elapsed_steps
 
     def oracle(self) -> np.ndarray:
         return np.append(one_hot(self.origin, len(MATS)),

@@ -90,6 +90,10 @@ class RememberColorEnv(LiftTheRememberedEnv):
             for cube, slot in zip(self.choices, self.slots()):
                 rest_on_table(self, cube, slot, CUBE_HALF)
 
+    def hidden_fact(self) -> int:
+        """The shown colour (its palette index), not the slot of the matching cube."""
+        return int(self.colours[self.answer])
+
     def oracle(self) -> np.ndarray:
         return one_hot(self.answer, self.num_choices)
 

@@ -34,6 +34,7 @@ from ._memory_cues import (
     hide,
     one_hot,
     paint,
+    permutation_index,
     row_slots,
 )
 
@@ -113,6 +114,15 @@ class SeqOfColorsEnv(TableTopEnv):
         self.wrong_press = False
         self.held_down = [False] * NUM_BUTTONS  # pressed and not yet released
         self.cue_hidden_at = None
+
+    def hidden_fact(self) -> int:
+        """The order the buttons are to be pressed in, as one permutation index."""
+        return permutation_index(self.sequence)
+
+    @property
+    def decision_at(self) -> int | None:
+        """The step the last colour is hidden: the expert's first press follows the order."""
+        return self.cue_hidden_at
 
     def _show(self, index: int) -> None:
         paint(self.tile, PALETTE[self.colours[self.sequence[index]]][1])

@@ -91,6 +91,17 @@ class SwapBlocksEnv(TableTopEnv):
         self.failed = False
         self.cue_hidden_at = None
 
+    def hidden_fact(self) -> int:
+        """The starting trays of the red and the blue cube, as one index (3 x red + blue)."""
+        red, blue = self.arrangements[0]
+        return 3 * red + blue
+
+    @property
+    def decision_at(self) -> int | None:
+        """The step the first move is done: the starting layout has left the frame, and which
+        move comes next depends on it."""
+        return self.cue_hidden_at
+
     def _tray_xy(self, k: int) -> np.ndarray:
         return self.trays[k].pose.p[:2]
 
