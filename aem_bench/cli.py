@@ -220,7 +220,7 @@ def cmd_tasks(args) -> int:
         return _measure_experts(args)
     for name, value in (("--ids", args.ids), ("--episodes", args.episodes), ("--out", args.out),
                         ("--record", args.record), ("--overwrite", args.overwrite)):
-        if value:
+        if value is not None and value is not False:  # 0 too: any value given
             raise UsageError(name, "applies with --measure")
     from aem_bench.certify import load_certificates
 
@@ -342,6 +342,10 @@ def cmd_gallery(args) -> int:
     _check_at_least(args, 1, "size")
     _check_at_least(args, 0, "seed")
     _check_output("--out", args.out, folder=False)
+    from PIL import Image
+
+    if Path(args.out).suffix.lower() not in Image.registered_extensions():
+        raise bad_value("--out", args.out, "an image file name, e.g. gallery.png")
     base_ids = args.tasks or sorted({spec.base_id for spec in TASKS.values()
                                      if args.memory == (spec.memory is not None)})
     # Memory tasks get a fourth picture: the clean scene once the cue has left the frame.
@@ -616,6 +620,26 @@ def _eval_outputs(args, tasks: list[str]) -> list[tuple[str, Path, Path]]:
     return outputs
 
 
+def _check_logs_are_of(args, logs: list[Path]) -> None:
+    """Episode logs to resume hold episodes of this very checkpoint (a retrained model under the
+    same folder must not inherit the old one's episodes); the rest of the header the evaluator
+    compares."""
+    from aem_bench.evaluator import checkpoint_digest
+
+    digest = None
+    for log in logs:
+        try:
+            with open(log) as f:
+                header = json.loads(f.readline())["header"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # none, or damaged: the evaluator names what is wrong
+        digest = digest or checkpoint_digest(args.policy)
+        if not isinstance(header, dict) or header.get("checkpoint_digest") != digest:
+            raise UsageError("--log" if args.log else "--policy", f"{log} holds episodes of "
+                             f"another checkpoint than {args.policy}; pass --overwrite to "
+                             "evaluate afresh, or another --log")
+
+
 def cmd_eval(args) -> int:
     import functools
 
@@ -638,6 +662,8 @@ def cmd_eval(args) -> int:
     if getattr(args, "overwrite", False):  # a fresh evaluation: no episode of the old one kept
         for _, _, log in outputs:
             log.unlink(missing_ok=True)
+    else:
+        _check_logs_are_of(args, [log for _, _, log in outputs])
     policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     from aem_bench.policies import leaderboard_parts

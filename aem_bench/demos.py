@@ -134,6 +134,8 @@ def _check_episode(ep: Episode, where: str) -> None:
 def load_demos(path: str | os.PathLike) -> DemoSet:
     """Read and validate a demonstration file; raise :class:`DemoFileError` naming the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise DemoFileError(f"{path} is a folder; expected a demonstration file (.h5)")
     if not path.is_file():
         raise DemoFileError(f"{path}: no such demonstration file")
     try:
