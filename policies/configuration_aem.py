@@ -50,6 +50,23 @@ class AEMConfig(JsonConfig):
     # Windows (steps) and masking.
     window: int = 32  # pretraining window
     mask_ratio: float = 0.7  # fraction of the window's steps masked, vision and action together
+    # Where windows start: "random" (the paper's: ``window`` consecutive steps anywhere in an
+    # episode) or "episode" (at step 0, as the recurrent history reads an episode at run time, over
+    # the first ``window`` steps or the whole shortest episode, whichever is shorter). A memory
+    # task's cue and decision can be a hundred steps apart: only "episode" windows hold both.
+    window_start: str = "random"
+    # What the decoder reads: "tokens" (every visible step's encoder output and the history
+    # vector) or "history" (the history vector alone, with positions and mask tokens: the paper's
+    # one-vector bottleneck, so that only what the history holds can be reconstructed).
+    decoder_reads: str = "tokens"
+    # A causal term: the encoder's output at each visible frame predicts the next
+    # ``future_actions`` actions from the past alone (0: off), with weight ``future_weight``.
+    # Reconstruction can use the steps after a masked one; acting on the past cannot.
+    future_actions: int = 0
+    future_weight: float = 1.0
+    # A trained policy checkpoint (e.g. the single-frame DP of the same demonstrations) whose
+    # frame encoder AEM takes, frozen; the masked frames' targets are then its features.
+    encoder_checkpoint: str | None = None
     # History at run time: None feeds the episode one step at a time through the recurrent state
     # (constant cost per step, memory back to the episode's start); an int recomputes the history
     # over the last that many steps (the paper's 16) at each prediction.
@@ -73,6 +90,12 @@ class AEMConfig(JsonConfig):
         require(self.vision_target in (None, "pixels", "features"),
                 f"vision_target must be 'pixels' or 'features', got {self.vision_target!r}")
         require(self.d_model % self.decoder_heads == 0, "d_model must divide by decoder_heads")
+        require(self.window_start in ("random", "episode"),
+                f"window_start must be 'random' or 'episode', got {self.window_start!r}")
+        require(self.decoder_reads in ("tokens", "history"),
+                f"decoder_reads must be 'tokens' or 'history', got {self.decoder_reads!r}")
+        require(self.future_actions >= 0 and self.future_weight >= 0,
+                "future_actions and future_weight must be >= 0")
         require(self.crop_size <= min(self.image_size), "crop_size is larger than the images")
 
 
@@ -90,6 +113,14 @@ ABLATIONS: dict[str, dict[str, dict]] = {
     "feature-add": {"pretrain": {}, "policy": {"history_fusion": "add"}},
     "mask-0.5": {"pretrain": {"mask_ratio": 0.5}, "policy": {}},
     "mask-0.9": {"pretrain": {"mask_ratio": 0.9}, "policy": {}},
+    # For this suite's memory tasks, whose cue and decision lie far apart: windows from step 0
+    # over (most of) the episode, alone, with the one-vector bottleneck, and with the causal term.
+    "episode": {"pretrain": {"window_start": "episode", "window": 400}, "policy": {}},
+    "episode-bottleneck": {"pretrain": {"window_start": "episode", "window": 400,
+                                        "decoder_reads": "history"}, "policy": {}},
+    "episode-causal": {"pretrain": {"window_start": "episode", "window": 400,
+                                    "future_actions": 8}, "policy": {}},
+    "bottleneck": {"pretrain": {"decoder_reads": "history"}, "policy": {}},
 }
 
 

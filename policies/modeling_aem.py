@@ -150,6 +150,8 @@ class AEMPretrainer(nn.Module):
                                              enable_nested_tensor=False)
         self.vision_head = nn.Linear(d, target_dim)
         self.action_head = nn.Linear(d, config.action_dim)
+        self.future_head = (nn.Linear(d, config.future_actions * config.action_dim)
+                            if config.future_actions else None)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.position, std=0.02)
         self.train()
@@ -167,10 +169,9 @@ class AEMPretrainer(nn.Module):
         x = F.interpolate(x, size=self.config.target_pixels, mode="area")
         return (x - 0.5).flatten(1)
 
-    def masks(self, batch: int, generator=None) -> torch.Tensor:
+    def masks(self, batch: int, window: int, generator=None) -> torch.Tensor:
         """(B, W) bool, True = masked. The last step's frame is always visible (it is where the
         history vector is read); the other steps are masked at ``mask_ratio``."""
-        window = self.config.window
         n_masked = round(self.config.mask_ratio * (window - 1))
         scores = torch.rand(batch, window - 1, generator=generator)
         masked = torch.zeros(batch, window, dtype=torch.bool)
@@ -183,7 +184,7 @@ class AEMPretrainer(nn.Module):
         cfg, enc = self.config, self.encoder
         actions = batch["actions"]
         size, window = actions.shape[:2]
-        masked = self.masks(size, generator)
+        masked = self.masks(size, window, generator)
         visible = ~masked
 
         # Visual features of the visible steps only: masked frames are never encoded.
@@ -209,10 +210,14 @@ class AEMPretrainer(nn.Module):
         encoded_tokens, _ = enc(visible_tokens)  # in their original order, gaps removed
         history = encoded_tokens[:, -1]  # the last visible token is the last frame's
 
-        # Decoder: the window with encoder outputs where visible, mask tokens elsewhere.
+        # Decoder: the window with encoder outputs where visible (or, through the bottleneck,
+        # nowhere), mask tokens elsewhere, after the history vector.
         full = self.mask_token.expand(size, tokens.shape[1], -1).clone()
-        full = full.scatter(1, order[..., None].expand(-1, -1, full.shape[-1]), encoded_tokens)
-        decoded = self.decoder(torch.cat([history[:, None], full], 1) + self.position)[:, 1:]
+        if cfg.decoder_reads == "tokens":
+            full = full.scatter(1, order[..., None].expand(-1, -1, full.shape[-1]),
+                                encoded_tokens)
+        decoded = self.decoder(torch.cat([history[:, None], full], 1)
+                               + self.position[: full.shape[1] + 1])[:, 1:]
 
         if cfg.use_actions:
             vision_out, action_out = decoded[:, 0::2], decoded[:, 1::2]
@@ -233,5 +238,23 @@ class AEMPretrainer(nn.Module):
             target_actions = enc.action_normalizer.normalize(actions)[action_masked]
             losses["action"] = F.mse_loss(self.action_head(action_out[action_masked]),
                                           target_actions)
+        if self.future_head is not None:
+            losses["future"] = cfg.future_weight * self.future_loss(encoded_tokens, order, actions)
         losses["loss"] = sum(losses.values())
         return losses
+
+    def future_loss(self, encoded: torch.Tensor, order: torch.Tensor,
+                    actions: torch.Tensor) -> torch.Tensor:
+        """MSE of the next ``future_actions`` actions predicted from each visible frame's encoder
+        output (which has read only the visible steps up to that frame), within the window."""
+        tokens_per_step = 2 if self.config.use_actions else 1
+        is_frame = order % tokens_per_step == 0
+        step = order // tokens_per_step  # (B, n_visible)
+        horizon, window = self.config.future_actions, actions.shape[1]
+        future = step[..., None] + torch.arange(horizon)  # (B, n_visible, k)
+        valid = is_frame[..., None] & (future < window)
+        target = self.encoder.action_normalizer.normalize(actions)
+        target = target.gather(1, future.clamp(max=window - 1).flatten(1)[..., None].expand(
+            -1, -1, target.shape[-1])).reshape(*future.shape, -1)
+        prediction = self.future_head(encoded).reshape(*future.shape, -1)
+        return F.mse_loss(prediction[valid], target[valid])

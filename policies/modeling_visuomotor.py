@@ -179,10 +179,8 @@ class VisuomotorPolicy(nn.Module):
         "features" (E, T, F), "state" (E, T, D), "previous_actions" (E, T, A), and the steps to
         train on, "rows" (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
         if self.memory is not None:
-            previous = self.action_normalizer.normalize(batch["previous_actions"])
-            previous[:, 0] = 0.0  # no action before the first step, as in reset()
-            memory = self.memory(batch["features"], self.state_normalizer.normalize(batch["state"]),
-                                 previous)
+            memory = self._memory_sequence(batch["features"], batch["state"],
+                                           batch["previous_actions"])
             episode, step = batch["rows"].unbind(1)
             cond = self._global_cond(batch["features"][episode, step][:, None],
                                      batch["state"][episode, step][:, None], memory[episode, step])
@@ -214,6 +212,7 @@ class VisuomotorPolicy(nn.Module):
         device = self.state_normalizer.min.device
         if self.memory is not None:
             self._memory_state = self.memory.initial_state(1, device)
+            self._memory_steps = 0
             self._previous_action = None  # normalised; zeros before the first action
             self._memory_now: torch.Tensor | None = None
         if self.history is not None:
@@ -309,10 +308,7 @@ class VisuomotorPolicy(nn.Module):
         the memory the policy conditions on at each step, as ``act()`` computes it (the
         recurrent memory's output, AEM's history vector, or the stacked frames' features)."""
         if self.memory is not None:
-            previous = self.action_normalizer.normalize(actions).roll(1, 0)
-            previous[0] = 0.0
-            return self.memory(features[None], self.state_normalizer.normalize(state)[None],
-                               previous[None])[0]
+            return self._memory_sequence(features[None], state[None], actions.roll(1, 0)[None])[0]
         if self.history is not None:
             window = self.history.config.inference_window
             if window is None:
@@ -327,8 +323,24 @@ class VisuomotorPolicy(nn.Module):
             return features[steps].flatten(1)
         raise ValueError(f"a {self.config.policy_type} policy has no memory: it reads one frame")
 
+    def _memory_sequence(self, features: torch.Tensor, state: torch.Tensor,
+                         previous_actions: torch.Tensor) -> torch.Tensor:
+        """The recurrent memory over whole episodes from step 0: (E, T, *) each, the action
+        before each step (the first is ignored) -> (E, T, memory_dim), step t holding the output
+        of the last step read at or before it (every ``memory_stride``-th)."""
+        stride = self.config.memory_stride
+        previous = self.action_normalizer.normalize(previous_actions[:, ::stride])
+        previous[:, 0] = 0.0  # no action before the first step, as in reset()
+        out = self.memory(features[:, ::stride], self.state_normalizer.normalize(
+            state[:, ::stride]), previous)
+        return out[:, torch.arange(features.shape[1], device=out.device) // stride]
+
     def _remember(self, observation: dict) -> None:
-        """Advance the recurrent memory by this step: its frame, state and the action before."""
+        """Advance the recurrent memory on every ``memory_stride``-th step: its frame, state and
+        the action before; hold it in between."""
+        self._memory_steps += 1
+        if (self._memory_steps - 1) % self.config.memory_stride:
+            return
         self._encode_frames([observation])
         previous = (self._previous_action if self._previous_action is not None
                     else torch.zeros(self.config.action_dim, device=observation["state"].device))

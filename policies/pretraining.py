@@ -20,19 +20,30 @@ from aem_bench.policies import AEM_PRETRAIN, load_policy, save_policy
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.feature_cache import frozen_features
 from aem_bench.policies.modeling_aem import AEMPretrainer
-from aem_bench.policies.training import batch_rows, optimize, saved_run, seed_everything
+from aem_bench.policies.training import (
+    batch_rows,
+    encoder_overrides,
+    optimize,
+    saved_run,
+    seed_everything,
+)
 
 
 class StepWindows:
-    """Every window of ``window`` consecutive steps that fits in an episode."""
+    """Every window of ``window`` consecutive steps that fits in an episode; with
+    ``from_start``, one window per episode from its step 0, of ``window`` steps or the shortest
+    episode's length, whichever is shorter."""
 
-    def __init__(self, demos, window: int):
+    def __init__(self, demos, window: int, from_start: bool = False):
         self.rgb = np.concatenate([ep.rgb for ep in demos.episodes])
         self.actions = np.concatenate([ep.actions for ep in demos.episodes]).astype(np.float32)
         self.features: np.ndarray | None = None
+        if from_start:
+            window = min(window, min(len(ep) for ep in demos.episodes))
         starts, offset = [], 0
         for episode in demos.episodes:
-            starts.extend(range(offset, offset + len(episode) - window + 1))
+            last = offset + (1 if from_start else len(episode) - window + 1)
+            starts.extend(range(offset, last))
             offset += len(episode)
         if not starts:
             longest = max(len(ep) for ep in demos.episodes)
@@ -72,11 +83,17 @@ def pretrain(
     overrides = {**(config_overrides or {}), "image_size": tuple(first.rgb.shape[1:3]),
                  "action_dim": first.actions.shape[1]}
 
+    source = None
+    if overrides.get("encoder_checkpoint") is not None:
+        overrides, source = encoder_overrides(overrides)
     resume = resume and saved_run(out_dir, "policy_type", AEM_PRETRAIN, overrides)
     model = load_policy(out_dir) if resume else AEMPretrainer(AEMConfig.from_dict(overrides))
     config = model.config
+    if source is not None and not resume:
+        model.encoder.vision.load_state_dict(source.encoder.state_dict())
+        del source
 
-    windows = StepWindows(demos, config.window)
+    windows = StepWindows(demos, config.window, from_start=config.window_start == "episode")
     del demos
     model.encoder.action_normalizer.fit(windows.actions)
     if model.encoder.frozen_vision:

@@ -13,7 +13,7 @@ from aem_bench.policies.training import DemoWindows, EpisodeBatches, train
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"image_size": (32, 32), "crop_size": 28, "down_dims": (16, 32), "timestep_embed_dim": 16,
-        "pred_horizon": 8, "action_steps": 4, "ema_decay": None, "memory_dim": 16}
+        "pred_horizon": 8, "action_steps": 4, "ema_decay": None, "memory_dim": 16, "memory_stride": 1}
 
 
 def tiny_gru(**overrides):
@@ -22,11 +22,12 @@ def tiny_gru(**overrides):
                                            **overrides}))
 
 
-def test_the_memory_at_run_time_is_the_memory_trained_on():
-    """act() advances the GRU one step at a time with the action it returned before; the
-    training pass (memory_trace, the same code as compute_loss) reads the whole episode at
-    once. Both must give the same memory at every step."""
-    policy = tiny_gru().eval()
+@pytest.mark.parametrize("stride", [1, 4])
+def test_the_memory_at_run_time_is_the_memory_trained_on(stride):
+    """act() advances the GRU one step at a time (every ``stride``-th) with the action it
+    returned before; the training pass (memory_trace, the same code as compute_loss) reads the
+    whole episode at once. Both must give the same memory at every step."""
+    policy = tiny_gru(memory_stride=stride).eval()
     policy.reset(0)
     observations = [observation(32, seed=t) for t in range(9)]
     memories, actions = [], []
