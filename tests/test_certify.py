@@ -14,6 +14,7 @@ def test_certificate_of_a_memory_task(tmp_path):
     record = tmp_path / "certificates.json"
     entry = certify("AEM/ShellGame-v0", tmp_path / "work", TINY, progress=False, record=record)
     assert json.loads(record.read_text())["AEM/ShellGame-v0"] == entry
+    assert json.loads((tmp_path / "work" / "certificate.json").read_text()) == entry
     assert entry["memory"] == "spatial" and entry["chance"] == pytest.approx(1 / 3)
     assert "ball" in entry["memory_fact"] or "spot" in entry["memory_fact"]
     assert entry["cue_hidden_at"]["min"] > 0

@@ -309,6 +309,35 @@ def test_an_episode_log_of_another_run_or_with_a_bad_line_is_refused(tmp_path):
         evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
 
 
+def test_an_episode_log_is_resumed_only_by_the_checkpoint_it_logged(tmp_path, capsys):
+    checkpoint, log = tmp_path / "ckpt", tmp_path / "episodes.jsonl"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "model.safetensors").write_bytes(b"first weights")
+    run = {"episodes": 2, "seed": 10, "progress": False, "log": log, "checkpoint": checkpoint}
+    evaluate(HoldPosePolicy(), COUNTDOWN, **run)
+    assert json.loads(log.read_text().splitlines()[0])["header"]["checkpoint_digest"]
+    assert "resuming" not in capsys.readouterr().err
+    again = HoldPosePolicy()
+    evaluate(again, COUNTDOWN, **run)
+    assert again.reset_seeds == []  # the same weights: every episode reused, and said so
+    assert f"resuming 2 episodes from {log}" in capsys.readouterr().err
+    (checkpoint / "model.safetensors").write_bytes(b"retrained weights")  # same name, new model
+    with pytest.raises(ValueError, match="episodes of another checkpoint"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, **run)
+
+
+def test_a_run_that_stops_before_its_first_episode_leaves_no_log(tmp_path):
+    class RaisesAtOnce(HoldPosePolicy):
+        def act(self, observation):
+            raise ZeroDivisionError("bug")
+
+    log = tmp_path / "episodes.jsonl"
+    with pytest.raises(EvaluationError):
+        evaluate(RaisesAtOnce(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
+    assert not log.exists()  # not a header-only log
+
+
 def test_workers_give_the_records_of_one_process(tmp_path):
     local = evaluate(hold_pose_policy, COUNTDOWN, episodes=6, seed=20, progress=False)
     parallel = evaluate(hold_pose_policy, COUNTDOWN, episodes=6, seed=20, progress=False,
