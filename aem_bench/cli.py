@@ -51,8 +51,8 @@ def _check_tasks(argument: str, values, scene: str | None = None) -> None:
                     else "`aem-bench tasks` lists them")
             raise bad_value(argument, value, f"a registered task id ({hint})")
         if scene is not None and TASKS[value].scene != scene:
-            raise bad_value(argument, value, f"a {scene} id (the variant of "
-                            f"{TASKS[value].base_id}); name {TASKS[value].base_id}")
+            raise bad_value(argument, value, f"a {scene} id, not a scene variant: "
+                            f"{TASKS[value].base_id}")
 
 
 def _check_at_least(args, minimum: int, *names: str) -> None:
@@ -888,8 +888,8 @@ def cmd_submit(args) -> int:
     except MissingWeightsError as err:
         # The hint is the training command's (--config); submit takes the options themselves.
         raise MissingWeightsError(str(err).replace(
-            """--config '{"encoder_options": {"weights": "/path/to/file"}}'""",
-            """--options '{"weights": "/path/to/file"}'""")) from None
+            """in encoder_options (e.g. --config '{"encoder_options": {"weights": "/path/to/file"}}'""",
+            """in the encoder's options (e.g. --options '{"weights": "/path/to/file"}'""")) from None
     for path in paths:
         print(f"results written to {path}")
     if protocol.name != "standard":

@@ -66,6 +66,54 @@ def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     assert "tiny-dp" in table and TASK in table
 
 
+def test_train_over_a_checkpoint_needs_overwrite_which_drops_its_evaluations(trained, tmp_path,
+                                                                          capsys):
+    root, _ = trained
+    checkpoint = tmp_path / "ckpt"
+    command = ["train", "--demos", str(root / "demos.h5"), "--out", str(checkpoint), "--steps",
+               "2", "--batch-size", "8"]
+    assert main(command) == 0
+    (checkpoint / "eval").mkdir()
+    (checkpoint / "eval" / "old.jsonl").write_text('{"header": {}}\n')  # the old model's
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(command) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (checkpoint / "model.safetensors").read_bytes() == weights
+    assert main([*command, "--overwrite", "--seed", "1"]) == 0
+    assert not (checkpoint / "eval").exists()
+    assert (checkpoint / "model.safetensors").read_bytes() != weights
+
+
+def test_episodes_that_errored_are_reported_and_all_of_them_fail_the_run(trained, tmp_path,
+                                                                        monkeypatch, capsys):
+    from aem_bench import evaluator
+
+    _, checkpoint = trained
+    real = evaluator.run_episode
+
+    def crash(env, policy, seed, video=None):
+        return evaluator.EpisodeRecord(seed, False, 0, 0.0, [], "step 0: environment crashed: "
+                                       "RuntimeError('boom')")
+
+    monkeypatch.setattr(evaluator, "run_episode", crash)
+    out = tmp_path / "all.json"
+    assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
+                 "--json", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "all 2 episodes errored" in err and "boom" in err and err.count("\n") == 1
+    assert not out.exists()  # 0% of nothing that ran is not a result
+
+    monkeypatch.setattr(evaluator, "run_episode", lambda env, policy, seed, video=None: (
+        crash(env, policy, seed) if seed == 100_000 else real(env, policy, seed, video)))
+    out = tmp_path / "some.json"
+    assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
+                 "--json", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 episodes errored" in err and "boom" in err
+    assert json.loads(out.read_text())["errors"] == 1
+
+
 def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp_path, capsys):
     _, checkpoint = trained
     tasks = ["AEM/ClickBell-v0", "AEM/ObserveAndPickup-v0"]

@@ -88,6 +88,8 @@ def test_truncated_and_missing_files(tmp_path, demo_file):
         load_demos(truncated)
     with pytest.raises(DemoFileError, match="no such demonstration file"):
         load_demos(tmp_path / "absent.h5")
+    with pytest.raises(DemoFileError, match="is a folder; expected a demonstration file"):
+        load_demos(tmp_path)
     text = tmp_path / "notes.h5"
     text.write_text(json.dumps({"hello": 1}))
     with pytest.raises(DemoFileError, match="not a readable HDF5 file"):
