@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -485,7 +486,7 @@ def _check_ablation(args, part: str) -> dict:
 
 def cmd_train(args) -> int:
     from aem_bench.policies import POLICIES, PolicyConfig, distributed
-    from aem_bench.policies.training import LOG_NAME, STATE_DIR, train
+    from aem_bench.policies.training import LOG_NAME, RECIPE_NAME, STATE_DIR, train
 
     if args.policy not in POLICIES:
         close = closest(args.policy, POLICIES)
@@ -500,10 +501,12 @@ def cmd_train(args) -> int:
     _check_at_least(args, 0, "seed")
     overrides = _config_overrides("--config", args.config, PolicyConfig)
     overrides = {**_check_ablation(args, "policy"), **overrides}
-    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME, "eval"))
+    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME, RECIPE_NAME,
+                          "eval"))
     train(args.policy, args.demos, args.out, steps=args.steps, batch_size=args.batch_size,
           seed=args.seed, config_overrides=overrides, num_threads=args.threads,
-          save_every=args.save_every, resume=args.resume)
+          save_every=args.save_every, resume=args.resume,
+          command=getattr(args, "command_line", None))
     if distributed.launched_rank() == 0:  # under torchrun, the rank that wrote it says so
         print(f"checkpoint written to {args.out}")
     return 0
@@ -513,16 +516,17 @@ def cmd_pretrain(args) -> int:
     from aem_bench.policies import distributed
     from aem_bench.policies.configuration_aem import AEMConfig
     from aem_bench.policies.pretraining import pretrain
-    from aem_bench.policies.training import LOG_NAME, STATE_DIR
+    from aem_bench.policies.training import LOG_NAME, RECIPE_NAME, STATE_DIR
 
     _check_input_file("--demos", args.demos)
     _check_at_least(args, 1, "steps", "save_every", "threads")
     _check_at_least(args, 0, "seed")
     overrides = _config_overrides("--config", args.config, AEMConfig)
     overrides = {**_check_ablation(args, "pretrain"), **overrides}
-    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME))
+    _check_run_dir(args, ("config.json", "model.safetensors", STATE_DIR, LOG_NAME, RECIPE_NAME))
     pretrain(args.demos, args.out, steps=args.steps, seed=args.seed, config_overrides=overrides,
-             num_threads=args.threads, save_every=args.save_every, resume=args.resume)
+             num_threads=args.threads, save_every=args.save_every, resume=args.resume,
+             command=getattr(args, "command_line", None))
     if distributed.launched_rank() == 0:
         print(f"AEM checkpoint written to {args.out}")
     return 0
@@ -746,7 +750,7 @@ def cmd_probe(args) -> int:
 
     torch.set_num_threads(args.threads)
     result = probe(args.policy, args.demos, folds=args.folds, seed=args.seed,
-                   progress=not args.json)
+                   progress=not args.json, command=getattr(args, "command_line", None))
     path = write_probe(result, args.out)
     if args.json:
         _print_json({**result, "probe_file": str(path)})
@@ -1090,6 +1094,8 @@ def main(argv: list[str] | None = None) -> int:
     from aem_bench.evaluator import EvaluationError
 
     args = build_parser().parse_args(argv)
+    # The command as a reader reruns it, for the records a command writes.
+    args.command_line = "aem-bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except EvaluationError as err:

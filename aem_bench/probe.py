@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ import torch
 from aem_bench.demos import load_demos
 from aem_bench.evaluator import wilson_interval
 from aem_bench.expert import run_expert
+from aem_bench.provenance import command_line, git_commit
 from aem_bench.registration import get_task
 
 PROBE_DIR = Path("leaderboard/probes")
@@ -77,11 +76,42 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
     return moments
 
 
+class PretrainedHistory:
+    """An AEM pretraining checkpoint seen as a policy's memory: its frozen frames' features and
+    the history vector as the recurrent inference computes it, so that pretraining variants can
+    be probed before any policy is trained on them."""
+
+    memory_name = "aem"
+
+    def __init__(self, pretrainer):
+        self.pretrainer = pretrainer
+        self.config = pretrainer.config
+        self.memory = None
+
+    def encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.pretrainer.encoder.encode_frames(rgb)
+
+    @torch.inference_mode()
+    def memory_trace(self, features, state, actions) -> torch.Tensor:
+        return self.pretrainer.encoder.history(features[None], actions[None])[0]
+
+    def state_dict(self):
+        return self.pretrainer.state_dict()
+
+
 def random_memory_copy(policy, seed: int = 0):
-    """The same policy with its memory's weights freshly initialised (normalisation kept)."""
+    """The same policy with its memory's weights freshly initialised (normalisation and the
+    frame encoder kept)."""
     from aem_bench.policies import VisuomotorPolicy
+    from aem_bench.policies.modeling_aem import AEMPretrainer
 
     torch.manual_seed(seed)
+    if isinstance(policy, PretrainedHistory):
+        fresh = AEMPretrainer(policy.config, load_encoder_weights=False)
+        kept = {key: value for key, value in policy.state_dict().items()
+                if key.startswith("encoder.vision.") or "normalizer" in key}
+        fresh.load_state_dict(kept, strict=False)
+        return PretrainedHistory(fresh.eval())
     fresh = VisuomotorPolicy(policy.config, load_encoder_weights=False)
     trained = policy.state_dict()
     prefix = "memory." if policy.memory is not None else "history."
@@ -111,18 +141,18 @@ def _probe_accuracy(inputs: np.ndarray, labels: np.ndarray, folds: int, seed: in
 
 
 def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: int = 5,
-          seed: int = 0, progress: bool = True) -> dict:
+          seed: int = 0, progress: bool = True, command: str | None = None) -> dict:
     """Probe the memory of ``checkpoint`` on the episodes of ``demos_path``; the result's top
     level is the decision step, ``moments`` holds every moment."""
     from tqdm import tqdm
 
-    from aem_bench.evaluator import collect_provenance
     from aem_bench.policies import load_policy
+    from aem_bench.policies.modeling_aem import AEMPretrainer
     from aem_bench.policies.training import episode_state
 
     policy = load_policy(checkpoint)
-    if not hasattr(policy, "memory_trace"):
-        raise ValueError(f"{checkpoint} is not a policy checkpoint (an AEM pretraining run?)")
+    if isinstance(policy, AEMPretrainer):
+        policy = PretrainedHistory(policy)
     memory_name = policy.memory_name
     if memory_name is None:
         raise ValueError(f"{checkpoint}: a {policy.config.policy_type} policy has no memory to "
@@ -140,7 +170,8 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
                               moments):
         with torch.inference_mode():
             features = policy.encode(torch.from_numpy(episode.rgb))
-        state = torch.from_numpy(episode_state(episode, policy.config.state_keys))
+        state = torch.from_numpy(episode_state(episode, getattr(policy.config, "state_keys",
+                                                                ("qpos",))))
         actions = torch.from_numpy(episode.actions.astype(np.float32))
         traces = {"memory": policy.memory_trace(features, state, actions).numpy(),
                   "frame": torch.cat([features, state], 1).numpy(),
@@ -171,7 +202,7 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
     return {
         "task": demos.env_id,
         "memory": memory_name,
-        "policy_type": policy.config.policy_type,
+        "policy_type": getattr(policy.config, "policy_type", "aem-pretrain"),
         "checkpoint": str(checkpoint),
         **decision,
         "moments": results,
@@ -181,8 +212,8 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
         "probe": "logistic regression on standardised inputs, stratified "
                  f"{folds}-fold cross-validation over whole episodes",
         "demos": str(demos_path),
-        "git_commit": collect_provenance()["git_commit"],
-        "command": "aem-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "git_commit": git_commit(),
+        "command": command or command_line(),
     }
 
 

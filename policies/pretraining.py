@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from aem_bench.demos import load_demos
-from aem_bench.policies import AEM_PRETRAIN, load_policy, save_policy
+from aem_bench.policies import AEM_PRETRAIN, distributed, load_policy, save_policy
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.feature_cache import frozen_features
 from aem_bench.policies.modeling_aem import AEMPretrainer
@@ -26,6 +26,7 @@ from aem_bench.policies.training import (
     optimize,
     saved_run,
     seed_everything,
+    write_recipe,
 )
 
 
@@ -72,6 +73,7 @@ def pretrain(
     save_every: int = 500,
     resume: bool = False,
     progress: bool = True,
+    command: str | None = None,
 ) -> AEMPretrainer:
     """Pretrain AEM on ``demos_path`` for ``steps`` steps into ``out_dir``; returns the model."""
     if steps < 1:
@@ -93,6 +95,10 @@ def pretrain(
         model.encoder.vision.load_state_dict(source.encoder.state_dict())
         del source
 
+    if distributed.launched_rank() == 0:
+        write_recipe(out_dir, demos_path, len(demos.episodes), policy=AEM_PRETRAIN, steps=steps,
+                     batch_size=config.batch_size, seed=seed, config_overrides=overrides,
+                     command=command)
     windows = StepWindows(demos, config.window, from_start=config.window_start == "episode")
     del demos
     model.encoder.action_normalizer.fit(windows.actions)

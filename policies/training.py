@@ -49,6 +49,22 @@ from aem_bench.policies.feature_cache import frozen_features
 
 LOG_NAME = "train_log.jsonl"
 STATE_DIR = "training"
+RECIPE_NAME = "recipe.json"
+
+
+def write_recipe(out_dir: Path, demos_path, episodes: int, **fields) -> None:
+    """``out_dir/recipe.json``: how this checkpoint was made (the demonstrations by path, digest
+    and count, the budget, the seed, the command and the commit), which evaluation copies into
+    its results so that a number carries its training."""
+    from aem_bench.policies.feature_cache import file_digest
+    from aem_bench.provenance import command_line, git_commit
+
+    command = fields.pop("command", None) or command_line()
+    recipe = {"demos": str(demos_path), "demos_sha256": file_digest(demos_path),
+              "demo_episodes": episodes, **fields, "command": command,
+              "git_commit": git_commit()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RECIPE_NAME).write_text(json.dumps(recipe, indent=2, default=str) + "\n")
 
 
 class DemoWindows:
@@ -428,6 +444,7 @@ def train(
     save_every: int = 500,
     resume: bool = False,
     progress: bool = True,
+    command: str | None = None,
 ) -> torch.nn.Module:
     """Train ``policy_name`` on ``demos_path`` for ``steps`` steps and save it to ``out_dir``.
 
@@ -470,6 +487,10 @@ def train(
         policy.encoder.load_state_dict(encoder_source.encoder.state_dict())
         del encoder_source
 
+    if distributed.launched_rank() == 0:
+        write_recipe(out_dir, demos_path, len(demos.episodes), policy=policy_name, steps=steps,
+                     batch_size=config.batch_size, seed=seed, config_overrides=overrides,
+                     command=command)
     dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys)
     del demos  # the dataset holds its own concatenated copy
     if policy.frozen_encoder:

@@ -40,7 +40,7 @@ def pretrained(tmp_path_factory):
 
 def test_masks_cover_whole_steps_at_the_ratio_and_keep_the_last_frame():
     model = AEMPretrainer(AEMConfig(**SMALL, mask_ratio=0.7))
-    masks = model.masks(64, torch.Generator().manual_seed(0))
+    masks = model.masks(64, model.config.window, torch.Generator().manual_seed(0))
     assert masks.shape == (64, 8)
     assert (masks.sum(1) == round(0.7 * 7)).all()
     assert not masks[:, -1].any()

@@ -7,7 +7,7 @@ import torch
 from policy_helpers import fitted, observation, write_demos
 
 from aem_bench.demos import DemoWriter, Episode
-from aem_bench.policies import load_policy, make_policy, save_policy
+from aem_bench.policies import load_policy, make_policy
 from aem_bench.policies.training import DemoWindows, EpisodeBatches, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -86,7 +86,7 @@ def test_probe_writes_one_file_with_every_probe(shell_game, capsys):
         assert 0.0 <= result[f"{key}_accuracy"] <= 1.0
         lo, hi = result[f"{key}_ci95"]
         assert lo <= result[f"{key}_accuracy"] <= hi
-    assert result["git_commit"] and result["command"].startswith("aem-bench")
+    assert result["git_commit"] and "probe --policy" in result["command"]
 
 
 def test_a_policy_without_memory_is_refused(shell_game, capsys):
