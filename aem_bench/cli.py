@@ -671,8 +671,10 @@ def cmd_eval(args) -> int:
     policy = load_for_eval(args.policy, args.threads)
     name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
     from aem_bench.policies import leaderboard_parts
+    from aem_bench.policies.training import checkpoint_training
 
-    parts = dict(zip(("encoder", "head"), leaderboard_parts(policy.config), strict=True))
+    config, memory = policy.config, policy.memory_name
+    parts = dict(zip(("encoder", "head"), leaderboard_parts(config), strict=True))
     # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
     env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
     if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
@@ -689,6 +691,8 @@ def cmd_eval(args) -> int:
                           log=log, video_dir=args.video, video_format=args.video_format,
                           video_episodes=args.video_seed or args.video_episodes,
                           backend=backend, address=address, checkpoint=args.policy, **parts)
+        report.observations = ["rgb", *config.state_keys]
+        report.training = checkpoint_training(args.policy, config, memory)
         errors = [record.error for record in report.records if record.error is not None]
         if len(errors) == len(report.records):
             # Not a result (0% of nothing that ran): no results file for the leaderboard.

@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from aem_bench.demos import package_versions
 from aem_bench.expert import solvable_seeds
+from aem_bench.provenance import git_commit
 from aem_bench.registration import TASKS
 
 
@@ -135,7 +135,7 @@ def collect_provenance() -> dict:
     return {
         "hardware": _hardware(),
         "versions": package_versions(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -158,21 +158,6 @@ def _hardware() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count() or 0, "torch_threads": torch_threads}
 
 
-def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            check=False,
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 @dataclass
 class EvalReport:
     policy: str
@@ -184,6 +169,10 @@ class EvalReport:
     head: str = "custom"
     workers: int = 1
     provenance: dict = field(default_factory=collect_provenance)
+    # What the policy reads ("rgb", "qpos", "oracle"): an oracle policy is a fact, not a name.
+    observations: list[str] | None = None
+    # How the checkpoint was made (its recipe.json and the checkpoints it builds on), if known.
+    training: dict | None = None
 
     @property
     def successes(self) -> int:
@@ -220,6 +209,8 @@ class EvalReport:
             "steps_per_second": round(steps / seconds, 2) if seconds > 0 else None,
             "errors": sum(record.error is not None for record in self.records),
             "seeds": [record.seed for record in self.records],
+            "observations": self.observations,
+            "training": self.training,
             **self.provenance,
         }
 

@@ -227,6 +227,17 @@ def encoder_overrides(overrides: dict) -> tuple[dict, torch.nn.Module]:
             "freeze_encoder": True}, source
 
 
+def checkpoint_training(checkpoint: str | os.PathLike, config, memory: str | None) -> dict:
+    """What a results file says of its policy's training: the checkpoint's recipe (None for a
+    checkpoint made before recipes were written), its memory, and the checkpoints it builds on."""
+    path = Path(checkpoint) / RECIPE_NAME
+    recipe = json.loads(path.read_text()) if path.is_file() else None
+    return {"checkpoint": str(checkpoint), "policy_type": config.policy_type,
+            "memory": memory,
+            "encoder_checkpoint": config.encoder_checkpoint,
+            "aem_checkpoint": config.aem_checkpoint, "recipe": recipe}
+
+
 def batch_rows(step: int, samples: int, batch_size: int, seed: int) -> np.ndarray:
     """The rows of training step ``step`` (from 1): epochs are seeded permutations cut into
     equal batches (the remainder is dropped unless the data is smaller than one batch)."""
