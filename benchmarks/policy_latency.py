@@ -16,9 +16,10 @@ on all of them alike; ratios are taken within the run.
    - AEM, windowed: the Mamba over the last h steps' tokens (the ``inference_window`` option);
    - frame stacking as Diffusion Policy runs it: encode all h frames at every prediction;
    - frame stacking as this zoo runs it: each frame encoded once, on arrival, the h features
-     concatenated.
+     concatenated;
+   - the GRU memory of gru-dp: encode the new frame, one GRU step from the carried state.
 2. **Whole policy per control step**: ``act()`` over 64 steps of an episode (8 chunk
-   predictions), mean per step, for aem-dp (recurrent history) and singleframe-dp.
+   predictions), mean per step, for aem-dp (recurrent history), gru-dp and singleframe-dp.
 """
 
 from __future__ import annotations
@@ -58,10 +59,16 @@ def history_cases() -> dict[str, Callable[[], None]]:
 
     aem = fitted(make_policy("aem-dp"))
     stack = fitted(make_policy("singleframe-dp"))  # its encoder is the frame stack's
+    gru = fitted(make_policy("gru-dp"))
     cases = {}
     frame = frames(1)
     action = torch.zeros(1, 16)
     state = aem.history.initial_state(1)
+    memory_state = gru.memory.initial_state(1)
+
+    @torch.inference_mode()
+    def gru_recurrent():  # the new frame, the joint state and the last action, one GRU step
+        gru.memory.step(gru.encode(frame), torch.zeros(1, 16), action, memory_state)
 
     @torch.inference_mode()
     def aem_recurrent():  # the new frame and the last action, from the carried state
@@ -92,6 +99,7 @@ def history_cases() -> dict[str, Callable[[], None]]:
         cases[f"aem-window/{h}"] = aem_window
         cases[f"framestack-reencode/{h}"] = stack_reencode
         cases[f"framestack-cached/{h}"] = stack_cached
+        cases[f"gru-recurrent/{h}"] = gru_recurrent  # the same step at any length: a state
     return cases
 
 
@@ -100,7 +108,7 @@ def policy_cases(steps: int = 64) -> dict[str, Callable[[], None]]:
 
     observations = [{"rgb": f.numpy(), "qpos": np.zeros(16, np.float32)} for f in frames(steps)]
     cases = {}
-    for name in ("singleframe-dp", "aem-dp"):
+    for name in ("singleframe-dp", "aem-dp", "gru-dp"):
         policy = fitted(make_policy(name))
 
         def episode(policy=policy):
@@ -137,23 +145,31 @@ def report(reps: int) -> str:
              ("**History encoder, per control step with a prediction** (ms; ratio to AEM "
              "recurrent at the same length):"), "",
              ("| History (steps) | AEM recurrent | AEM window | Frame stack, re-encoded "
-             "(as DP) | Frame stack, cached (this zoo) |"), "|---|---|---|---|---|"]
+             "(as DP) | Frame stack, cached (this zoo) | GRU memory (gru-dp) |"),
+             "|---|---|---|---|---|---|"]
     for h in HISTORY_LENGTHS:
         base = ms[f"aem-recurrent/{h}"]
         cells = [f"{base:.2f}"] + [
             f"{ms[f'{case}/{h}']:.2f} ({ms[f'{case}/{h}'] / base:.1f}x)"
-            for case in ("aem-window", "framestack-reencode", "framestack-cached")]
+            for case in ("aem-window", "framestack-reencode", "framestack-cached",
+                         "gru-recurrent")]
         lines.append(f"| {h} | " + " | ".join(cells) + " |")
     flat = ms[f"aem-recurrent/{HISTORY_LENGTHS[-1]}"] / ms[f"aem-recurrent/{HISTORY_LENGTHS[0]}"]
+    flat_gru = (ms[f"gru-recurrent/{HISTORY_LENGTHS[-1]}"]
+                / ms[f"gru-recurrent/{HISTORY_LENGTHS[0]}"])
     per_step = {k: 1000 * v / 64 for k, v in whole.items()}
     ratio = per_step["aem-dp"] / per_step["singleframe-dp"]
-    lines += ["", f"AEM recurrent at 128 steps of history costs {flat:.2f}x what it costs at 8.",
+    lines += ["", (f"AEM recurrent at 128 steps of history costs {flat:.2f}x what it costs at "
+              f"8; the GRU memory {flat_gru:.2f}x: both carry a state, so a step costs the same "
+              "at any point of an episode."),
               "", ("**Whole policy, `act()` per control step** (mean over 64 steps = 8 chunk "
               "predictions of 10 DDIM steps; median of "
               f"{max(5, reps // 10)} episodes):"), "",
               "| Policy | ms per step | Ratio to singleframe-dp |", "|---|---|---|",
               f"| singleframe-dp | {per_step['singleframe-dp']:.2f} | 1.00 |",
-              f"| aem-dp (recurrent history) | {per_step['aem-dp']:.2f} | {ratio:.2f} |", "",
+              f"| aem-dp (recurrent history) | {per_step['aem-dp']:.2f} | {ratio:.2f} |",
+              f"| gru-dp (GRU memory, every 4th step) | {per_step['gru-dp']:.2f} | "
+              f"{per_step['gru-dp'] / per_step['singleframe-dp']:.2f} |", "",
               (f"Goal: aem-dp at most 1.25x singleframe-dp: "
               f"**{'met' if ratio <= 1.25 else 'not met'}** ({ratio:.2f}x). aem-dp encodes "
               "every frame (its history needs each one), singleframe-dp only the frames it "
