@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/aem-bench pipeline --task AEM/HandoverBlock-v0 --out $(DEMO_DIR)
+	$(BIN)/aem-bench pipeline --task AEM/HandoverBlock-v0 --out $(DEMO_DIR) --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q
