@@ -185,3 +185,70 @@ def test_cli_pretrain_with_an_ablation(tmp_path, capsys):
     assert main(["pretrain", "--demos", str(demos), "--out", str(tmp_path / "x"), "--steps", "1",
                  "--ablation", "nope"]) != 0
     assert "unknown AEM ablation 'nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ long-memory options
+
+
+def test_episode_windows_start_at_step_zero_and_span_the_shortest_episode(tmp_path):
+    from aem_bench.demos import load_demos
+    from aem_bench.policies.pretraining import StepWindows
+
+    demos = load_demos(write_demos(tmp_path / "demos.h5", episodes=3, steps=20))
+    demos.episodes[1] = type(demos.episodes[1])(*[getattr(demos.episodes[1], f)[:14] if f in (
+        "rgb", "qpos", "actions") else getattr(demos.episodes[1], f)
+        for f in ("rgb", "qpos", "actions", "seed", "success", "oracle")])
+    windows = StepWindows(demos, 400, from_start=True)
+    assert windows.rows.shape == (3, 14)  # one per episode, as long as the shortest
+    np.testing.assert_array_equal(windows.rows[:, 0], [0, 20, 34])  # each episode's step 0
+    assert StepWindows(demos, 8).rows.shape == (13 + 7 + 13, 8)  # the paper's: every start
+
+
+@pytest.mark.parametrize("extra", [{"decoder_reads": "history"}, {"future_actions": 4}])
+def test_long_memory_options_train_on_a_fixed_batch(extra):
+    torch.manual_seed(0)
+    model = AEMPretrainer(AEMConfig(**SMALL, **extra))
+    rng = np.random.default_rng(0)
+    actions = np.cumsum(rng.normal(0, 0.1, (4, 8, 16)), axis=1).astype(np.float32)
+    model.encoder.action_normalizer.fit(actions.reshape(-1, 16))
+    batch = {"rgb": torch.from_numpy(rng.integers(0, 256, (4, 8, 32, 32, 3), dtype=np.uint8)),
+             "actions": torch.from_numpy(actions)}
+    with torch.no_grad():
+        assert ("future" in model.compute_loss(batch)) == ("future_actions" in extra)
+    assert loss_ratio_after_training(model, batch, steps=40) < 0.8
+
+
+def test_through_the_bottleneck_the_decoder_sees_only_the_history():
+    """With decoder_reads="history", the decoder's input past the history vector is the same for
+    two windows whose frames differ: nothing but the history reaches it. With "tokens" the
+    visible steps' encoder outputs do."""
+    for reads, alike in (("history", True), ("tokens", False)):
+        torch.manual_seed(0)
+        model = AEMPretrainer(AEMConfig(**SMALL, decoder_reads=reads)).eval()
+        model.encoder.action_normalizer.fit(np.random.default_rng(0).normal(size=(8, 16)))
+        captured = []
+        hook = model.decoder.register_forward_hook(lambda m, i, o: captured.append(i[0]))
+        rng = np.random.default_rng(1)
+        rgb = torch.from_numpy(rng.integers(0, 256, (1, 8, 32, 32, 3), dtype=np.uint8))
+        actions = torch.zeros(1, 8, 16)
+        generator = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            model.compute_loss({"rgb": rgb, "actions": actions}, generator)
+            generator.manual_seed(3)  # the same mask
+            model.compute_loss({"rgb": 255 - rgb, "actions": actions}, generator)
+        hook.remove()
+        without_history = [x[:, 1:] for x in captured]  # the decoder input after the history
+        assert torch.equal(*without_history) == alike
+
+
+def test_pretraining_takes_the_frozen_encoder_of_a_trained_policy(tmp_path):
+    demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=12)
+    source = train("singleframe-dp", demos, tmp_path / "sf", steps=2, batch_size=4,
+                   config_overrides={**HEAD, "crop_size": None,
+                                     "encoder_options": ENCODER}, progress=False)
+    model = pretrain(demos, tmp_path / "aem", steps=2, num_threads=1, progress=False,
+                     config_overrides={"window": 8, "d_model": 32,
+                                       "encoder_checkpoint": str(tmp_path / "sf")})
+    assert model.encoder.frozen_vision and model.vision_target == "features"
+    for key, value in source.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.vision.state_dict()[key], value)
