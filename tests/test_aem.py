@@ -227,7 +227,8 @@ def test_through_the_bottleneck_the_decoder_sees_only_the_history():
         model = AEMPretrainer(AEMConfig(**SMALL, decoder_reads=reads)).eval()
         model.encoder.action_normalizer.fit(np.random.default_rng(0).normal(size=(8, 16)))
         captured = []
-        hook = model.decoder.register_forward_hook(lambda m, i, o: captured.append(i[0]))
+        hook = model.decoder.register_forward_hook(
+            lambda m, i, o, captured=captured: captured.append(i[0]))
         rng = np.random.default_rng(1)
         rgb = torch.from_numpy(rng.integers(0, 256, (1, 8, 32, 32, 3), dtype=np.uint8))
         actions = torch.zeros(1, 8, 16)
