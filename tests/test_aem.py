@@ -47,15 +47,21 @@ def test_masks_cover_whole_steps_at_the_ratio_and_keep_the_last_frame():
     assert len({tuple(m.tolist()) for m in masks}) > 10  # drawn per sample
 
 
-@pytest.mark.parametrize("use_actions", [True, False])
-def test_pretraining_lowers_the_reconstruction_loss_on_a_fixed_batch(use_actions):
+def model_and_fixed_batch(**settings):
+    """A small pretraining model and a batch of 4 windows of random frames and smooth actions."""
     torch.manual_seed(0)
-    model = AEMPretrainer(AEMConfig(**SMALL, use_actions=use_actions))
+    model = AEMPretrainer(AEMConfig(**SMALL, **settings))
     rng = np.random.default_rng(0)
     actions = np.cumsum(rng.normal(0, 0.1, (4, 8, 16)), axis=1).astype(np.float32)
     model.encoder.action_normalizer.fit(actions.reshape(-1, 16))
     batch = {"rgb": torch.from_numpy(rng.integers(0, 256, (4, 8, 32, 32, 3), dtype=np.uint8)),
              "actions": torch.from_numpy(actions)}
+    return model, batch
+
+
+@pytest.mark.parametrize("use_actions", [True, False])
+def test_pretraining_lowers_the_reconstruction_loss_on_a_fixed_batch(use_actions):
+    model, batch = model_and_fixed_batch(use_actions=use_actions)
     with torch.no_grad():
         assert ("action" in model.compute_loss(batch)) == use_actions
     assert loss_ratio_after_training(model, batch, steps=40) < 0.7
@@ -206,13 +212,7 @@ def test_episode_windows_start_at_step_zero_and_span_the_shortest_episode(tmp_pa
 
 @pytest.mark.parametrize("extra", [{"decoder_reads": "history"}, {"future_actions": 4}])
 def test_long_memory_options_train_on_a_fixed_batch(extra):
-    torch.manual_seed(0)
-    model = AEMPretrainer(AEMConfig(**SMALL, **extra))
-    rng = np.random.default_rng(0)
-    actions = np.cumsum(rng.normal(0, 0.1, (4, 8, 16)), axis=1).astype(np.float32)
-    model.encoder.action_normalizer.fit(actions.reshape(-1, 16))
-    batch = {"rgb": torch.from_numpy(rng.integers(0, 256, (4, 8, 32, 32, 3), dtype=np.uint8)),
-             "actions": torch.from_numpy(actions)}
+    model, batch = model_and_fixed_batch(**extra)
     with torch.no_grad():
         assert ("future" in model.compute_loss(batch)) == ("future_actions" in extra)
     assert loss_ratio_after_training(model, batch, steps=40) < 0.8
