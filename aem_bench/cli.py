@@ -752,6 +752,12 @@ def cmd_probe(args) -> int:
 
     from aem_bench.probe import probe, probe_table, write_probe
 
+    _check_checkpoint("--policy", args.policy)
+    _check_input_file("--demos", args.demos)
+    _check_at_least(args, 2, "folds")
+    _check_at_least(args, 1, "threads")
+    _check_at_least(args, 0, "seed")
+    _check_output("--out", args.out, folder=True)
     torch.set_num_threads(args.threads)
     result = probe(args.policy, args.demos, folds=args.folds, seed=args.seed,
                    progress=not args.json, command=getattr(args, "command_line", None))

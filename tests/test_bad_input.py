@@ -71,6 +71,13 @@ CASES = [
      "'mask_ratio'"),
     ("pretrain --demos {demos} --out {dir}/a --ablation nope", "--ablation", "nope"),
     ("pretrain --demos {demos} --out {aem}", "--out", "--overwrite"),
+    # probe
+    ("probe --policy {dir}/none --demos {demos}", "--policy", "no such checkpoint folder"),
+    ("probe --policy {ckpt} --demos {dir}", "--demos", "is a folder; expected a file"),
+    ("probe --policy {ckpt} --demos {demos} --folds 1", "--folds", "at least 2"),
+    ("probe --policy {ckpt} --demos {demos} --seed -1", "--seed", "at least 0"),
+    ("probe --policy {ckpt} --demos {demos} --out {file}", "--out", "is a file"),
+    ("probe --policy {ckpt} --demos {demos} --out {ro}/p", "--out", "read-only"),
     # eval
     ("eval --policy {file}", "--policy", "is a file; expected a checkpoint folder"),
     ("eval --policy {dir}/missing", "--policy", "no such checkpoint folder"),
