@@ -50,8 +50,10 @@ TINY = {"image_size": (32, 32), "crop_size": 28, "down_dims": (16, 32), "timeste
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-# The AEM policies need a pretraining run: test_aem.py checks them the same way.
-FRAME_POLICIES = sorted(name for name, defaults in POLICIES.items() if "history" not in defaults)
+# The AEM policies need a pretraining run (test_aem.py checks them the same way), the recurrent
+# memory trains on whole episodes (test_memory.py).
+FRAME_POLICIES = sorted(name for name, defaults in POLICIES.items()
+                        if "history" not in defaults and "memory" not in defaults)
 
 
 def tiny(name: str, **overrides):
@@ -64,7 +66,8 @@ def tiny(name: str, **overrides):
 
 def test_the_zoo_has_every_encoder_under_both_heads():
     assert sorted(POLICIES) == sorted(f"{e}-{h}" for e in
-                                      ("singleframe", "framestack", "dinov2", "clip", "r3m", "aem")
+                                      ("singleframe", "framestack", "dinov2", "clip", "r3m", "aem",
+                                       "gru")
                                       for h in ("dp", "flow"))
     assert PolicyConfig.from_dict(POLICIES["framestack-dp"]).obs_horizon == 8
     assert set(ENCODERS) == {"resnet", "dinov2", "clip", "r3m"}
