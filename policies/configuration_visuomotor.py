@@ -59,6 +59,10 @@ class PolicyConfig(JsonConfig):
     # times faster, and the loss at a decision reaches the cue through k times fewer steps.
     memory_stride: int = 4
     episodes_per_batch: int = 8  # whole episodes per training step; batch_size steps among them
+    # Gaussian noise (std, in the normalised [-1, 1] units) on the state while training: an
+    # expert's joint angles can carry a hidden fact (how the arm got where it is) that the policy's
+    # own motion does not reproduce; noise keeps a policy from leaning on that fine print.
+    state_noise: float = 0.0
 
     # A trained policy checkpoint (e.g. the single-frame DP of the same demonstrations) whose
     # frame encoder this policy takes, frozen: memories compared over one frame encoder differ
@@ -162,6 +166,7 @@ class PolicyConfig(JsonConfig):
                     "memory_dim, memory_layers and memory_stride must be >= 1")
             require(0.0 <= self.memory_dropout < 1.0, "memory_dropout must be in [0, 1)")
             require(self.episodes_per_batch >= 1, "episodes_per_batch must be >= 1")
+        require(self.state_noise >= 0, f"state_noise must be >= 0, got {self.state_noise}")
         require(isinstance(self.encoder_options, dict), "encoder_options must be a dict")
         require(self.prediction_type in ("epsilon", "sample"), "prediction_type: epsilon|sample")
         require(self.num_inference_steps >= 1, "num_inference_steps must be >= 1")

@@ -178,6 +178,8 @@ class VisuomotorPolicy(nn.Module):
         With a recurrent memory the batch is whole episodes instead (``EpisodeBatches``):
         "features" (E, T, F), "state" (E, T, D), "previous_actions" (E, T, A), and the steps to
         train on, "rows" (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
+        if self.config.state_noise > 0:
+            batch = {**batch, "state": self._noisy_state(batch["state"], generator)}
         if self.memory is not None:
             memory = self._memory_sequence(batch["features"], batch["state"],
                                            batch["previous_actions"])
@@ -189,6 +191,13 @@ class VisuomotorPolicy(nn.Module):
         cond = self._global_cond(self._features(batch, generator), batch["state"],
                                  self._history(batch))
         return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
+
+    def _noisy_state(self, state: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The state with Gaussian noise of std ``state_noise`` in normalised units."""
+        noise = torch.randn(state.shape, generator=generator, device=state.device)
+        normalizer = self.state_normalizer
+        return normalizer.unnormalize(normalizer.normalize(state)
+                                      + self.config.state_noise * noise)
 
     # ----------------------------------------------------------------------------- sampling
 

@@ -125,3 +125,12 @@ def test_the_memory_learns_to_keep_a_cue_that_only_the_first_frame_shows(tmp_pat
         actions = [policy.act({"rgb": f, "qpos": np.zeros(16, np.float32)}) for f in frames]
         late[cue] = float(np.mean(actions[10:]))
     assert late[1] > 0.25 and late[0] < -0.25, late
+
+
+def test_state_noise_is_gaussian_in_normalised_units():
+    policy = tiny_gru(memory_stride=1, state_noise=0.5)
+    state = torch.zeros(4000, 16)
+    noise = (policy.state_normalizer.normalize(
+        policy._noisy_state(state, torch.Generator().manual_seed(0)))
+        - policy.state_normalizer.normalize(state))
+    assert abs(float(noise.std()) - 0.5) < 0.02 and abs(float(noise.mean())) < 0.02
