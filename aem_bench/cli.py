@@ -582,8 +582,9 @@ def _eval_tasks(args) -> list[str]:
             if suites[args.suite](spec) and spec.scene in variants]
 
 
-def _check_checkpoint(argument: str, path) -> None:
-    """``path`` a policy checkpoint folder (what is wrong inside, load_policy names)."""
+def _check_checkpoint(argument: str, path, pretraining: bool = False) -> None:
+    """``path`` a policy checkpoint folder (what is wrong inside, load_policy names), or with
+    ``pretraining`` also an AEM pretraining run."""
     path = Path(path)
     if path.is_file():
         raise UsageError(argument, f"{path} is a file; expected a checkpoint folder")
@@ -593,7 +594,7 @@ def _check_checkpoint(argument: str, path) -> None:
         policy_type = json.loads((path / "config.json").read_text()).get("policy_type")
     except (OSError, ValueError, AttributeError):
         return
-    if policy_type == "aem-pretrain":
+    if policy_type == "aem-pretrain" and not pretraining:
         raise UsageError(argument, f"{path} is an AEM pretraining checkpoint, not a policy; "
                          "train a policy on it: aem-bench train --policy aem-dp --config "
                          f"'{{\"aem_checkpoint\": \"{path}\"}}' ...")
@@ -752,7 +753,7 @@ def cmd_probe(args) -> int:
 
     from aem_bench.probe import probe, probe_table, write_probe
 
-    _check_checkpoint("--policy", args.policy)
+    _check_checkpoint("--policy", args.policy, pretraining=True)
     _check_input_file("--demos", args.demos)
     _check_at_least(args, 2, "folds")
     _check_at_least(args, 1, "threads")

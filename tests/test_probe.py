@@ -89,6 +89,20 @@ def test_probe_writes_one_file_with_every_probe(shell_game, capsys):
     assert result["git_commit"] and "probe --policy" in result["command"]
 
 
+def test_an_aem_pretraining_run_is_probed_as_the_history_it_gives(shell_game):
+    from aem_bench.policies.pretraining import pretrain
+
+    pretrain(shell_game / "demos.h5", shell_game / "aem", steps=2, num_threads=1, progress=False,
+             config_overrides={"window": 8, "d_model": 16,
+                               "encoder_checkpoint": str(shell_game / "sf")})
+    out = shell_game / "aem-probes"
+    assert main(["probe", "--policy", str(shell_game / "aem"), "--demos",
+                 str(shell_game / "demos.h5"), "--out", str(out), "--folds", "3"]) == 0
+    result = json.loads((out / "ShellGame-v0_aem.json").read_text())
+    assert result["memory"] == "aem" and result["policy_type"] == "aem-pretrain"
+    assert result["random_memory_probe_accuracy"] is not None
+
+
 def test_a_policy_without_memory_is_refused(shell_game, capsys):
     code = main(["probe", "--policy", str(shell_game / "sf"), "--demos",
                  str(shell_game / "demos.h5"), "--out", str(shell_game / "refused")])
