@@ -17,8 +17,10 @@ The same probe runs beside it on inputs without memory, because only the differe
   same frames (what the architecture gives without learning).
 
 Moments, per episode, from a state-mode replay of the episode's seed (the task records them):
-``cue_hidden`` (the step the cue leaves the frame), ``decision`` (the first step at which the fact
-decides the expert's action, the task's ``decision_at``) and ``midway`` between them. The decision
+``cue_visible`` (the last step the cue is in the frame: there the frame probe says whether the
+frame features show the fact at all), ``cue_hidden`` (the step the cue leaves the frame),
+``decision`` (the first step at which the fact decides the expert's action, the task's
+``decision_at``) and ``midway`` between them. The decision
 step is the one that matters: a memory that holds the fact there can be acted on. A probe that
 reads the fact from the memory but a policy that still fails says "held but unused"; a probe at
 chance says "not in the memory".
@@ -42,7 +44,7 @@ from aem_bench.provenance import command_line, git_commit
 from aem_bench.registration import get_task
 
 PROBE_DIR = Path("leaderboard/probes")
-MOMENTS = ("cue_hidden", "midway", "decision")
+MOMENTS = ("cue_visible", "cue_hidden", "midway", "decision")
 INPUTS = ("memory", "frame", "qpos", "random_memory")
 
 
@@ -70,7 +72,8 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
                 raise ValueError(f"{env_id} seed {seed}: the expert's episode has no cue_hidden_at "
                                  f"({cue}) or decision_at ({decision})")
             moments.append(EpisodeMoments(int(task.hidden_fact()), {
-                "cue_hidden": cue, "midway": (cue + decision) // 2, "decision": decision}))
+                "cue_visible": max(0, cue - 1), "cue_hidden": cue,
+                "midway": (cue + decision) // 2, "decision": decision}))
     finally:
         env.close()
     return moments

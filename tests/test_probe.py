@@ -79,7 +79,8 @@ def test_probe_writes_one_file_with_every_probe(shell_game, capsys):
     result = json.loads((out / "ShellGame-v0_gru.json").read_text())
     assert result["task"] == "AEM/ShellGame-v0" and result["memory"] == "gru"
     assert result["episodes"] == 12 and result["step"] == "decision"
-    assert [m["step"] for m in result["moments"]] == ["cue_hidden", "midway", "decision"]
+    assert [m["step"] for m in result["moments"]] == ["cue_visible", "cue_hidden", "midway",
+                                                     "decision"]
     decision = result["moments"][-1]
     assert decision["step_median"] == 8  # the cups come down at step 8, the expert then moves
     for key in ("probe", "frame_probe", "qpos_probe", "random_memory_probe"):
