@@ -1,4 +1,4 @@
-"""Configuration of AEM, Action-Effect Memory pretraining (REFERENCE.md section 1).
+"""Configuration of AEM, Action-Effect Memory pretraining (Cai et al., arXiv 2606.12499).
 
 Per step t a visual feature v_t and the action a_t become one token each, interleaved
 (v_1, a_1, v_2, a_2, ...). Whole steps are masked (both tokens together); a Mamba encoder reads the
