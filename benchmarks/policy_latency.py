@@ -160,8 +160,9 @@ def report(reps: int) -> str:
     per_step = {k: 1000 * v / 64 for k, v in whole.items()}
     ratio = per_step["aem-dp"] / per_step["singleframe-dp"]
     lines += ["", (f"AEM recurrent at 128 steps of history costs {flat:.2f}x what it costs at "
-              f"8; the GRU memory {flat_gru:.2f}x: both carry a state, so a step costs the same "
-              "at any point of an episode."),
+              "8. The GRU memory's step is one and the same call at every length (it carries "
+              f"its state): its spread from 8 to 128 ({flat_gru:.2f}x) is this run's noise, "
+              "cache effects of the cases measured before it included."),
               "", ("**Whole policy, `act()` per control step** (mean over 64 steps = 8 chunk "
               "predictions of 10 DDIM steps; median of "
               f"{max(5, reps // 10)} episodes):"), "",
