@@ -43,7 +43,10 @@ class PolicyConfig(JsonConfig):
     history: dict | None = None
     aem_checkpoint: str | None = None
     pretrained_history: bool = True
-    freeze_history: bool = True  # only for a pretrained history
+    # False fine-tunes a pretrained history with the head. A history trained with the head (fine-
+    # tuned or from scratch) without an ``inference_window`` is trained as it runs: recurrently
+    # through whole episodes from step 0 (``EpisodeBatches``), over the frozen frame encoder.
+    freeze_history: bool = True
     history_fusion: str = "concat"  # "concat" (joined), "add" (projected and added), "memory_only"
 
     # A recurrent memory (gru-dp, gru-flow; ``policies/memory.py``): "gru" reads every step's
@@ -151,9 +154,10 @@ class PolicyConfig(JsonConfig):
         if self.history is not None:
             require(self.obs_horizon == 1, "a policy with an AEM history takes one frame "
                     f"(obs_horizon 1), got {self.obs_horizon}")
-            require(self.history_frozen or self.history.get("inference_window") is not None,
-                    "a trained history needs a window (history.inference_window): training it "
-                    "over whole episodes is too slow")
+            require(self.history_frozen or self.history.get("inference_window") is not None
+                    or self.freeze_encoder is True,
+                    "a history trained with the head reads either a window "
+                    "(history.inference_window) or whole episodes over a frozen frame encoder")
         if self.memory is not None:
             require(self.memory in MEMORIES, f"memory must be one of {MEMORIES}, got "
                     f"{self.memory!r}")

@@ -175,14 +175,18 @@ class VisuomotorPolicy(nn.Module):
         """The head's loss on a batch {"rgb": (B, To, H, W, 3) uint8 or "features": (B, To, F),
         "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise.
 
-        With a recurrent memory the batch is whole episodes instead (``EpisodeBatches``):
-        "features" (E, T, F), "state" (E, T, D), "previous_actions" (E, T, A), and the steps to
-        train on, "rows" (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
+        With a recurrent memory, or an AEM history trained through whole episodes, the batch is
+        whole episodes instead (``EpisodeBatches``): "features" (E, T, F), "state" (E, T, D),
+        "previous_actions" and "taken_actions" (E, T, A), and the steps to train on, "rows"
+        (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
         if self.config.state_noise > 0:
             batch = {**batch, "state": self._noisy_state(batch["state"], generator)}
-        if self.memory is not None:
-            memory = self._memory_sequence(batch["features"], batch["state"],
-                                           batch["previous_actions"])
+        if "rows" in batch:  # whole episodes: the memory or history runs from step 0
+            if self.memory is not None:
+                memory = self._memory_sequence(batch["features"], batch["state"],
+                                               batch["previous_actions"])
+            else:
+                memory = self.history.history(batch["features"], batch["taken_actions"])
             episode, step = batch["rows"].unbind(1)
             cond = self._global_cond(batch["features"][episode, step][:, None],
                                      batch["state"][episode, step][:, None], memory[episode, step])
@@ -191,6 +195,12 @@ class VisuomotorPolicy(nn.Module):
         cond = self._global_cond(self._features(batch, generator), batch["state"],
                                  self._history(batch))
         return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
+
+    @property
+    def trains_history_through_episodes(self) -> bool:
+        """An AEM history trained with the head recurrently over whole episodes, as it runs."""
+        return (self.history is not None and not self.config.history_frozen
+                and self.history.config.inference_window is None)
 
     def _noisy_state(self, state: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The state with Gaussian noise of std ``state_noise`` in normalised units."""

@@ -126,7 +126,8 @@ class DemoWindows:
 
 
 class EpisodeBatches:
-    """Training batches of whole episodes, for a policy with a recurrent memory.
+    """Training batches of whole episodes, for a policy with a recurrent memory (or an AEM
+    history trained through whole episodes).
 
     Step s takes ``episodes`` episodes (seeded permutations of the episodes, cut into groups, as
     :func:`batch_rows` does with steps), pads them to the longest, and draws ``steps`` of their
@@ -157,6 +158,7 @@ class EpisodeBatches:
         return {"features": torch.from_numpy(w.features[index]),
                 "state": torch.from_numpy(w.state[index]),
                 "previous_actions": torch.from_numpy(w.actions[previous]),
+                "taken_actions": torch.from_numpy(w.actions[index]),
                 "rows": torch.from_numpy(np.stack([episode, at], 1)),
                 "actions": torch.from_numpy(w.actions[w.action_index[index[episode, at]]])}
 
@@ -517,7 +519,7 @@ def train(
         else:
             dataset.history_window = policy.history.config.inference_window
 
-    if policy.memory is not None:
+    if policy.memory is not None or policy.trains_history_through_episodes:
         batch_at = EpisodeBatches(dataset, config.episodes_per_batch, config.batch_size, seed)
     else:
         def batch_at(step):

@@ -121,7 +121,8 @@ def test_the_policy_at_run_time_sees_the_history_it_was_trained_on(pretrained, w
 
 @pytest.mark.parametrize("extra", [{}, {"history_fusion": "add"}, {"history_fusion": "memory_only"},
                                    {"pretrained_history": False,
-                                    "history": {"inference_window": 4}}])
+                                    "history": {"inference_window": 4}},
+                                   {"freeze_history": False}, {"pretrained_history": False}])
 def test_aem_policies_train_save_and_load_to_identical_actions(pretrained, extra, tmp_path):
     demos, run = pretrained
     policy = train("aem-flow", demos, tmp_path / "p", steps=3, batch_size=4,
@@ -133,9 +134,12 @@ def test_aem_policies_train_save_and_load_to_identical_actions(pretrained, extra
         p.reset(1)
         outputs.append(np.stack([p.act(observation(32, seed=t)) for t in range(6)]))
     np.testing.assert_array_equal(*outputs)
-    if extra.get("pretrained_history") is False:  # the Mamba moved with the head
-        pretrained_weights = load_policy(run).encoder.layers[0].mixer.A_log
-        assert not torch.equal(loaded.history.layers[0].mixer.A_log, pretrained_weights)
+    pretrained_weights = load_policy(run).encoder.layers[0].mixer.A_log
+    trained_with_head = (extra.get("pretrained_history") is False
+                         or extra.get("freeze_history") is False)
+    # a frozen history keeps the pretrained Mamba; one trained with the head moves
+    assert torch.equal(loaded.history.layers[0].mixer.A_log, pretrained_weights) == (
+        not trained_with_head)
 
 
 def test_aem_policies_name_what_is_missing(pretrained, tmp_path):
@@ -152,7 +156,7 @@ def test_aem_policies_name_what_is_missing(pretrained, tmp_path):
         train("aem-dp", demos, tmp_path / "p", steps=1,
               config_overrides={**HEAD, "aem_checkpoint": str(tmp_path / "nowhere")},
               progress=False)
-    with pytest.raises(ValueError, match="trained history needs a window"):
+    with pytest.raises(ValueError, match="reads either a window"):
         make_policy("aem-dp", history={}, pretrained_history=False)
 
 
@@ -161,7 +165,9 @@ def test_every_ablation_is_a_valid_pair_of_settings(name):
     AEMConfig(**{**SMALL, **ablation(name, "pretrain")})
     policy_settings = ablation(name, "policy")
     history = {**AEMConfig(**SMALL).to_dict(), **policy_settings.pop("history", {})}
-    make_policy("aem-dp", **HEAD, image_size=(32, 32), history=history, **policy_settings)
+    # train() freezes the frame encoder of every AEM policy (the pretraining run's)
+    make_policy("aem-dp", **HEAD, image_size=(32, 32), history=history, freeze_encoder=True,
+                **policy_settings)
 
 
 def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
