@@ -12,6 +12,8 @@
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
     aem-bench encoders    [--json]                  built-in and installed (entry-point) encoders
     aem-bench submit      --encoder REF [--protocol standard|smoke]   an encoder's leaderboard run
+    aem-bench sweep       --protocol P [--rows ...] [--tasks ...] [--workers W] [--dry-run]
+                          policy rows x tasks x scenes, every stage cached and resumable
 """
 
 from __future__ import annotations
@@ -420,34 +422,21 @@ def cmd_certify(args) -> int:
 
 
 def cmd_demos(args) -> int:
-    from aem_bench.demos import DemoWriter
-    from aem_bench.expert import expert_rollouts
+    from aem_bench.expert import record_demos
 
     _check_tasks("--task", [args.task])
     _check_at_least(args, 1, "episodes", "camera")
     _check_at_least(args, 0, "seed")
     _check_output("--out", args.out, folder=False, overwrite=getattr(args, "overwrite", False))
-    # Try seeds in order until enough successes: the dataset holds only solved episodes.
-    max_seeds = args.episodes * 2 + 10
-    seeds = range(args.seed, args.seed + max_seeds)
-    written, tried = 0, 0
     env_kwargs = {} if args.obs_mode == "rgb" else {"obs_mode": args.obs_mode}
     if getattr(args, "camera", 128) != 128:
         env_kwargs["camera_size"] = (args.camera, args.camera)
-    with DemoWriter(args.out, args.task, env_kwargs) as writer, \
-            tqdm(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
-        for result in expert_rollouts(args.task, seeds, record=True, **env_kwargs):
-            tried += 1
-            if result.success:
-                writer.add(result.episode)
-                written += 1
-                bar.update(1)
-            if written == args.episodes:
-                break
-    print(f"wrote {written} successful episodes ({tried} seeds tried) to {args.out}")
-    if written < args.episodes:
-        print(f"error: the expert solved only {written} of {tried} seeds", file=sys.stderr)
+    try:
+        tried = record_demos(args.task, args.episodes, args.out, seed=args.seed, **env_kwargs)
+    except ValueError as err:  # the expert came short: not bad input
+        print(f"error: {err}", file=sys.stderr)
         return 1
+    print(f"wrote {args.episodes} successful episodes ({tried} seeds tried) to {args.out}")
     return 0
 
 
@@ -551,18 +540,6 @@ def cmd_policies(args) -> int:
     return 0
 
 
-def load_for_eval(checkpoint: Path, threads: int):
-    """A checkpoint's policy with torch at ``threads`` threads (also run in eval workers)."""
-    import torch
-
-    from aem_bench.policies import load_policy
-
-    # One thread by default: the CPU renderer runs threads of its own, and torch's OpenMP workers
-    # spin-wait at every barrier; on 2 cores, 2 torch threads stalled some calls 100-fold.
-    torch.set_num_threads(threads)
-    return load_policy(checkpoint)
-
-
 def _eval_tasks(args) -> list[str]:
     """The task ids of ``--task`` or of ``--suite``/``--variant``."""
     from aem_bench.registration import TASKS
@@ -646,9 +623,8 @@ def _check_logs_are_of(args, logs: list[Path]) -> None:
 
 
 def cmd_eval(args) -> int:
-    import functools
-
-    from aem_bench.evaluator import evaluate, write_report
+    from aem_bench.checkpoint_eval import evaluate_checkpoint, load_for_eval
+    from aem_bench.evaluator import write_report
 
     tasks = _eval_tasks(args)
     _check_checkpoint("--policy", args.policy)
@@ -669,31 +645,18 @@ def cmd_eval(args) -> int:
             log.unlink(missing_ok=True)
     else:
         _check_logs_are_of(args, [log for _, _, log in outputs])
-    policy = load_for_eval(args.policy, args.threads)
-    name = args.name or f"{policy.config.policy_type} ({Path(args.policy).name})"
-    from aem_bench.policies import leaderboard_parts
-    from aem_bench.policies.training import checkpoint_training
-
-    config, memory = policy.config, policy.memory_name
-    parts = dict(zip(("encoder", "head"), leaderboard_parts(config), strict=True))
-    # A policy that reads the oracle (the memory tasks' control) gets the task in oracle mode.
-    env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in policy.config.state_keys else {}
-    if tuple(policy.config.image_size) != (128, 128):  # the camera the policy was trained with
-        env_kwargs["camera_size"] = tuple(policy.config.image_size)
+    policy = load_for_eval(args.policy, args.threads)  # loaded once, for every task
     # Namespaces built in code (cmd_pipeline) may predate --backend/--address.
     backend, address = getattr(args, "backend", "local"), getattr(args, "address", None)
-    if args.workers > 1 or backend == "ray":  # each worker loads its own copy
-        policy = functools.partial(load_for_eval, args.policy, args.threads)
     results_dir = Path(args.results_dir or Path(args.policy) / "eval")
     reports, failed = [], 0
     for task, out, log in outputs:
-        report = evaluate(policy, task, args.episodes, seed=args.seed, policy_name=name,
-                          env_kwargs=env_kwargs, progress=not args.json, workers=args.workers,
-                          log=log, video_dir=args.video, video_format=args.video_format,
-                          video_episodes=args.video_seed or args.video_episodes,
-                          backend=backend, address=address, checkpoint=args.policy, **parts)
-        report.observations = ["rgb", *config.state_keys]
-        report.training = checkpoint_training(args.policy, config, memory)
+        report = evaluate_checkpoint(
+            args.policy, task, args.episodes, args.seed, name=args.name, threads=args.threads,
+            workers=args.workers, policy=policy, progress=not args.json, log=log,
+            video_dir=args.video, video_format=args.video_format,
+            video_episodes=args.video_seed or args.video_episodes, backend=backend,
+            address=address)
         errors = [record.error for record in report.records if record.error is not None]
         if len(errors) == len(report.records):
             # Not a result (0% of nothing that ran): no results file for the leaderboard.
@@ -1098,7 +1061,63 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoints, results (default runs/submit)")
     p.add_argument("--results-dir", type=Path, help="where results files go (default OUT/results)")
     p.set_defaults(func=cmd_submit)
+
+    from aem_bench.sweep import MEMORY_ROWS
+
+    p = sub.add_parser("sweep", help="policy rows x tasks x scenes under one protocol, every "
+                       "stage cached and resumable",
+                       epilog="example: aem-bench sweep --protocol certificate-budget "
+                       "--tasks AEM/ShellGame-v0 --workers 2 --dry-run")
+    p.add_argument("--protocol", default="certificate-budget",
+                   choices=["certificate-budget", "standard", "smoke"],
+                   help="certificate-budget: the memory suite at each task's certificate budget")
+    p.add_argument("--rows", nargs="+", default=list(MEMORY_ROWS),
+                   help="policy rows (default: the memory suite's)")
+    p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
+    p.add_argument("--scenes", nargs="+", help="scenes to evaluate in (default: the protocol's)")
+    p.add_argument("--workers", type=int, default=1, help="processes, one core each")
+    p.add_argument("--cache", type=Path,
+                   help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
+    p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells, their state and the core-minutes left; run nothing")
+    p.set_defaults(func=cmd_sweep)
     return parser
+
+
+def cmd_sweep(args) -> int:
+    from aem_bench.recipe import get_protocol
+    from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+    from aem_bench.sweep import ROWS, Sweep, cells, run, status_table
+
+    protocol = get_protocol(args.protocol)
+    unknown = [name for name in args.rows if name not in ROWS]
+    if unknown:
+        raise UsageError("--rows", f"unknown rows {unknown}; rows: {', '.join(sorted(ROWS))}")
+    tasks = args.tasks or list(protocol.tasks)
+    _check_tasks("--tasks", tasks, scene="clean")
+    for scene in args.scenes or []:
+        if scene not in VARIANT_SUFFIXES:
+            raise bad_value("--scenes", scene, f"one of {', '.join(VARIANT_SUFFIXES)}")
+    oracle_rows = [name for name in args.rows if ROWS[name].reads_oracle]
+    no_oracle = [task for task in tasks if TASKS[task].memory is None]
+    if oracle_rows and no_oracle:
+        raise UsageError("--rows", f"{oracle_rows[0]} reads a memory task's oracle; "
+                         f"{no_oracle[0]} is not a memory task")
+    _check_at_least(args, 1, "workers")
+    _check_output("--results-dir", args.results_dir, folder=True)
+    cache = args.cache or Path("runs/sweep") / protocol.name
+    _check_output("--cache", cache, folder=True)
+    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line)
+    todo = cells(protocol, args.rows, tasks, args.scenes)
+    print(status_table(sweep, todo), flush=True)
+    if args.dry_run:
+        return 0
+    started = time.perf_counter()
+    errors = run(sweep, todo, workers=args.workers)
+    print(f"\n{status_table(sweep, todo)}\n\nsweep ran for "
+          f"{(time.perf_counter() - started) / 60:.1f} min")
+    return 1 if errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import aem_bench  # noqa: F401  (registers the tasks)
-from aem_bench.demos import Episode
+from aem_bench.demos import DemoWriter, Episode
 from aem_bench.sim.motion import ExpertFailure
 
 
@@ -76,6 +78,41 @@ def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
             yield run_expert(env, seed, record=record)
     finally:
         env.close()
+
+
+def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int = 0,
+                 progress: bool = True, **env_kwargs) -> int:
+    """Record the expert's first ``episodes`` successful episodes from ``seed`` on to ``out``
+    (HDF5), trying at most ``2 * episodes + 10`` seeds; return how many seeds were tried.
+
+    The file is written under another name and renamed at the end, so an interrupted or short
+    recording never stands in for a complete one; a short one raises ``ValueError`` and leaves
+    nothing at ``out``."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    seeds = range(seed, seed + 2 * episodes + 10)
+    written = tried = 0
+    try:
+        with DemoWriter(partial, env_id, env_kwargs) as writer, \
+                tqdm(total=episodes, desc=f"demos {env_id}", unit="ep",
+                             disable=not progress) as bar:
+            for result in expert_rollouts(env_id, seeds, record=True, **env_kwargs):
+                tried += 1
+                if result.success:
+                    writer.add(result.episode)
+                    written += 1
+                    bar.update(1)
+                if written == episodes:
+                    break
+        if written < episodes:
+            raise ValueError(f"the expert of {env_id} solved only {written} of seeds "
+                             f"{seeds.start}-{seeds.stop - 1}, not the {episodes} asked for")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return tried
 
 
 # Settings that change what a policy sees, or how long it may try, but not whether the layout

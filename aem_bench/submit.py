@@ -19,77 +19,15 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from aem_bench.policies import encoders
+from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
 
-
-@dataclass(frozen=True)
-class Protocol:
-    """Everything a submission does not choose.
-
-    Demonstrations: the expert's first ``demos`` successful episodes from seed ``demo_seed`` on
-    (at most ``2 * demos + 10`` seeds tried), recorded with a ``camera`` x ``camera`` camera.
-    Training: zoo policy ``policy`` (its head and horizons) with the submitted encoder, for
-    ``train_steps`` steps of ``batch_size`` windows, seeded with ``train_seed``. Evaluation:
-    ``eval_episodes`` expert-solvable seeds from ``eval_seed`` on. ``threads`` torch threads
-    throughout, so that latencies compare across submissions.
-    """
-
-    name: str
-    tasks: tuple[str, ...]
-    demos: int
-    train_steps: int
-    batch_size: int
-    eval_episodes: int
-    camera: int = 64
-    demo_seed: int = 0
-    policy: str = "singleframe-dp"
-    train_seed: int = 0
-    eval_seed: int = 100_000
-    threads: int = 1
-
-    @property
-    def head(self) -> str:
-        """The zoo head name ("dp", "flow") the results file reports."""
-        return self.policy.rsplit("-", 1)[-1]
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "tasks": list(self.tasks)}
-
-
-# The leaderboard protocol. Two bimanual block tasks: HandoverBlock, which the single-frame policy
-# learns on a CPU (54% after 3000 steps, 94% after 6000, at 128x128), and PutBackBlock, a spatial
-# memory task (chance 25%; aem-dp 8% at this budget), where a per-frame encoder alone should stay
-# near chance: it shows what an encoder's features do, and do not, carry. The budget is the memory
-# certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of 64, 50 episodes, one
-# thread). Its cost, measured with the built-in ResNet on one core of a 2-core AMD EPYC (one torch
-# thread): 13.7 minutes for HandoverBlock and 15.2 for PutBackBlock, demonstrations, training
-# (8.5 and 9.5 minutes) and evaluation included. 50 episodes give a 95% interval
-# of about +-14 points: enough to tell a working encoder from a broken one, not 5 points apart.
-STANDARD = Protocol(
-    name="standard",
-    tasks=("AEM/HandoverBlock-v0", "AEM/PutBackBlock-v0"),
-    demos=50,
-    train_steps=2000,
-    batch_size=64,
-    eval_episodes=50,
-)
-# A plumbing check in about a minute (45-70 s measured, a third of it the first rendered frame):
-# does the package install, import, train and evaluate? Its success rate means nothing. ClickBell
-# is the shortest task (100 steps).
-SMOKE = Protocol(
-    name="smoke",
-    tasks=("AEM/ClickBell-v0",),
-    demos=2,
-    train_steps=5,
-    batch_size=8,
-    eval_episodes=1,
-)
-PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE)}
+__all__ = ["PROTOCOLS", "SMOKE", "STANDARD", "Protocol", "get_protocol", "submit"]
 
 
 @dataclass(frozen=True)
@@ -100,12 +38,6 @@ class SubmittedEncoder:
     name: str  # the name policy configs use; a checkpoint names it to load the encoder again
     cls: type[encoders.Encoder]
     source: encoders.EncoderSource
-
-
-def get_protocol(name: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol '{name}'; protocols: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
 
 
 def resolve_encoder(reference: str) -> SubmittedEncoder:
@@ -157,8 +89,8 @@ def _safe(text: str) -> str:
 
 def record_demos(task: str, protocol: Protocol, cache_dir: Path, progress: bool = True) -> Path:
     """The protocol's demonstrations of ``task``: recorded once, reused while the file matches."""
-    from aem_bench.demos import DemoFileError, DemoWriter, load_demos
-    from aem_bench.expert import expert_rollouts
+    from aem_bench.demos import DemoFileError, load_demos
+    from aem_bench.expert import record_demos as record_expert_demos
 
     camera = (protocol.camera, protocol.camera)
     path = cache_dir / (f"{_safe(task)}_{protocol.demos}demos_{protocol.camera}px_"
@@ -172,23 +104,9 @@ def record_demos(task: str, protocol: Protocol, cache_dir: Path, progress: bool 
                 and cached.env_kwargs.get("camera_size") == list(camera)
                 and len(cached.episodes) == protocol.demos):
             return path
-    # Written under another name and renamed at the end: an interrupted recording is never reused.
-    partial = path.with_suffix(".partial.h5")
-    seeds = range(protocol.demo_seed, protocol.demo_seed + 2 * protocol.demos + 10)
-    written = 0
-    with DemoWriter(partial, task, {"camera_size": camera}) as writer, \
-            tqdm(total=protocol.demos, desc=f"demos {task}", unit="ep",
-                 disable=not progress) as bar:
-        for result in expert_rollouts(task, seeds, record=True, camera_size=camera):
-            if result.success:
-                writer.add(result.episode)
-                written += 1
-                bar.update()
-            if written == protocol.demos:
-                break
-    if written < protocol.demos:
-        raise ValueError(f"the expert of {task} solved only {written} of {len(seeds)} seeds")
-    os.replace(partial, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record_expert_demos(task, protocol.demos, path, seed=protocol.demo_seed, progress=progress,
+                        camera_size=camera)
     return path
 
 

@@ -1,0 +1,123 @@
+"""Protocols: one typed recipe for making a result, shared by `submit` and `sweep`.
+
+A protocol fixes everything a compared method does not choose: the demonstrations (tasks, count,
+seeds, camera), the training budget and seed, the AEM pretraining corpus and budget, and the
+evaluation (episodes, seeds, scenes). Two results made under one protocol differ only in the
+policy. Named protocols live in :data:`PROTOCOLS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything a compared method does not choose.
+
+    Demonstrations: the expert's first ``demos`` successful episodes from seed ``demo_seed`` on
+    (at most ``2 * demos + 10`` seeds tried), recorded with a ``camera`` x ``camera`` camera in the
+    clean scene (a memory task's with its oracle alongside, which only an oracle policy reads).
+    Training: for ``train_steps`` steps of ``batch_size`` samples, seeded with ``train_seed``
+    (zoo policy ``policy`` for a submitted encoder). ``budgets`` overrides ``demos`` and
+    ``train_steps`` per task: ``(task, demos, train_steps)`` triples. AEM pretraining: on
+    ``corpus_episodes`` further expert episodes from ``corpus_seed`` on, for ``pretrain_steps``
+    steps. Evaluation: ``eval_episodes`` expert-solvable seeds from ``eval_seed`` on, in each of
+    ``scenes``. ``threads`` torch threads throughout, so that latencies compare.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    demos: int
+    train_steps: int
+    batch_size: int
+    eval_episodes: int
+    camera: int = 64
+    demo_seed: int = 0
+    policy: str = "singleframe-dp"
+    train_seed: int = 0
+    eval_seed: int = 100_000
+    threads: int = 1
+    scenes: tuple[str, ...] = ("clean",)
+    corpus_episodes: int = 300
+    corpus_seed: int = 2000
+    pretrain_steps: int = 1000
+    budgets: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def head(self) -> str:
+        """The zoo head name ("dp", "flow") the results file reports."""
+        return self.policy.rsplit("-", 1)[-1]
+
+    def budget(self, task: str) -> tuple[int, int]:
+        """(demonstrations, training steps) for ``task``."""
+        for name, demos, steps in self.budgets:
+            if name == task:
+                return demos, steps
+        return self.demos, self.train_steps
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tasks": list(self.tasks), "scenes": list(self.scenes),
+                "budgets": [list(budget) for budget in self.budgets]}
+
+
+# The leaderboard protocol of encoder submissions. Two bimanual block tasks: HandoverBlock, which
+# the single-frame policy learns on a CPU (54% after 3000 steps, 94% after 6000, at 128x128), and
+# PutBackBlock, a spatial memory task (chance 25%), where a per-frame encoder alone should stay
+# near chance: it shows what an encoder's features do, and do not, carry. The budget is the memory
+# certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of 64, 50 episodes, one
+# thread). Its cost, measured with the built-in ResNet on one core of a 2-core AMD EPYC (one torch
+# thread): 13.7 minutes for HandoverBlock and 15.2 for PutBackBlock, demonstrations, training
+# (8.5 and 9.5 minutes) and evaluation included. 50 episodes give a 95% interval
+# of about +-14 points: enough to tell a working encoder from a broken one, not 5 points apart.
+STANDARD = Protocol(
+    name="standard",
+    tasks=("AEM/HandoverBlock-v0", "AEM/PutBackBlock-v0"),
+    demos=50,
+    train_steps=2000,
+    batch_size=64,
+    eval_episodes=50,
+)
+# A plumbing check in about a minute (45-70 s measured, a third of it the first rendered frame):
+# does the package install, import, train and evaluate? Its success rate means nothing. ClickBell
+# is the shortest task (100 steps).
+SMOKE = Protocol(
+    name="smoke",
+    tasks=("AEM/ClickBell-v0",),
+    demos=2,
+    train_steps=5,
+    batch_size=8,
+    eval_episodes=1,
+    corpus_episodes=2,
+    pretrain_steps=2,
+)
+
+
+def certificate_protocol() -> Protocol:
+    """The memory suite at each task's certificate budget (``tasks/memory_certificates.json``):
+    the demonstrations and training steps at which the single-frame DP with the oracle succeeds
+    and without it does not, so a memory that stands in for the oracle shows. 64x64 camera, batch
+    64, 50 evaluation episodes from seed 100000 in the clean scene."""
+    from aem_bench.certify import load_certificates
+
+    budgets = tuple(sorted((task, entry["budget"]["demos"], entry["budget"]["train_steps"])
+                           for task, entry in load_certificates().items()))
+    return Protocol(name="certificate-budget", tasks=tuple(task for task, *_ in budgets),
+                    demos=50, train_steps=2000, batch_size=64, eval_episodes=50,
+                    budgets=budgets)
+
+
+PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE)}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name == "certificate-budget":
+        return certificate_protocol()
+    if name not in PROTOCOLS:
+        raise KeyError(f"unknown protocol '{name}'; protocols: "
+                       f"{sorted([*PROTOCOLS, 'certificate-budget'])}")
+    return PROTOCOLS[name]
+
+
+def protocol_names() -> list[str]:
+    return sorted([*PROTOCOLS, "certificate-budget"])

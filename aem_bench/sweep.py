@@ -1,0 +1,353 @@
+"""`aem-bench sweep`: the policy rows x tasks x scenes of a leaderboard under one protocol.
+
+A cell is one row (a zoo policy with its settings, :data:`ROWS`) on one task in one scene. Making
+it takes stages, each a file or folder in the sweep's cache (``CACHE/TASK/...``), built once and
+shared by every cell that needs it:
+
+- ``demos.h5``: the protocol's demonstrations of the task (a memory task's with its oracle);
+- ``corpus.h5`` and ``aem-pre-ABLATION/``: AEM pretraining episodes and the pretraining run;
+- ``ROW/``: the row's checkpoint; a row that takes another row's frame encoder
+  (``encoder_from``) builds that row's checkpoint first;
+- ``ROW/eval_SCENE.jsonl``: the evaluation's episode log;
+
+and the cell's results file, ``RESULTS/ROW_TASK_PROTOCOL.json``. Each stage is resumable
+(recording is renamed into place when complete; training resumes from its last save; evaluation
+from its episode log), so a sweep killed at any point continues where it stopped, and a cell whose
+results file exists is done. A stage is built under a file lock, so workers that need the same
+demonstrations or encoder wait for one of them to build it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aem_bench.recipe import Protocol
+
+DONE = ".done"  # in a checkpoint folder: training reached the protocol's steps
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the leaderboard's matrix: a zoo policy, its settings, and what it builds on."""
+
+    name: str
+    policy: str
+    overrides: dict = field(default_factory=dict)
+    # Another row whose trained frame encoder this one takes, frozen: the memory rows take the
+    # single-frame DP's, so that their comparison with it changes the memory and nothing else.
+    encoder_from: str | None = None
+    # AEM: the pretraining ablation (`configuration_aem.ABLATIONS`) of the history it builds on.
+    aem_ablation: str | None = None
+    description: str = ""
+
+    @property
+    def reads_oracle(self) -> bool:
+        return "oracle" in self.overrides.get("state_keys", ())
+
+
+ORACLE = {"state_keys": ["qpos", "oracle"]}
+ROWS: dict[str, Row] = {row.name: row for row in (
+    Row("singleframe-dp", "singleframe-dp", description="one frame and the joint state"),
+    Row("singleframe-dp-with-oracle", "singleframe-dp", ORACLE,
+        description="the same, given the hidden fact: the memory tasks' upper bound"),
+    Row("framestack-dp", "framestack-dp", encoder_from="singleframe-dp",
+        description="the last 8 frames' features over the single-frame DP's frozen encoder"),
+    Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",
+        description="a GRU trained with the head through whole episodes"),
+    Row("aem-dp-episode-causal", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="episode-causal",
+        description="AEM's history pretrained from step 0 over whole episodes, frozen"),
+    Row("aem-dp-episode-causal-finetune", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="episode-causal-finetune",
+        description="the same history fine-tuned with the head through whole episodes"),
+    Row("aem-dp-episode-no-pretraining", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="episode-no-pretraining",
+        description="AEM's Mamba from random weights, trained with the head"),
+    Row("aem-dp-full", "aem-dp", encoder_from="singleframe-dp", aem_ablation="full",
+        description="AEM as in the paper: 32-step windows, frozen history"),
+)}
+
+
+# The memory suite's rows: the single frame with and without the oracle, and three memories
+# over its frozen frame encoder.
+MEMORY_ROWS = ("singleframe-dp", "singleframe-dp-with-oracle", "framestack-dp", "gru-dp",
+               "aem-dp-episode-causal", "aem-dp-episode-causal-finetune")
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: Row
+    task: str  # the clean task id: demonstrations and training are the clean scene's
+    scene: str
+
+    @property
+    def eval_task(self) -> str:
+        from aem_bench.registration import variant_id
+
+        return variant_id(self.task, self.scene)
+
+    def results_file(self, results_dir: Path, protocol: Protocol) -> Path:
+        return results_dir / f"{self.row.name}_{self.eval_task.split('/')[-1]}_{protocol.name}.json"
+
+
+def cells(protocol: Protocol, rows: list[str], tasks: list[str] | None = None,
+          scenes: list[str] | None = None) -> list[Cell]:
+    """The sweep's cells, rows that others build on first (so workers rarely wait)."""
+    unknown = [name for name in rows if name not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown sweep rows {unknown}; rows: {sorted(ROWS)}")
+    order = sorted(rows, key=lambda name: ROWS[name].encoder_from is not None)
+    return [Cell(ROWS[name], task, scene) for name in order
+            for task in (tasks or protocol.tasks) for scene in (scenes or protocol.scenes)]
+
+
+# ------------------------------------------------------------------------------------- stages
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s lock file while one worker builds ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass
+class Sweep:
+    protocol: Protocol
+    cache: Path
+    results_dir: Path
+    progress: bool = True
+    command: str | None = None
+
+    def task_dir(self, task: str) -> Path:
+        return self.cache / task.split("/")[-1]
+
+    def _say(self, message: str) -> None:
+        if self.progress:
+            print(message, flush=True)
+
+    def demos(self, task: str, corpus: bool = False) -> Path:
+        """The task's demonstrations (or AEM's pretraining corpus), recorded once."""
+        from aem_bench.expert import record_demos
+        from aem_bench.registration import get_task
+
+        path = self.task_dir(task) / ("corpus.h5" if corpus else "demos.h5")
+        with _locked(path):
+            if not path.is_file():
+                p = self.protocol
+                episodes = p.corpus_episodes if corpus else p.budget(task)[0]
+                seed = p.corpus_seed if corpus else p.demo_seed
+                env_kwargs = {"camera_size": (p.camera, p.camera)}
+                if get_task(task).memory is not None:
+                    env_kwargs["obs_mode"] = "rgb+oracle"
+                self._say(f"{task}: recording {episodes} expert episodes to {path}")
+                record_demos(task, episodes, path, seed=seed, progress=self.progress,
+                             **env_kwargs)
+        return path
+
+    def pretraining(self, task: str, ablation: str, encoder: Path) -> Path:
+        """AEM pretrained under ``ablation`` on the task's corpus, over ``encoder``'s frames."""
+        from aem_bench.policies.configuration_aem import ABLATIONS
+        from aem_bench.policies.configuration_aem import ablation as settings
+        from aem_bench.policies.pretraining import pretrain
+
+        # Ablations that share their pretraining settings share the run, named after the one
+        # that changes nothing downstream ("full", "episode-causal").
+        same = min((bool(ABLATIONS[name]["policy"]), name) for name in ABLATIONS
+                   if ABLATIONS[name]["pretrain"] == ABLATIONS[ablation]["pretrain"])[1]
+        path = self.task_dir(task) / f"aem-pre-{same}"
+        corpus = self.demos(task, corpus=True)
+        with _locked(path):
+            if not (path / DONE).is_file():
+                self._say(f"{task}: AEM pretraining ({same}) in {path}")
+                pretrain(corpus, path, steps=self.protocol.pretrain_steps,
+                         seed=self.protocol.train_seed,
+                         config_overrides={**settings(same, "pretrain"),
+                                           "encoder_checkpoint": str(encoder)},
+                         num_threads=self.protocol.threads, resume=True,
+                         progress=self.progress, command=self.command)
+                (path / DONE).touch()
+        return path
+
+    def checkpoint(self, task: str, row: Row) -> Path:
+        """The row's policy trained on the task's demonstrations."""
+        from aem_bench.policies.configuration_aem import ablation as settings
+        from aem_bench.policies.training import train
+
+        path = self.task_dir(task) / row.name
+        demos = self.demos(task)
+        overrides = dict(row.overrides)
+        encoder = self.checkpoint(task, ROWS[row.encoder_from]) if row.encoder_from else None
+        if row.aem_ablation is not None:
+            policy_settings = settings(row.aem_ablation, "policy")
+            history = policy_settings.pop("history", None)
+            overrides.update(policy_settings)
+            if history:
+                overrides["history"] = history
+            overrides["aem_checkpoint"] = str(self.pretraining(task, row.aem_ablation, encoder))
+        elif encoder is not None:
+            overrides["encoder_checkpoint"] = str(encoder)
+        with _locked(path):
+            if not (path / DONE).is_file():
+                _, steps = self.protocol.budget(task)
+                self._say(f"{task}: training {row.name} for {steps} steps in {path}")
+                train(row.policy, demos, path, steps=steps, batch_size=self.protocol.batch_size,
+                      seed=self.protocol.train_seed, config_overrides=overrides,
+                      num_threads=self.protocol.threads, resume=True, progress=self.progress,
+                      command=self.command)
+                (path / DONE).touch()
+        return path
+
+    def run_cell(self, cell: Cell) -> Path:
+        """Build what the cell needs and evaluate it; its results file."""
+        from aem_bench.checkpoint_eval import evaluate_checkpoint
+        from aem_bench.evaluator import write_report
+
+        out = cell.results_file(self.results_dir, self.protocol)
+        if out.is_file():
+            check_result(out, self.protocol)
+            return out
+        started = time.perf_counter()
+        checkpoint = self.checkpoint(cell.task, cell.row)
+        p = self.protocol
+        report = evaluate_checkpoint(
+            checkpoint, cell.eval_task, p.eval_episodes, p.eval_seed,
+            name=f"{cell.row.name} ({p.name} protocol)", threads=p.threads,
+            progress=self.progress, log=checkpoint / f"eval_{cell.scene}.jsonl")
+        if all(record.error is not None for record in report.records):
+            raise RuntimeError(f"{cell.row.name} on {cell.eval_task}: every episode errored, "
+                               f"the first with: {report.records[0].error}")
+        report.training = {**report.training, "protocol": p.to_dict(), "row": cell.row.name}
+        write_report(report, out)
+        self._say(f"{cell.row.name} on {cell.eval_task}: {report.successes}/"
+                  f"{len(report.records)} ({time.perf_counter() - started:.0f} s); "
+                  f"written to {out}")
+        return out
+
+
+def check_result(path: Path, protocol: Protocol) -> None:
+    """A results file the sweep would reuse as its cell: evaluated as the protocol says."""
+    result = json.loads(path.read_text())
+    seeds = result.get("seeds") or []
+    if result.get("episodes") != protocol.eval_episodes or (seeds and seeds[0] < protocol.eval_seed):
+        raise ValueError(f"{path} holds {result.get('episodes')} episodes from seed "
+                         f"{seeds[0] if seeds else '?'}, not the '{protocol.name}' protocol's "
+                         f"{protocol.eval_episodes} from {protocol.eval_seed}: move it away, or "
+                         "give the sweep another --results-dir")
+
+
+# ------------------------------------------------------------------------------------- status
+def cell_state(sweep: Sweep, cell: Cell) -> str:
+    """"done" (results file), "trained" (checkpoint, not evaluated), "training" (a saved step)
+    or "left"."""
+    if cell.results_file(sweep.results_dir, sweep.protocol).is_file():
+        return "done"
+    path = sweep.task_dir(cell.task) / cell.row.name
+    if (path / DONE).is_file():
+        return "trained"
+    return "training" if (path / "train_log.jsonl").is_file() else "left"
+
+
+# Rough costs on one core of this project's 2-core VMs at 64x64, batch 64, one torch thread,
+# for a dry run's estimate before any cell has run: seconds per training step, by zoo policy.
+SECONDS_PER_STEP = {"singleframe-dp": 0.27, "framestack-dp": 0.15, "gru-dp": 0.5,
+                    "aem-dp": 0.15}
+SECONDS_PER_FINETUNE_STEP = 1.0  # an AEM history trained through whole episodes
+SECONDS_PER_EVAL_STEP = 0.015  # an environment step and a policy call, rendered at 64x64
+
+
+def estimate_minutes(sweep: Sweep, cell: Cell) -> float:
+    """What is left of the cell, in core-minutes: training (from its saved step) and
+    evaluation; shared stages (demonstrations, pretraining, the encoder's row) not included."""
+    from aem_bench.registration import get_task
+
+    state = cell_state(sweep, cell)
+    if state == "done":
+        return 0.0
+    _, steps = sweep.protocol.budget(cell.task)
+    path = sweep.task_dir(cell.task) / cell.row.name
+    per_step = SECONDS_PER_STEP.get(cell.row.policy, 0.3)
+    if cell.row.aem_ablation in ("episode-causal-finetune", "episode-no-pretraining"):
+        per_step = SECONDS_PER_FINETUNE_STEP
+    done_steps = 0
+    log = path / "train_log.jsonl"
+    if log.is_file():
+        lines = log.read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            done_steps = int(last["step"])
+            per_step = last["seconds"] / max(done_steps, 1)  # measured on this run
+    train = 0.0 if state == "trained" else max(steps - done_steps, 0) * per_step
+    evaluate = (sweep.protocol.eval_episodes * get_task(cell.task).max_episode_steps
+                * SECONDS_PER_EVAL_STEP)
+    return (train + evaluate) / 60
+
+
+def status_table(sweep: Sweep, all_cells: list[Cell]) -> str:
+    from tabulate import tabulate
+
+    rows = [[cell.row.name, cell.eval_task, cell_state(sweep, cell),
+             f"{estimate_minutes(sweep, cell):.0f}"] for cell in all_cells]
+    left = sum(estimate_minutes(sweep, cell) for cell in all_cells)
+    counts = {state: sum(r[2] == state for r in rows)
+              for state in ("done", "trained", "training", "left")}
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return (tabulate(rows, headers=["row", "task", "state", "core-minutes left"],
+                     tablefmt="github")
+            + f"\n\n{len(rows)} cells: {summary}; about {left / 60:.1f} core-hours left")
+
+
+# ------------------------------------------------------------------------------------- running
+_core: int | None = None  # the core a worker process is pinned to
+
+
+def _pin_worker(cores) -> None:
+    global _core
+    _core = cores.get()
+    os.sched_setaffinity(0, {_core})  # one core each, as the protocol's latencies assume
+
+
+def _run_in_worker(args: tuple[Sweep, Cell]) -> tuple[str, str | None]:
+    sweep, cell = args
+    try:
+        return str(sweep.run_cell(cell)), None
+    except Exception as err:  # noqa: BLE001 -- reported per cell; the other cells go on
+        return f"{cell.row.name} on {cell.eval_task}", f"{type(err).__name__}: {err}"
+
+
+def run(sweep: Sweep, all_cells: list[Cell], workers: int = 1) -> list[str]:
+    """Run the cells in ``workers`` processes, each pinned to a core of its own while there are
+    enough; the errors, one line per failed cell (the other cells go on)."""
+    import multiprocessing
+
+    jobs = [(sweep, cell) for cell in all_cells]
+    pool = None
+    if workers == 1:
+        outcomes = map(_run_in_worker, jobs)
+    else:
+        context = multiprocessing.get_context("spawn")
+        cores = context.Queue()
+        allowed = sorted(os.sched_getaffinity(0))
+        for i in range(workers):
+            cores.put(allowed[i % len(allowed)])
+        pool = context.Pool(workers, initializer=_pin_worker, initargs=(cores,))
+        outcomes = pool.imap_unordered(_run_in_worker, jobs)
+    errors = []
+    for what, error in outcomes:
+        if error is not None:
+            errors.append(f"{what}: {error}")
+            print(f"aem-bench sweep: error: {what}: {error}", flush=True)
+    if pool is not None:
+        pool.close()
+        pool.join()
+    return errors

@@ -1,0 +1,110 @@
+"""aem-bench sweep: cells built from shared, cached stages, resumed, never trained twice."""
+
+import json
+import re
+
+import pytest
+
+from aem_bench.cli import main
+from aem_bench.recipe import Protocol
+from aem_bench.sweep import ROWS, Sweep, cell_state, cells, check_result, run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# ShellGame: a memory task with short episodes. A budget that exercises every stage in seconds.
+TINY = Protocol(name="tiny", tasks=("AEM/ShellGame-v0",), demos=2, train_steps=2, batch_size=4,
+                eval_episodes=1, corpus_episodes=2, pretrain_steps=2)
+ROW_NAMES = ["singleframe-dp", "gru-dp", "aem-dp-episode-causal-finetune"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One sweep of three rows on ShellGame: (sweep, its cells, what it printed)."""
+    root = tmp_path_factory.mktemp("sweep")
+    sweep = Sweep(TINY, root / "cache", root / "results", progress=True)
+    todo = cells(TINY, ROW_NAMES)
+    assert [cell_state(sweep, cell) for cell in todo] == ["left"] * 3
+    assert run(sweep, todo) == []
+    return sweep, todo
+
+
+def test_every_cell_writes_a_results_file_that_names_its_protocol_and_row(swept):
+    sweep, todo = swept
+    for cell in todo:
+        result = json.loads(cell.results_file(sweep.results_dir, TINY).read_text())
+        assert result["task"] == "AEM/ShellGame-v0" and result["episodes"] == 1
+        assert result["training"]["row"] == cell.row.name
+        assert result["training"]["protocol"]["name"] == "tiny"
+        assert result["observations"] == ["rgb", "qpos"]
+    assert {cell_state(sweep, cell) for cell in todo} == {"done"}
+
+
+def test_memory_rows_build_on_the_single_frame_checkpoint_trained_once(swept):
+    sweep, _ = swept
+    task = sweep.task_dir("AEM/ShellGame-v0")
+    sf = task / "singleframe-dp"
+    log = (sf / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [2]  # one run of 2 steps, not three
+    gru = json.loads((task / "gru-dp" / "config.json").read_text())
+    assert gru["encoder_checkpoint"] == str(sf)
+    aem = json.loads((task / "aem-dp-episode-causal-finetune" / "config.json").read_text())
+    assert aem["aem_checkpoint"] == str(task / "aem-pre-episode-causal")
+    assert aem["freeze_history"] is False
+    pretraining = json.loads((task / "aem-pre-episode-causal" / "config.json").read_text())
+    assert pretraining["encoder_checkpoint"] == str(sf)
+    assert sorted(p.name for p in task.glob("*.h5")) == ["corpus.h5", "demos.h5"]
+
+
+def test_a_second_run_redoes_nothing_and_a_lost_result_is_evaluated_again(swept, capsys):
+    sweep, todo = swept
+    results = [cell.results_file(sweep.results_dir, TINY).read_text() for cell in todo]
+    assert run(sweep, todo) == []
+    assert "training" not in capsys.readouterr().out
+    lost = todo[1]
+    path = lost.results_file(sweep.results_dir, TINY)
+    path.unlink()
+    assert run(sweep, todo) == []
+    out = capsys.readouterr().out
+    assert "training" not in out and "recording" not in out
+    rerun, before = json.loads(path.read_text()), json.loads(results[1])
+    assert rerun["records"] == before["records"]  # the episode log, resumed
+
+
+def test_a_results_file_of_another_protocol_is_not_taken_for_the_cell(swept, tmp_path):
+    sweep, todo = swept
+    path = todo[0].results_file(sweep.results_dir, TINY)
+    other = Protocol(name="tiny", tasks=TINY.tasks, demos=2, train_steps=2, batch_size=4,
+                     eval_episodes=5)
+    with pytest.raises(ValueError, match="holds 1 episodes"):
+        check_result(path, other)
+
+
+def test_the_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys):
+    assert main(["sweep", "--protocol", "certificate-budget", "--tasks", "AEM/ShellGame-v0",
+                 "--rows", "singleframe-dp", "gru-dp", "--cache", str(tmp_path / "cache"),
+                 "--results-dir", str(tmp_path / "results"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| gru-dp +\| AEM/ShellGame-v0 +\| left", out)
+    assert "2 cells: 0 done" in out
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("argv", "argument"), [
+    (["--rows", "no-such-row"], "--rows"),
+    (["--rows", "singleframe-dp-with-oracle", "--tasks", "AEM/ClickBell-v0"], "--rows"),
+    (["--tasks", "AEM/ShellGam-v0"], "--tasks"),
+    (["--scenes", "dusty"], "--scenes"),
+    (["--workers", "0"], "--workers"),
+])
+def test_bad_sweep_arguments_are_named(argv, argument, tmp_path, capsys):
+    assert main(["sweep", "--cache", str(tmp_path / "c"), "--results-dir", str(tmp_path / "r"),
+                 "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {argument}" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_every_row_builds_on_rows_that_exist():
+    for row in ROWS.values():
+        assert row.encoder_from is None or row.encoder_from in ROWS
+        assert (row.aem_ablation is not None) == (row.policy.startswith("aem-"))
