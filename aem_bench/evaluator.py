@@ -92,6 +92,9 @@ def _latency_summary(latencies_ms: list[float]) -> dict:
     }
 
 
+ENVIRONMENT_CRASHED = "environment crashed"
+
+
 @dataclass
 class EpisodeRecord:
     seed: int
@@ -101,13 +104,19 @@ class EpisodeRecord:
     # initialises the renderer and takes seconds, which would swamp steps_per_second.
     seconds: float
     latencies_ms: list[float] = field(repr=False)  # one per policy.act call
-    # Set when the episode ended abnormally: the environment rejected the policy's action (NaN,
-    # wrong shape) or crashed. Either way the episode counts as a failure.
+    # Set when the episode ended abnormally: the policy's action was invalid (NaN, wrong shape), or
+    # the environment crashed (the message then contains ENVIRONMENT_CRASHED). Either way the
+    # episode counts as a failure in the report; errors are counted apart in its summary.
     error: str | None = None
     encoder_ms: list[float] = field(default_factory=list, repr=False)  # see Policy
     reset_seconds: float = 0.0
     peak_rss_mb: float | None = None  # of the process, at the end of the episode
     video: str | None = None
+
+    @property
+    def environment_crashed(self) -> bool:
+        """The environment, not the policy, ended this episode: its outcome is unknown."""
+        return self.error is not None and ENVIRONMENT_CRASHED in self.error
 
     def to_log(self) -> dict:
         """Everything, latencies included: a line of the episode log, from which a resumed run
@@ -240,7 +249,7 @@ def run_episode(env: gym.Env, policy: Policy, seed: int,
     try:
         observation, _ = env.reset(seed=seed)
     except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
-        return EpisodeRecord(seed, False, 0, 0.0, [], f"reset: environment crashed: {err!r}")
+        return EpisodeRecord(seed, False, 0, 0.0, [], f"reset: {ENVIRONMENT_CRASHED}: {err!r}")
     reset_seconds = time.perf_counter() - tic
     start = time.perf_counter()
     latencies_ms: list[float] = []
@@ -263,7 +272,7 @@ def run_episode(env: gym.Env, policy: Policy, seed: int,
             error = f"step {steps}: action rejected: {err}"
             break
         except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
-            error = f"step {steps}: environment crashed: {err!r}"
+            error = f"step {steps}: {ENVIRONMENT_CRASHED}: {err!r}"
             break
         steps += 1
         success = bool(info["is_success"])
