@@ -236,13 +236,34 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def invalid_action(action, space: gym.Space) -> str | None:
+    """Why ``action`` is not one the policy may send in ``space`` (None if it is): for a Box, not
+    numbers, the wrong shape, or NaN/inf (values out of bounds are the environment's to clip).
+
+    Checked here rather than read off the environment's exception, so that an error the
+    environment raises on a valid action (a ValueError from a bug in the simulator) is booked as
+    the environment's crash, not as the policy's bad action."""
+    if not isinstance(space, gym.spaces.Box):
+        return None if space.contains(action) else f"{action!r} is not in {space}"
+    array = np.asarray(action)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        return f"action must be numbers, got dtype {array.dtype}"
+    if array.shape != space.shape:
+        return f"action must have shape {space.shape}, got {array.shape}"
+    if not np.all(np.isfinite(array)):
+        return (f"action must be finite; NaN or inf at indices "
+                f"{np.flatnonzero(~np.isfinite(array)).tolist()}")
+    return None
+
+
 def run_episode(env: gym.Env, policy: Policy, seed: int,
                 video: str | os.PathLike | None = None) -> EpisodeRecord:
     """Run one episode to termination or truncation (and write its frames to ``video``).
 
-    An action the environment rejects (NaN, wrong shape) or an exception inside the environment
-    ends the episode as a failure with ``error`` set: one broken episode must not cost the
-    others. An exception from the policy is a bug in the policy and stops the evaluation.
+    An invalid action (:func:`invalid_action`: NaN, wrong shape) or any exception inside the
+    environment ends the episode as a failure with ``error`` set, "action rejected" or
+    "environment crashed": one broken episode must not cost the others. An exception from the
+    policy is a bug in the policy and stops the evaluation.
     """
     tic = time.perf_counter()
     policy.reset(seed=seed)
@@ -265,12 +286,11 @@ def run_episode(env: gym.Env, policy: Policy, seed: int,
         latencies_ms.append((time.perf_counter() - tic) * 1e3)
         if (encoded := getattr(policy, "last_encoder_ms", None)) is not None:
             encoder_ms.append(encoded)
+        if (invalid := invalid_action(action, env.action_space)) is not None:
+            error = f"step {steps}: action rejected: {invalid}"
+            break
         try:
             observation, _, terminated, truncated, info = env.step(action)
-        except ValueError as err:
-            # The environment rejects NaN or wrongly shaped actions: the policy's failure.
-            error = f"step {steps}: action rejected: {err}"
-            break
         except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
             error = f"step {steps}: {ENVIRONMENT_CRASHED}: {err!r}"
             break
