@@ -102,10 +102,23 @@ def test_bad_actions_raise_value_error(handover_env, action, message):
     handover_env.step(handover_env.unwrapped.qpos)
 
 
-def test_out_of_range_actions_are_clipped_to_joint_limits(handover_env):
+@pytest.mark.parametrize("command", [100.0, -100.0])
+def test_out_of_range_actions_are_clipped_to_joint_limits(handover_env, command):
     handover_env.reset(seed=0)
-    obs, *_ = handover_env.step(np.full(16, 100.0, dtype=np.float32))
-    assert handover_env.observation_space["qpos"].contains(obs["qpos"])
+    for _ in range(5):
+        obs, *_ = handover_env.step(np.full(16, command, dtype=np.float32))
+    # Read from the articulations, not the observation (which is clipped to the same bounds): the
+    # drives aim at the URDF's limits, and the joints stay inside them.
+    for side, observed in zip(("left", "right"), np.split(obs["qpos"], 2)):
+        robot = handover_env.unwrapped.arms[side].robot
+        limits = robot.get_qlimits()
+        bound = limits[:, 1] if command > 0 else limits[:, 0]
+        targets = [float(joint.get_drive_target()[0]) for joint in robot.get_active_joints()]
+        np.testing.assert_allclose(targets, bound, atol=1e-6)
+        raw = robot.get_qpos()
+        assert np.all(raw >= limits[:, 0] - 1e-4) and np.all(raw <= limits[:, 1] + 1e-4)
+        # The observation reports the joints as they are: 7 arm joints, the fingers' mean.
+        np.testing.assert_allclose(observed, np.append(raw[:7], raw[7:].mean()), atol=1e-6)
 
 
 def test_truncates_at_step_limit():
