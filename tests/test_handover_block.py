@@ -172,3 +172,24 @@ def test_shares_the_render_device_with_maniskill():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (1, 32, 32, 3)" in out.stdout
     assert "same picture True" in out.stdout
+
+
+def test_success_needs_the_right_gripper_open():
+    # Near miss: the bar lies on the pad, as after a successful handover, but the right gripper
+    # is closed again. Every other clause of the success check holds; this one alone must fail it.
+    env = gym.make(TASK, obs_mode="state")
+    try:
+        result = run_expert(env, seed=0)
+        assert result.success, result.failure
+        task = env.unwrapped
+        right = task.arms["right"]
+        assert task.evaluate()["success"]
+        closed = right.qpos.copy()
+        closed[-1] = right.low[-1]  # fingers shut; the arm where it is
+        right.reset(closed)
+        info = task.evaluate()
+        assert info["bar_on_pad_xy"] and info["bar_resting"], "the bar must not have moved"
+        assert not info["right_gripper_open"]
+        assert not info["success"]
+    finally:
+        env.close()
