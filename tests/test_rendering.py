@@ -67,4 +67,5 @@ def test_the_patched_shader_pack_is_built_from_the_installed_sapien(tmp_path, mo
     finally:
         tabletop._shader_pack_without_ibl.cache_clear()
     assert pack.startswith(str(tmp_path)) and pack.endswith("minimal_no_ibl")
-    assert "diffuseIBL(diffuseAlbedo" not in open(os.path.join(pack, "gbuffer.frag")).read()
+    with open(os.path.join(pack, "gbuffer.frag")) as shader:
+        assert "diffuseIBL(diffuseAlbedo" not in shader.read()

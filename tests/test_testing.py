@@ -193,5 +193,5 @@ def test_success_episodes_must_be_a_positive_integer(pytester, monkeypatch, valu
     pytester.makepyfile(EXAMPLE.replace("EPISODES", "4"))
     result = pytester.runpytest_subprocess("--success-episodes", value, "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*argument --success-episodes: expected a positive integer, "
-                                 f"got {shown}*"])
+    expected = f"*argument --success-episodes: expected a positive integer, got {shown}*"
+    result.stderr.fnmatch_lines([expected])
