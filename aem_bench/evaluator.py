@@ -92,6 +92,9 @@ def _latency_summary(latencies_ms: list[float]) -> dict:
     }
 
 
+ENVIRONMENT_CRASHED = "environment crashed"
+
+
 @dataclass
 class EpisodeRecord:
     seed: int
@@ -101,13 +104,19 @@ class EpisodeRecord:
     # initialises the renderer and takes seconds, which would swamp steps_per_second.
     seconds: float
     latencies_ms: list[float] = field(repr=False)  # one per policy.act call
-    # Set when the episode ended abnormally: the environment rejected the policy's action (NaN,
-    # wrong shape) or crashed. Either way the episode counts as a failure.
+    # Set when the episode ended abnormally: the policy's action was invalid (NaN, wrong shape), or
+    # the environment crashed (the message then contains ENVIRONMENT_CRASHED). Either way the
+    # episode counts as a failure in the report; errors are counted apart in its summary.
     error: str | None = None
     encoder_ms: list[float] = field(default_factory=list, repr=False)  # see Policy
     reset_seconds: float = 0.0
     peak_rss_mb: float | None = None  # of the process, at the end of the episode
     video: str | None = None
+
+    @property
+    def environment_crashed(self) -> bool:
+        """The environment, not the policy, ended this episode: its outcome is unknown."""
+        return self.error is not None and ENVIRONMENT_CRASHED in self.error
 
     def to_log(self) -> dict:
         """Everything, latencies included: a line of the episode log, from which a resumed run
@@ -227,20 +236,41 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def invalid_action(action, space: gym.Space) -> str | None:
+    """Why ``action`` is not one the policy may send in ``space`` (None if it is): for a Box, not
+    numbers, the wrong shape, or NaN/inf (values out of bounds are the environment's to clip).
+
+    Checked here rather than read off the environment's exception, so that an error the
+    environment raises on a valid action (a ValueError from a bug in the simulator) is booked as
+    the environment's crash, not as the policy's bad action."""
+    if not isinstance(space, gym.spaces.Box):
+        return None if space.contains(action) else f"{action!r} is not in {space}"
+    array = np.asarray(action)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        return f"action must be numbers, got dtype {array.dtype}"
+    if array.shape != space.shape:
+        return f"action must have shape {space.shape}, got {array.shape}"
+    if not np.all(np.isfinite(array)):
+        return (f"action must be finite; NaN or inf at indices "
+                f"{np.flatnonzero(~np.isfinite(array)).tolist()}")
+    return None
+
+
 def run_episode(env: gym.Env, policy: Policy, seed: int,
                 video: str | os.PathLike | None = None) -> EpisodeRecord:
     """Run one episode to termination or truncation (and write its frames to ``video``).
 
-    An action the environment rejects (NaN, wrong shape) or an exception inside the environment
-    ends the episode as a failure with ``error`` set: one broken episode must not cost the
-    others. An exception from the policy is a bug in the policy and stops the evaluation.
+    An invalid action (:func:`invalid_action`: NaN, wrong shape) or any exception inside the
+    environment ends the episode as a failure with ``error`` set, "action rejected" or
+    "environment crashed": one broken episode must not cost the others. An exception from the
+    policy is a bug in the policy and stops the evaluation.
     """
     tic = time.perf_counter()
     policy.reset(seed=seed)
     try:
         observation, _ = env.reset(seed=seed)
     except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
-        return EpisodeRecord(seed, False, 0, 0.0, [], f"reset: environment crashed: {err!r}")
+        return EpisodeRecord(seed, False, 0, 0.0, [], f"reset: {ENVIRONMENT_CRASHED}: {err!r}")
     reset_seconds = time.perf_counter() - tic
     start = time.perf_counter()
     latencies_ms: list[float] = []
@@ -256,14 +286,13 @@ def run_episode(env: gym.Env, policy: Policy, seed: int,
         latencies_ms.append((time.perf_counter() - tic) * 1e3)
         if (encoded := getattr(policy, "last_encoder_ms", None)) is not None:
             encoder_ms.append(encoded)
+        if (invalid := invalid_action(action, env.action_space)) is not None:
+            error = f"step {steps}: action rejected: {invalid}"
+            break
         try:
             observation, _, terminated, truncated, info = env.step(action)
-        except ValueError as err:
-            # The environment rejects NaN or wrongly shaped actions: the policy's failure.
-            error = f"step {steps}: action rejected: {err}"
-            break
         except Exception as err:  # noqa: BLE001 - a crashed simulator is this episode's failure
-            error = f"step {steps}: environment crashed: {err!r}"
+            error = f"step {steps}: {ENVIRONMENT_CRASHED}: {err!r}"
             break
         steps += 1
         success = bool(info["is_success"])

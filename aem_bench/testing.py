@@ -1,10 +1,8 @@
 """Regression tests on success rate, for any project that trains or changes a policy.
 
-A success rate measured on a few dozen episodes is noisy: a policy that succeeds 80% of the time
-gets 15/20 or 19/20 by chance. :func:`assert_success_rate` therefore fails only when the whole 95%
-Wilson interval lies below ``min_rate``, that is when the data make it unlikely that the true rate
-reaches ``min_rate``; a good policy does not fail by bad luck. Episodes run on the expert-solvable
-seeds from ``seed`` on, so the same call evaluates the same episodes every time::
+:func:`assert_success_rate` runs ``episodes`` episodes on the expert-solvable seeds from ``seed`` on
+(the same episodes every time) and fails when the upper end of the two-sided ``confidence`` Wilson
+interval of the success rate lies below ``min_rate``::
 
     from aem_bench.testing import assert_success_rate
 
@@ -12,14 +10,47 @@ seeds from ``seed`` on, so the same call evaluates the same episodes every time:
         assert_success_rate(load_policy("runs/ckpt"), "AEM/HandoverBlock-v0", min_rate=0.5,
                             episodes=20, seed=100_000)
 
+What the check is
+    A one-sided score test of "the true rate is at least ``min_rate``": the Wilson interval is the
+    inversion of the binomial score test, so with the default ``confidence=0.95`` the check is that
+    test at a nominal 2.5% level. It is not exact: the binomial is discrete, so the real rate of
+    failing a policy whose true rate is exactly ``min_rate`` is whatever the binomial gives for the
+    counts that fail, between 2% and 3.5% in the table below (up to 7% at 10 episodes and
+    ``min_rate=0.9``). A policy above ``min_rate`` fails less often, one 0.1 above almost never.
+
+What it cannot do
+    Catch a moderate regression with few episodes. The check fails only on counts the data make
+    implausible for ``min_rate``; a worse policy often does not produce them. Worked example: at 20
+    episodes and ``min_rate=0.5`` it fails only at 5 successes or fewer, so a policy whose true rate
+    is 30% passes with probability P(X >= 6 | n=20, p=0.3) = 58.4%, more often than not. To catch a
+    drop of 0.1 or 0.2 reliably, use 100 episodes or more.
+
+Exact binomial error rates of the check at ``confidence=0.95`` (``tests/test_testing.py``
+recomputes every number from the binomial distribution and the function's own decisions)::
+
+    episodes  min_rate  fails at <=  false fail  false fail  false pass  false pass
+                                     p=min       p=min+0.1   p=min-0.2   p=min-0.1
+          20       50%            5        2.1%        0.2%       58.4%       87.4%
+          20       80%           12        3.2%        0.0%       41.6%       77.2%
+          50       50%           18        3.2%        0.1%       14.1%       66.4%
+          50       80%           34        3.1%        0.0%        9.6%       56.9%
+         100       50%           40        2.8%        0.0%        1.2%       45.7%
+         100       80%           72        3.4%        0.0%        0.5%       29.6%
+
+An episode in which the environment crashed (at reset or in a step, as opposed to rejecting the
+policy's action) says nothing about the policy: the check does not count it as a failure but
+raises :class:`EnvironmentCrashed`, naming the seeds, so that a broken simulator is not read as
+a regression.
+
 Installing aem-bench also gives pytest the ``success_rate`` fixture (a pytest plugin): the same
-function, with ``--success-episodes N`` on the pytest command line overriding every test's
-episode count (few for a quick run, many for a release), and each measured rate recorded in the
-test's ``user_properties`` (so it lands in JUnit XML).
+function, with ``--success-episodes N`` (a positive integer) on the pytest command line overriding
+every test's episode count (few for a quick run, many for a release), and each measured rate
+recorded in the test's ``user_properties`` (so it lands in JUnit XML).
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import pytest
@@ -27,29 +58,64 @@ import pytest
 from aem_bench.evaluator import EvalReport, Policy, evaluate, wilson_interval
 
 
+class EnvironmentCrashed(RuntimeError):
+    """The environment crashed in some episodes, so the success rate does not measure the policy."""
+
+
+def fails_min_rate(successes: int, episodes: int, min_rate: float,
+                   confidence: float = 0.95) -> bool:
+    """The decision rule of :func:`assert_success_rate`: True when ``successes`` of ``episodes``
+    put the whole ``confidence`` Wilson interval below ``min_rate``."""
+    return wilson_interval(successes, episodes, confidence)[1] < min_rate
+
+
 def assert_success_rate(policy: Policy | Callable[[], Policy], env_id: str, min_rate: float,
                         episodes: int = 20, seed: int = 100_000, confidence: float = 0.95,
                         **evaluate_kwargs) -> EvalReport:
-    """Evaluate ``policy`` and fail if the upper end of the success interval is below
-    ``min_rate``. Returns the report (records, latency) for further checks."""
+    """Evaluate ``policy`` and raise AssertionError if the upper end of the two-sided
+    ``confidence`` Wilson interval of its success rate is below ``min_rate`` (the module's
+    docstring gives the test's error rates). Raises :class:`EnvironmentCrashed` if the environment
+    crashed in any episode. Returns the report (records, latency) for further checks."""
     if not 0 <= min_rate <= 1:
         raise ValueError(f"min_rate must be in [0, 1], got {min_rate}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     evaluate_kwargs.setdefault("progress", False)
     report = evaluate(policy, env_id, episodes, seed=seed, **evaluate_kwargs)
+    crashed = [f"seed {record.seed}: {record.error}" for record in report.records
+               if record.environment_crashed]
+    if crashed:
+        raise EnvironmentCrashed(
+            f"{env_id}: the environment crashed in {len(crashed)} of {len(report.records)} "
+            f"episodes, which say nothing about the policy, so no success rate is asserted; "
+            + "; ".join(crashed))
     successes, n = report.successes, len(report.records)
-    lo, hi = wilson_interval(successes, n, confidence)
-    if hi < min_rate:
+    if fails_min_rate(successes, n, min_rate, confidence):
+        lo, hi = wilson_interval(successes, n, confidence)
         failed = [record.seed for record in report.records if not record.success]
         errors = {record.seed: record.error for record in report.records if record.error}
         raise AssertionError(
             f"{env_id}: success {successes}/{n} = {successes / n:.1%}, {confidence:.0%} interval "
             f"[{lo:.1%}, {hi:.1%}] lies below min_rate {min_rate:.1%}; failed seeds {failed}"
-            + (f"; errors {errors}" if errors else ""))
+            + (f"; rejected actions {errors}" if errors else ""))
     return report
 
 
+def _positive_episodes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {value}: a success rate needs at least one episode")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--success-episodes", type=int, default=None,
+    parser.addoption("--success-episodes", type=_positive_episodes, default=None,
                      help="aem-bench: episodes for every success_rate check (overrides the test)")
 
 
@@ -60,7 +126,8 @@ def success_rate(request: pytest.FixtureRequest) -> Callable[..., EvalReport]:
 
     def check(policy, env_id: str, min_rate: float, episodes: int = 20, **kwargs) -> EvalReport:
         report = assert_success_rate(policy, env_id, min_rate,
-                                     episodes=override or episodes, **kwargs)
+                                     episodes=episodes if override is None else override,
+                                     **kwargs)
         request.node.user_properties.append(
             (f"success_rate[{env_id}]", f"{report.successes}/{len(report.records)}"))
         return report

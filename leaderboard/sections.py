@@ -35,6 +35,9 @@ FOOTER = (
     "encoded (median / p95), peak memory the evaluating process's peak resident set size, and "
     "episodes/h one worker's throughput, resets included; '-' where a results file does not "
     "report it. "
+    "'(N errors)' after the episode count: N episodes ended in an error (the environment "
+    "rejected the policy's action or crashed; the results file's records say which), counted "
+    "as failures. "
     "The tables across tasks show, for each policy with results on two or more tasks of a "
     "section, all with per-episode records and the same number of episodes, the mean and the "
     "interquartile mean (IQM) of its per-task success rates, with 95% intervals from rliable's "
@@ -108,12 +111,23 @@ def seed_range(seeds: list[int]) -> str:
     return f"{len(seeds)} seeds"
 
 
+def episodes_cell(result: dict) -> str:
+    """The episode count, marked with how many of them ended in an error (an invalid action or
+    a crashed environment), which count as failures in the success rate: ``50 (2 errors)``."""
+    errors = result.get("errors")
+    if errors is None:  # a results file from before the count: the records still say it
+        errors = sum(record.get("error") is not None for record in result.get("records") or [])
+    if not errors:
+        return str(result["episodes"])
+    return f"{result['episodes']} ({errors} error{'s' if errors > 1 else ''})"
+
+
 TASK_COLUMNS = (
     Column("Policy", False, lambda r: r["policy"]),
     Column("Encoder", False, lambda r: r["encoder"]),
     Column("Head", False, lambda r: r["head"]),
     Column("Success % (95% CI)", True, lambda r: format_rate(r["success_rate"], r["success_ci95"])),
-    Column("Episodes", True, lambda r: str(r["episodes"])),
+    Column("Episodes", True, episodes_cell),
     Column("Eval seeds", False, lambda r: seed_range(r["seeds"])),
     Column("Latency ms (median / p95)", True, lambda r: format_quantiles(r["latency_ms"])),
     Column("Encoder ms (median / p95)", True,

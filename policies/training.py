@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -293,9 +294,13 @@ def _data_shapes(demos: DemoSet, state_keys: tuple[str, ...]) -> dict:
 
 
 def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) -> bool:
-    """Whether ``out_dir`` holds a run to resume. Raises if it is a run of something else
-    (``config.json``'s ``type_key`` is not ``type_value``) or was started with other settings."""
+    """Whether ``out_dir`` holds a run to resume, asked when a resume is requested: says so on
+    stderr when there is none. Raises if it is a run of something else (``config.json``'s
+    ``type_key`` is not ``type_value``) or was started with other settings."""
     if not (out_dir / STATE_DIR / "state.pt").is_file():
+        # A resume of a run killed before its first save is legitimate, so not an error; but the
+        # user asked to continue something and must see that nothing was continued.
+        print(f"no saved run in {out_dir}: starting afresh", file=sys.stderr)
         return False
     saved = json.loads((out_dir / CONFIG_NAME).read_text())
     if saved.get(type_key) != type_value:

@@ -170,7 +170,7 @@ def test_every_ablation_is_a_valid_pair_of_settings(name):
                 **policy_settings)
 
 
-def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
     from aem_bench.policies import pretraining
 
     demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=20)
@@ -183,6 +183,13 @@ def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch):
     run_killed_then_resumed(monkeypatch, pretraining, 3,
                             lambda resume: run("resumed", resume=resume))
     assert (tmp_path / "resumed" / "model.safetensors").read_bytes() == \
+        (tmp_path / "straight" / "model.safetensors").read_bytes()
+    assert "no saved run" not in capsys.readouterr().err
+    # A resume with nothing saved starts afresh, and says so.
+    run("never_started", resume=True)
+    assert f"no saved run in {tmp_path / 'never_started'}: starting afresh" in \
+        capsys.readouterr().err
+    assert (tmp_path / "never_started" / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model.safetensors").read_bytes()
 
 

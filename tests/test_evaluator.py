@@ -422,3 +422,32 @@ def test_videos_of_the_first_episodes_and_unknown_seeds(tmp_path):
     with pytest.raises(ValueError, match=r"video seeds \[99\] are not among"):
         evaluate(HoldPosePolicy(), COUNTDOWN, episodes=3, seed=10, progress=False,
                  video_dir=tmp_path, video_episodes=[99])
+
+
+class BuggyStepEnv(CountdownEnv):
+    """Countdown whose step raises a ValueError on any action, as a bug in a simulator would."""
+
+    def step(self, action):
+        raise ValueError("math domain error")
+
+
+BUGGY = "AEMTest/BuggyStep-v0"
+gym.register(BUGGY, entry_point=BuggyStepEnv, max_episode_steps=5)
+
+
+def test_a_value_error_from_the_environment_on_a_valid_action_is_its_crash():
+    record = run_episode(gym.make(BUGGY), HoldPosePolicy(), seed=0)
+    assert record.error == "step 0: environment crashed: ValueError('math domain error')"
+    assert record.environment_crashed
+
+
+@pytest.mark.parametrize("action, reason", [
+    (np.full(16, np.nan), "action must be finite; NaN or inf at indices [0, 1,"),
+    (np.zeros(7), "action must have shape (16,), got (7,)"),
+    (np.array(["go"] * 16), "action must be numbers, got dtype <U2"),
+])
+def test_invalid_actions_are_the_policys_and_never_reach_the_environment(action, reason):
+    # BuggyStepEnv raises on every step: an error naming the action shows step was not called.
+    record = run_episode(gym.make(BUGGY), BadOnFirstEpisodePolicy(action), seed=0)
+    assert record.error.startswith(f"step 0: action rejected: {reason}")
+    assert not record.environment_crashed

@@ -102,10 +102,23 @@ def test_bad_actions_raise_value_error(handover_env, action, message):
     handover_env.step(handover_env.unwrapped.qpos)
 
 
-def test_out_of_range_actions_are_clipped_to_joint_limits(handover_env):
+@pytest.mark.parametrize("command", [100.0, -100.0])
+def test_out_of_range_actions_are_clipped_to_joint_limits(handover_env, command):
     handover_env.reset(seed=0)
-    obs, *_ = handover_env.step(np.full(16, 100.0, dtype=np.float32))
-    assert handover_env.observation_space["qpos"].contains(obs["qpos"])
+    for _ in range(5):
+        obs, *_ = handover_env.step(np.full(16, command, dtype=np.float32))
+    # Read from the articulations, not the observation (which is clipped to the same bounds): the
+    # drives aim at the URDF's limits, and the joints stay inside them.
+    for side, observed in zip(("left", "right"), np.split(obs["qpos"], 2)):
+        robot = handover_env.unwrapped.arms[side].robot
+        limits = robot.get_qlimits()
+        bound = limits[:, 1] if command > 0 else limits[:, 0]
+        targets = [float(joint.get_drive_target()[0]) for joint in robot.get_active_joints()]
+        np.testing.assert_allclose(targets, bound, atol=1e-6)
+        raw = robot.get_qpos()
+        assert np.all(raw >= limits[:, 0] - 1e-4) and np.all(raw <= limits[:, 1] + 1e-4)
+        # The observation reports the joints as they are: 7 arm joints, the fingers' mean.
+        np.testing.assert_allclose(observed, np.append(raw[:7], raw[7:].mean()), atol=1e-6)
 
 
 def test_truncates_at_step_limit():
@@ -159,3 +172,24 @@ def test_shares_the_render_device_with_maniskill():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (1, 32, 32, 3)" in out.stdout
     assert "same picture True" in out.stdout
+
+
+def test_success_needs_the_right_gripper_open():
+    # Near miss: the bar lies on the pad, as after a successful handover, but the right gripper
+    # is closed again. Every other clause of the success check holds; this one alone must fail it.
+    env = gym.make(TASK, obs_mode="state")
+    try:
+        result = run_expert(env, seed=0)
+        assert result.success, result.failure
+        task = env.unwrapped
+        right = task.arms["right"]
+        assert task.evaluate()["success"]
+        closed = right.qpos.copy()
+        closed[-1] = right.low[-1]  # fingers shut; the arm where it is
+        right.reset(closed)
+        info = task.evaluate()
+        assert info["bar_on_pad_xy"] and info["bar_resting"], "the bar must not have moved"
+        assert not info["right_gripper_open"]
+        assert not info["success"]
+    finally:
+        env.close()

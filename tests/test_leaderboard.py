@@ -349,6 +349,19 @@ def test_markdown_task_row_cells():
     ]
 
 
+def test_markdown_marks_the_episodes_that_ended_in_an_error():
+    crashed = make_result("crashy", successes=5, errors=2)
+    for record in crashed["records"][-2:]:
+        record["error"] = "step 3: environment crashed: RuntimeError('solver')"
+    old = make_result("old-file", successes=4)  # no "errors" field: counted from its records
+    old["records"][-1]["error"] = "step 0: action rejected: action must be finite"
+    clean = make_result("clean", successes=3, errors=0)
+    markdown = markdown_of([crashed, old, clean])
+    episodes = {row[0]: row[4] for row in _table_rows(markdown, f"### {HANDOVER}")}
+    assert episodes == {"crashy": "10 (2 errors)", "old-file": "10 (1 error)", "clean": "10"}
+    assert "'(N errors)' after the episode count" in markdown
+
+
 def test_markdown_shows_dashes_for_what_a_file_does_not_report():
     old = make_result("old", workers=3, encoder_latency_ms={"median": None, "p95": None})
     for name in ("peak_rss_mb", "episodes_per_hour"):

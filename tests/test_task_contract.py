@@ -7,6 +7,7 @@ errors on bad actions, a dense reward in [0, 1] and the same task layout across 
 import gymnasium as gym
 import numpy as np
 import pytest
+import sapien
 from gymnasium.utils.env_checker import check_env
 
 from aem_bench.registration import TASKS, VARIANT_SUFFIXES, variant_id
@@ -109,13 +110,40 @@ def test_randomized_scene_moves_camera_and_table_height():
     assert all(abs(h) <= TABLE_HEIGHT_JITTER for h in heights) and np.std(heights) > 1e-3
 
 
-def test_scene_keyword_equals_variant_id():
-    by_keyword = gym.make("AEM/HandoverBlock-v0", scene="randomized")
-    by_id = gym.make("AEM/HandoverBlock-Randomized-v0")
-    a, _ = by_keyword.reset(seed=2)
-    b, _ = by_id.reset(seed=2)
-    np.testing.assert_array_equal(a["rgb"], b["rgb"])
-    by_keyword.close()
+def _scene_facts(env) -> dict:
+    """What a scene variant changes, read from the built scene: distractors standing on the
+    table, the table's colour, the ambient light, the arms' base height."""
+    task = env.unwrapped
+    distractors = task._randomizer.distractors if task._randomizer else []
+    shape = task.table.find_component_by_type(sapien.render.RenderBodyComponent).render_shapes[0]
+    return {
+        "on_table": sum(entity.pose.p[0] > -1.0 for entity, _, _ in distractors),
+        "table": tuple(np.round(shape.material.base_color[:3], 6)),
+        "ambient": tuple(np.round(task.scene.ambient_light, 6)),
+        "base_z": round(float(task.arms["left"].base_pose.p[2]), 6),
+    }
+
+
+def test_scene_keyword_builds_that_scene():
+    facts = {}
+    for scene in ("clean", "cluttered", "randomized"):
+        env = gym.make("AEM/HandoverBlock-v0", scene=scene, camera_size=(32, 32))
+        env.reset(seed=2)
+        facts[scene] = _scene_facts(env)
+        env.close()
+    clean, cluttered, randomized = facts["clean"], facts["cluttered"], facts["randomized"]
+    assert clean["on_table"] == 0 and clean["base_z"] == 0.0
+    # Cluttered: distractors on the table, appearance and height untouched.
+    assert cluttered["on_table"] >= 5
+    assert {k: cluttered[k] for k in ("table", "ambient", "base_z")} == \
+        {k: clean[k] for k in ("table", "ambient", "base_z")}
+    # Randomized: distractors too, and another table colour, light and table height.
+    assert randomized["on_table"] >= 5
+    assert all(randomized[k] != clean[k] for k in ("table", "ambient", "base_z"))
+    # The registered variant id builds the same scene as the keyword.
+    by_id = gym.make("AEM/HandoverBlock-Randomized-v0", camera_size=(32, 32))
+    by_id.reset(seed=2)
+    assert _scene_facts(by_id) == randomized
     by_id.close()
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
-from test_evaluator import COUNTDOWN, HoldPosePolicy
+from scipy.stats import binom
+from test_evaluator import COUNTDOWN, CRASHING, CountdownEnv, HoldPosePolicy
 
+from aem_bench import testing
 from aem_bench.evaluator import wilson_interval
-from aem_bench.testing import assert_success_rate
+from aem_bench.testing import EnvironmentCrashed, assert_success_rate, fails_min_rate
 
 pytest_plugins = ["pytester"]
 
@@ -37,6 +43,122 @@ def test_min_rate_outside_zero_one_is_refused():
         assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=50, episodes=2)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"episodes": 0}, "episodes must be a positive integer, got 0"),
+    ({"episodes": -3}, "episodes must be a positive integer, got -3"),
+    ({"episodes": 2.5}, "episodes must be a positive integer, got 2.5"),
+    ({"confidence": 1.0}, "confidence must be in"),
+])
+def test_bad_episodes_or_confidence_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=0.5, **kwargs)
+
+
+def test_environment_crashes_are_not_counted_as_policy_failures():
+    # Countdown succeeds on even seeds; seed 12 crashes. Counted as a failure, 1/4 would pass
+    # min_rate=0.05 silently with a broken simulator; the crash must stop the check instead.
+    with pytest.raises(EnvironmentCrashed) as crash:
+        assert_success_rate(HoldPosePolicy(), CRASHING, min_rate=0.05, episodes=4, seed=10,
+                            env_kwargs={"crash_seed": 12})
+    message = str(crash.value)
+    assert "crashed in 1 of 4 episodes" in message
+    assert "seed 12: step 0: environment crashed: RuntimeError('simulated solver blow-up')" in message
+
+
+def test_rejected_actions_count_as_policy_failures():
+    with pytest.raises(AssertionError, match=r"success 0/2 .*rejected actions \{10: 'step 0:"):
+        assert_success_rate(lambda: NaNPolicy(), COUNTDOWN, min_rate=0.9, episodes=2, seed=10)
+
+
+class NaNPolicy(HoldPosePolicy):
+    def act(self, observation):
+        return np.full(16, np.nan, np.float32)
+
+
+# --- The check's error rates, recomputed from the binomial distribution ----------------------------
+
+
+class FirstKEnv(CountdownEnv):
+    """Succeeds at the first step on seeds below ``successes_below``: exactly that many successes
+    among the seeds 0, 1, ..., so the check's decision can be read for every count."""
+
+    def __init__(self, successes_below: int):
+        self.successes_below = successes_below
+
+    def step(self, action):
+        observation, _, _, _, _ = super().step(action)
+        success = self._seed < self.successes_below
+        return observation, float(success), True, False, {"is_success": success}
+
+
+FIRST_K = "AEMTest/FirstK-v0"
+gym.register(FIRST_K, entry_point=FirstKEnv, max_episode_steps=5)
+
+
+def largest_failing_count(episodes: int, min_rate: float) -> int:
+    """The most successes of ``episodes`` for which assert_success_rate fails (-1: none)."""
+    largest = -1
+    for k in range(episodes + 1):
+        try:
+            report = assert_success_rate(HoldPosePolicy(), FIRST_K, min_rate, episodes=episodes,
+                                         seed=0, env_kwargs={"successes_below": k})
+            assert report.successes == k
+        except AssertionError:
+            largest = k
+    return largest
+
+
+def docstring_table() -> list[list[float]]:
+    rows = []
+    for line in testing.__doc__.splitlines():
+        cells = line.replace("%", "").split()
+        if len(cells) == 7 and all(re.fullmatch(r"[0-9.]+", cell) for cell in cells):
+            rows.append([float(cell) for cell in cells])
+    return rows
+
+
+def test_the_docstring_states_the_exact_binomial_error_rates():
+    rows = docstring_table()
+    assert len(rows) == 6
+    for episodes, min_rate, fails_at, *rates in rows:
+        n, m = int(episodes), min_rate / 100
+        # The decisions of the function itself, not of a copy of its rule.
+        k = largest_failing_count(n, m) if n <= 20 else max(
+            (k for k in range(n + 1) if fails_min_rate(k, n, m)), default=-1)
+        assert k == fails_at, (n, m)
+        exact = [binom.cdf(k, n, m), binom.cdf(k, n, m + 0.1),
+                 binom.sf(k, n, m - 0.2), binom.sf(k, n, m - 0.1)]
+        assert [round(100 * rate, 1) for rate in exact] == rates, (n, m)
+
+
+@pytest.mark.parametrize("episodes, min_rate", [(20, 0.5), (20, 0.8), (10, 0.9)])
+def test_fails_min_rate_is_the_rule_assert_success_rate_applies(episodes, min_rate):
+    largest = largest_failing_count(episodes, min_rate)
+    assert [fails_min_rate(k, episodes, min_rate) for k in range(episodes + 1)] == [
+        k <= largest for k in range(episodes + 1)]
+
+
+@pytest.mark.parametrize("episodes, min_rate, true_rate, false_fail, false_pass", [
+    # At exactly min_rate: near the nominal one-sided 2.5%, but not equal (the binomial is discrete).
+    (20, 0.5, 0.5, 0.0207, None),
+    (10, 0.9, 0.9, 0.0702, None),  # the worst of the documented corner: 7%, not 2.5%
+    # Well below min_rate: the weak power the docstring warns of.
+    (20, 0.5, 0.3, None, 0.5836),
+    (100, 0.5, 0.3, None, 0.0125),
+])
+def test_exact_error_rates_of_the_decision_rule(episodes, min_rate, true_rate, false_fail,
+                                                false_pass):
+    largest = largest_failing_count(episodes, min_rate)
+    # P(fail) = P(X <= largest), summed term by term with math.comb, apart from scipy.
+    p_fail = sum(math.comb(episodes, k) * true_rate**k * (1 - true_rate)**(episodes - k)
+                 for k in range(largest + 1))
+    if false_fail is not None:
+        assert p_fail == pytest.approx(false_fail, abs=1e-4)
+        assert p_fail > 0.01  # a policy exactly at min_rate does fail now and then
+    if false_pass is not None:
+        assert 1 - p_fail == pytest.approx(false_pass, abs=1e-4)
+
+
 EXAMPLE = """
 import test_evaluator
 
@@ -63,3 +185,13 @@ def test_the_fixture_is_installed_with_the_package(pytester, monkeypatch, option
     half = episodes // 2
     assert f'name="success_rate[AEMTest/Countdown-v0]" value="{half}/{episodes}"' in (
         pytester.path / "report.xml").read_text()
+
+
+@pytest.mark.parametrize("value, shown", [("0", "0"), ("-2", "-2"), ("many", "'many'")])
+def test_success_episodes_must_be_a_positive_integer(pytester, monkeypatch, value, shown):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    pytester.makepyfile(EXAMPLE.replace("EPISODES", "4"))
+    result = pytester.runpytest_subprocess("--success-episodes", value, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    expected = f"*argument --success-episodes: expected a positive integer, got {shown}*"
+    result.stderr.fnmatch_lines([expected])

@@ -41,7 +41,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -83,8 +82,9 @@ _SHADER_PATCHES = {
 
 def camera_shader_dir() -> str:
     """A copy of SAPIEN's "minimal" shader pack without image-based lighting, written once per
-    SAPIEN installation into the cache; SAPIEN's own "minimal" if its source has changed.
-    ``AEM_CAMERA_SHADER`` names another shader pack (e.g. ``minimal``)."""
+    SAPIEN installation into the cache. ``AEM_CAMERA_SHADER`` names another shader pack
+    (``minimal``: SAPIEN's own); if SAPIEN's source has changed so that the copy cannot be
+    patched, that is an error until the environment variable chooses a pack."""
     if os.environ.get("AEM_CAMERA_SHADER"):
         return os.environ["AEM_CAMERA_SHADER"]
     return _shader_pack_without_ibl()
@@ -99,10 +99,14 @@ def _shader_pack_without_ibl() -> str:
     if (out / "minimal_no_ibl").is_dir():
         return str(out / "minimal_no_ibl")
     texts = {name: (source / "minimal" / name).read_text() for name in _SHADER_PATCHES}
-    if not all(old in texts[name] for name, (old, _) in _SHADER_PATCHES.items()):
-        warnings.warn("SAPIEN's minimal shader has changed; rendering with it unpatched "
-                      "(slower on a CPU renderer)", stacklevel=2)
-        return "minimal"
+    if missing := [name for name, (old, _) in _SHADER_PATCHES.items() if old not in texts[name]]:
+        # The stock shader renders other pixels only if a scene sets an environment map, but it is
+        # slower and untested here: rendering with it must be the user's choice.
+        raise RuntimeError(
+            f"cannot build the camera shader minimal_no_ibl: SAPIEN's minimal shader in "
+            f"{source / 'minimal'} no longer contains the image-based lighting code to remove "
+            f"(in {', '.join(missing)}); set AEM_CAMERA_SHADER=minimal to render with SAPIEN's "
+            f"stock shader instead (slower on a CPU renderer)")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent))
     shutil.copytree(source / "common", staging / "common")
