@@ -217,7 +217,7 @@ def _write_videos(args, results) -> None:
 
 
 def cmd_tasks(args) -> int:
-    from aem_bench.registration import TASKS, measured_expert_success
+    from aem_bench.registration import current_tasks, measured_expert_success
 
     if args.measure:
         return _measure_experts(args)
@@ -230,7 +230,7 @@ def cmd_tasks(args) -> int:
     measured = measured_expert_success()
     certificates = load_certificates()
     rows = []
-    for spec in TASKS.values():
+    for spec in current_tasks().values():
         if args.memory and spec.memory is None:
             continue
         expert = measured.get(spec.env_id)
@@ -334,7 +334,7 @@ def cmd_gallery(args) -> int:
     import gymnasium as gym
 
     from aem_bench.media import contact_sheet
-    from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+    from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
 
     if args.tasks is not None:
         if not args.tasks:
@@ -349,7 +349,7 @@ def cmd_gallery(args) -> int:
 
     if Path(args.out).suffix.lower() not in Image.registered_extensions():
         raise bad_value("--out", args.out, "an image file name, e.g. gallery.png")
-    base_ids = args.tasks or sorted({spec.base_id for spec in TASKS.values()
+    base_ids = args.tasks or sorted({spec.base_id for spec in current_tasks().values()
                                      if args.memory == (spec.memory is not None)})
     # Memory tasks get a fourth picture: the clean scene once the cue has left the frame.
     with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
@@ -542,7 +542,7 @@ def cmd_policies(args) -> int:
 
 def _eval_tasks(args) -> list[str]:
     """The task ids of ``--task`` or of ``--suite``/``--variant``."""
-    from aem_bench.registration import TASKS
+    from aem_bench.registration import current_tasks
 
     if args.task and args.suite:
         raise UsageError("--suite", "give --task or --suite, not both")
@@ -555,7 +555,7 @@ def _eval_tasks(args) -> list[str]:
     suites = {"manipulation": lambda spec: spec.memory is None,
               "memory": lambda spec: spec.memory is not None, "all": lambda spec: True}
     variants = args.variant or ["clean"]
-    return [env_id for env_id, spec in TASKS.items()
+    return [env_id for env_id, spec in current_tasks().items()
             if suites[args.suite](spec) and spec.scene in variants]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -44,6 +44,9 @@ class TaskSpec:
     chance: float | None = None  # memory tasks: success rate of guessing the hidden fact
     description: str = ""
     kwargs: dict = field(default_factory=dict)
+    # A newer version of the task replaces this one in the suites (the id stays registered, so
+    # its results and demonstrations still load).
+    superseded_by: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +56,10 @@ TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tuple[str, ...],
-                  memory: str | None = None, chance: float | None = None, **kwargs):
+                  memory: str | None = None, chance: float | None = None,
+                  supersedes: str | None = None, **kwargs):
+    """Register a task class under ``env_id`` in each scene (a class decorator). ``supersedes``:
+    the id of an earlier version that this one replaces in the suites."""
     if memory is not None and memory not in MEMORY_TYPES:
         raise ValueError(f"memory must be one of {MEMORY_TYPES} or None, got {memory!r}")
     def decorator(cls):
@@ -74,10 +80,18 @@ def register_task(env_id: str, *, max_episode_steps: int, arms: int, skills: tup
             gym.register(id=spec.env_id, entry_point=spec.entry_point,
                          max_episode_steps=max_episode_steps, kwargs=spec.kwargs)
             TASKS[spec.env_id] = spec
+            if supersedes is not None:
+                old = variant_id(supersedes, scene)
+                TASKS[old] = replace(TASKS[old], superseded_by=spec.env_id)
         cls.task_spec = TASKS[env_id]
         return cls
 
     return decorator
+
+
+def current_tasks() -> dict[str, TaskSpec]:
+    """The suites' tasks: every registered id but those a newer version supersedes."""
+    return {env_id: spec for env_id, spec in TASKS.items() if spec.superseded_by is None}
 
 
 def get_task(env_id: str) -> TaskSpec:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
 
 from .aggregate import aggregate_success
 
@@ -170,7 +170,7 @@ def latest_by(results: list[dict], field: str) -> list[dict]:
 
 
 def _aggregate_table(suite: str, variant: str, results: list[dict]) -> Table | None:
-    suite_tasks = sum(scene_of(task) == (suite, variant) for task in TASKS)
+    suite_tasks = sum(scene_of(task) == (suite, variant) for task in current_tasks())
     aggregates, left_out = [], []
     for policy in sorted({r["policy"] for r in results}):
         mine = latest_by([r for r in results if r["policy"] == policy], "task")

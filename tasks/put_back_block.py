@@ -22,6 +22,7 @@ import sapien
 
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.panda import ARM_DOF, HOME_QPOS
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -165,4 +166,50 @@ class PutBackBlockEnv(TableTopEnv):
         home = self._mat_xy(self.origin).copy()
         yield from carry_cube(plan, side, self.cube, np.append(self.pad.pose.p[:2], CUBE_HALF))
         yield from press_button(plan, presser, self.button)
+        yield from carry_cube(plan, side, self.cube, np.append(home, CUBE_HALF))
+
+
+ARMS_BACK = 2e-3  # rad: every arm joint this close to its start counts as back
+
+
+@register_task("AEM/PutBackBlock-v1", max_episode_steps=400, arms=2,
+               skills=("pick", "place", "press"), memory="spatial", chance=1 / len(MATS),
+               supersedes="AEM/PutBackBlock-v0")
+class PutBackBlockV1Env(PutBackBlockEnv):
+    """PutBackBlock where the arms return to their start before the cube is carried back.
+
+    Description / Success: as ``AEM/PutBackBlock-v0``. The expert carries the cube to the pad with
+    the arm on the mat's side, brings that arm back to its starting joints, presses the button
+    with the right arm, brings it back too, waits, and only then carries the cube back.
+
+    Why a new version: in v0's expert episodes the joint angles alone give the starting mat at
+    the decision (a linear probe on them reads it in every episode), since the arms reach the
+    same gripper poses with different elbows depending on where they came from. Here, at the
+    decision step both arms are back at their starting joints, so neither the frame nor the joint
+    state tells the mat: only a memory of what happened does.
+
+    Decision step (``decision_at``): the first step after the press at which both arms are back
+    at their start (every joint within ``ARMS_BACK``).
+    """
+
+    def _after_step(self) -> None:
+        decided = self.decision_at
+        super()._after_step()
+        self.decision_at = decided  # v0's rule (the cube lifted again) does not apply here
+        if self.decision_at is None and self.pressed and self._arms_back():
+            self.decision_at = self.elapsed_steps
+
+    def _arms_back(self) -> bool:
+        return all(np.abs(arm.qpos[:ARM_DOF] - HOME_QPOS).max() < ARMS_BACK
+                   for arm in self.arms.values())
+
+    def expert(self):
+        plan = MotionPlanner(self)
+        side = "left" if self._mat_xy(self.origin)[1] > 0 else "right"
+        home = self._mat_xy(self.origin).copy()
+        yield from carry_cube(plan, side, self.cube, np.append(self.pad.pose.p[:2], CUBE_HALF))
+        yield from plan.go_back(15, side)
+        yield from press_button(plan, "right", self.button)
+        yield from plan.go_back(15, "right")
+        yield from plan.hold(12)  # the arms settle at their start: the decision step
         yield from carry_cube(plan, side, self.cube, np.append(home, CUBE_HALF))

@@ -45,6 +45,7 @@ class MotionPlanner:
     def __init__(self, env):
         self.env = env
         self.command = env.qpos.astype(np.float64)  # the last target sent, per joint
+        self.start = self.command.copy()  # the joints when the expert took over
 
     def solve_ik(self, side: str, tcp_pose: sapien.Pose) -> np.ndarray:
         arm = self.env.arms[side]
@@ -85,6 +86,14 @@ class MotionPlanner:
 
     def close(self, side: str, steps: int = 10) -> Iterator[np.ndarray]:
         yield from self.gripper(steps, **{side: GRIPPER_CLOSED})
+
+    def go_back(self, steps: int, *sides: str) -> Iterator[np.ndarray]:
+        """Move the named arms, grippers included, back to their joints when the expert took
+        over, in joint space: wherever the arm went, it ends in the same configuration."""
+        goal = self.command.copy()
+        for side in sides:
+            goal[ARM_SLICES[side]] = self.start[ARM_SLICES[side]]
+        yield from self._interpolate(goal, steps)
 
     def hold(self, steps: int) -> Iterator[np.ndarray]:
         yield from self._interpolate(self.command.copy(), steps)
