@@ -41,6 +41,7 @@ def _torchrun(processes: int, *args) -> subprocess.CompletedProcess:
         env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_train_like_one(tmp_path):
     demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=12, size=32)
     config = {key: list(value) if isinstance(value, tuple) else value
