@@ -28,9 +28,8 @@ from pathlib import Path
 # training step) when anything else, the CPU renderer included, wants the same cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tqdm import tqdm
-
 from aem_bench.errors import UsageError, bad_value, closest
+from aem_bench.progress import progress_bar, progress_write
 
 DEFAULT_TASK = "AEM/HandoverBlock-v0"
 RESULTS_DIR = Path("leaderboard/results")
@@ -178,8 +177,8 @@ def cmd_expert(args) -> int:
         _check_output("--video", args.video, folder=True)
     seeds = range(args.seed, args.seed + args.episodes)
     results = []
-    bar = tqdm(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
-               disable=args.json, unit="ep")
+    bar = progress_bar(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
+                       disable=args.json, unit="ep")
     for result in bar:
         results.append(result)
         bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
@@ -305,7 +304,7 @@ def _measure_experts(args) -> int:
     machine = collect_provenance()["hardware"]
     measured = {}
     ids = args.ids or list(TASKS)
-    for env_id in tqdm(ids, desc="experts", unit="task"):
+    for env_id in progress_bar(ids, desc="experts", unit="task"):
         results = list(expert_rollouts(env_id, range(args.episodes), obs_mode="state"))
         measured[env_id] = {
             "episodes": len(results),
@@ -322,7 +321,7 @@ def _measure_experts(args) -> int:
         if args.record:  # merged: the table keeps the tasks not measured this time
             table = {**measured_expert_success(), env_id: measured[env_id]}
             expert_success_file().write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-        tqdm.write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
+        progress_write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
     print("written to " + " and ".join(
         str(path) for path in (args.out, args.record and expert_success_file()) if path))
     return 0
@@ -353,7 +352,7 @@ def cmd_gallery(args) -> int:
     with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
     columns = list(VARIANT_SUFFIXES) + (["clean, cue hidden"] if with_cue_hidden else [])
     rows = []
-    for base_id in tqdm(base_ids, desc="gallery", unit="task"):
+    for base_id in progress_bar(base_ids, desc="gallery", unit="task"):
         row = []
         for scene in VARIANT_SUFFIXES:
             env = gym.make(base_id, scene=scene, camera_size=(args.size, args.size))
@@ -435,7 +434,7 @@ def cmd_demos(args) -> int:
     if getattr(args, "camera", 128) != 128:
         env_kwargs["camera_size"] = (args.camera, args.camera)
     with DemoWriter(args.out, args.task, env_kwargs) as writer, \
-            tqdm(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
+            progress_bar(total=args.episodes, desc=f"demos {args.task}", unit="ep") as bar:
         for result in expert_rollouts(args.task, seeds, record=True, **env_kwargs):
             tried += 1
             if result.success:

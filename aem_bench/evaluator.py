@@ -33,10 +33,10 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from aem_bench.demos import package_versions
 from aem_bench.expert import solvable_seeds
+from aem_bench.progress import progress_bar
 from aem_bench.provenance import git_commit
 from aem_bench.registration import TASKS
 
@@ -474,8 +474,8 @@ def evaluate(
 
         zoo_encoder, zoo_head = leaderboard_parts(config)
         encoder, head = encoder or zoo_encoder, head or zoo_head
-    with tqdm(total=episodes, initial=len(done), desc=env_id, unit="ep",
-              disable=not progress) as bar:
+    with progress_bar(total=episodes, initial=len(done), desc=env_id, unit="ep",
+                      disable=not progress) as bar:
         try:
             for record in _episodes(run_policy, env_id, env_kwargs, todo, workers, videos,
                                     backend, address):

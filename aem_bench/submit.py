@@ -22,9 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from aem_bench.policies import encoders
+from aem_bench.progress import progress_bar, progress_write
 
 
 @dataclass(frozen=True)
@@ -177,8 +176,8 @@ def record_demos(task: str, protocol: Protocol, cache_dir: Path, progress: bool 
     seeds = range(protocol.demo_seed, protocol.demo_seed + 2 * protocol.demos + 10)
     written = 0
     with DemoWriter(partial, task, {"camera_size": camera}) as writer, \
-            tqdm(total=protocol.demos, desc=f"demos {task}", unit="ep",
-                 disable=not progress) as bar:
+            progress_bar(total=protocol.demos, desc=f"demos {task}", unit="ep",
+                         disable=not progress) as bar:
         for result in expert_rollouts(task, seeds, record=True, camera_size=camera):
             if result.success:
                 writer.add(result.episode)
@@ -267,7 +266,7 @@ def submit(
 
     def say(message: str) -> None:
         if progress:
-            tqdm.write(message)
+            progress_write(message)
 
     torch.manual_seed(protocol.train_seed)
     built = encoders.make_encoder(encoder.name, **options)

@@ -22,7 +22,7 @@ def test_some_tests_are_marked_slow_and_make_test_still_runs_them():
     # pytest exits with 5 when a marker selects nothing, which made `make test-slow` fail.
     assert slow, "no test carries @pytest.mark.slow"
 
-    recipes = re.findall(r"^(test[\w-]*):.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    recipes = re.findall(r"^(test[\w-]*):.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
     recipes = dict(recipes)
     assert "-m slow" in recipes["test-slow"]
     assert not re.search(r"-m\s+[\"']?(not\b|slow)", recipes["test"]), \
