@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aem_bench.registration import TASKS, VARIANT_SUFFIXES
-
-from .aggregate import aggregate_success
+from aem_bench.stats import aggregate_success
 
 SUITES = ("manipulation", "memory")
 VARIANTS = tuple(VARIANT_SUFFIXES)  # clean, cluttered, randomized

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_evaluator import COUNTDOWN, HoldPosePolicy
 
-from aem_bench.evaluator import wilson_interval
+from aem_bench.stats import wilson_interval
 from aem_bench.testing import assert_success_rate
 
 pytest_plugins = ["pytester"]
