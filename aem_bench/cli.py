@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from aem_bench.errors import UsageError, bad_value, closest
 from aem_bench.progress import progress_bar, progress_write
+from aem_bench.seeds import EVAL_SEED_START
 
 DEFAULT_TASK = "AEM/HandoverBlock-v0"
 RESULTS_DIR = Path("leaderboard/results")
@@ -731,7 +732,7 @@ def cmd_eval(args) -> int:
 
 def _write_aggregate(reports, path: Path, as_json: bool) -> None:
     """Success across the tasks: mean and IQM with stratified-bootstrap intervals (rliable)."""
-    from aem_bench.leaderboard.aggregate import aggregate_success
+    from aem_bench.stats import aggregate_success
 
     aggregate = {"policy": reports[0].policy,
                  **aggregate_success([report.to_dict() for report in reports])}
@@ -816,7 +817,7 @@ def cmd_pipeline(args) -> int:
             resume=False, ablation=None, overwrite=overwrite))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=[args.task], suite=None, variant=None,
-            episodes=args.eval_episodes, seed=100_000, json=False, threads=1, workers=1,
+            episodes=args.eval_episodes, seed=EVAL_SEED_START, json=False, threads=1, workers=1,
             log=None, results_dir=None, video=out / "videos", video_episodes=2, video_seed=None,
             video_format="gif", overwrite=overwrite,
             out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
@@ -1020,7 +1021,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", choices=["clean", "cluttered", "randomized"],
                    help="with --suite: scene variants, repeatable (default clean)")
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=100_000,
+    p.add_argument("--seed", type=int, default=EVAL_SEED_START,
                    help="first evaluation seed (demonstrations use seeds from 0)")
     p.add_argument("--out", help="results JSON of one task (default: RESULTS_DIR/TASK_...json)")
     p.add_argument("--results-dir", help="where results files go (default CHECKPOINT/eval)")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from aem_bench.policies import encoders
 from aem_bench.progress import progress_bar, progress_write
+from aem_bench.seeds import EVAL_SEED_START
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Protocol:
     demo_seed: int = 0
     policy: str = "singleframe-dp"
     train_seed: int = 0
-    eval_seed: int = 100_000
+    eval_seed: int = EVAL_SEED_START
     threads: int = 1
 
     @property

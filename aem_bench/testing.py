@@ -4,13 +4,14 @@ A success rate measured on a few dozen episodes is noisy: a policy that succeeds
 gets 15/20 or 19/20 by chance. :func:`assert_success_rate` therefore fails only when the whole 95%
 Wilson interval lies below ``min_rate``, that is when the data make it unlikely that the true rate
 reaches ``min_rate``; a good policy does not fail by bad luck. Episodes run on the expert-solvable
-seeds from ``seed`` on, so the same call evaluates the same episodes every time::
+seeds from ``seed`` on (by default the protocol's ``aem_bench.seeds.EVAL_SEED_START``), so the
+same call evaluates the same episodes every time::
 
     from aem_bench.testing import assert_success_rate
 
     def test_my_policy_still_hands_over():
         assert_success_rate(load_policy("runs/ckpt"), "AEM/HandoverBlock-v0", min_rate=0.5,
-                            episodes=20, seed=100_000)
+                            episodes=20)
 
 Installing aem-bench also gives pytest the ``success_rate`` fixture (a pytest plugin): the same
 function, with ``--success-episodes N`` on the pytest command line overriding every test's
@@ -24,11 +25,13 @@ from collections.abc import Callable
 
 import pytest
 
-from aem_bench.evaluator import EvalReport, Policy, evaluate, wilson_interval
+from aem_bench.evaluator import EvalReport, Policy, evaluate
+from aem_bench.seeds import EVAL_SEED_START
+from aem_bench.stats import wilson_interval
 
 
 def assert_success_rate(policy: Policy | Callable[[], Policy], env_id: str, min_rate: float,
-                        episodes: int = 20, seed: int = 100_000, confidence: float = 0.95,
+                        episodes: int = 20, seed: int = EVAL_SEED_START, confidence: float = 0.95,
                         **evaluate_kwargs) -> EvalReport:
     """Evaluate ``policy`` and fail if the upper end of the success interval is below
     ``min_rate``. Returns the report (records, latency) for further checks."""
