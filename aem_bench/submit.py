@@ -62,13 +62,11 @@ class Protocol:
 
 
 # The leaderboard protocol. Two bimanual block tasks: HandoverBlock, which the single-frame policy
-# learns on a CPU (54% after 3000 steps, 94% after 6000, at 128x128), and PutBackBlock, a spatial
-# memory task (chance 25%; aem-dp 8% at this budget), where a per-frame encoder alone should stay
-# near chance: it shows what an encoder's features do, and do not, carry. The budget is the memory
-# certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of 64, 50 episodes, one
-# thread). Its cost, measured with the built-in ResNet on one core of a 2-core AMD EPYC (one torch
-# thread): 13.7 minutes for HandoverBlock and 15.2 for PutBackBlock, demonstrations, training
-# (8.5 and 9.5 minutes) and evaluation included. 50 episodes give a 95% interval
+# learns on a CPU, and PutBackBlock, a spatial memory task (chance 25%), where a per-frame encoder
+# alone should stay near chance: it shows what an encoder's features do, and do not, carry. The
+# budget is the memory certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of
+# 64, 50 episodes, one thread), so that a submission runs on one CPU core in well under an hour
+# (the README's "Submitting an encoder" gives measured times). 50 episodes give a 95% interval
 # of about +-14 points: enough to tell a working encoder from a broken one, not 5 points apart.
 STANDARD = Protocol(
     name="standard",
@@ -78,9 +76,8 @@ STANDARD = Protocol(
     batch_size=64,
     eval_episodes=50,
 )
-# A plumbing check in about a minute (45-70 s measured, a third of it the first rendered frame):
-# does the package install, import, train and evaluate? Its success rate means nothing. ClickBell
-# is the shortest task (100 steps).
+# A plumbing check that takes about a minute: does the package install, import, train and
+# evaluate? Its success rate means nothing. ClickBell is the shortest task (100 steps).
 SMOKE = Protocol(
     name="smoke",
     tasks=("AEM/ClickBell-v0",),
