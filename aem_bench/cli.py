@@ -460,13 +460,19 @@ def _check_run_dir(args, names: tuple[str, ...]) -> None:
     _check_output("--out", args.out, folder=True)
     if args.resume and args.overwrite:
         raise UsageError("--overwrite", "give --resume or --overwrite, not both")
+    from aem_bench.policies.distributed import launched_rank
+
+    # Under torchrun only rank 0 looks: another rank may look after rank 0 has begun writing this
+    # run, and take its files for an old run's. An error on rank 0 stops the whole launch.
+    if launched_rank() != 0:
+        return
     found = [Path(args.out) / name for name in names if (Path(args.out) / name).exists()]
     if not found or args.resume:
         return
     if not args.overwrite:
         raise UsageError("--out", f"{args.out} holds a checkpoint; pass --resume to continue "
                          "it or --overwrite to replace it (and its evaluations in eval/)")
-    for path in found:  # under torchrun every rank gets here: whichever is first removes it
+    for path in found:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
