@@ -16,6 +16,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Only the tests marked @pytest.mark.slow (training, multi-process and long evaluations).
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 

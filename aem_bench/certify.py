@@ -27,9 +27,10 @@ from pathlib import Path
 import gymnasium as gym
 
 from aem_bench.demos import DemoWriter
-from aem_bench.evaluator import collect_provenance, evaluate, wilson_interval
+from aem_bench.evaluator import collect_provenance, evaluate
 from aem_bench.expert import expert_rollouts, run_expert
 from aem_bench.registration import get_task, task_class
+from aem_bench.stats import wilson_interval
 
 
 @dataclass

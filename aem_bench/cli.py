@@ -30,9 +30,9 @@ from pathlib import Path
 # training step) when anything else, the CPU renderer included, wants the same cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tqdm import tqdm
-
 from aem_bench.errors import UsageError, bad_value, closest
+from aem_bench.progress import progress_bar, progress_write
+from aem_bench.seeds import EVAL_SEED_START
 
 DEFAULT_TASK = "AEM/HandoverBlock-v0"
 RESULTS_DIR = Path("leaderboard/results")
@@ -180,8 +180,8 @@ def cmd_expert(args) -> int:
         _check_output("--video", args.video, folder=True)
     seeds = range(args.seed, args.seed + args.episodes)
     results = []
-    bar = tqdm(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
-               disable=args.json, unit="ep")
+    bar = progress_bar(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
+                       disable=args.json, unit="ep")
     for result in bar:
         results.append(result)
         bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
@@ -307,7 +307,7 @@ def _measure_experts(args) -> int:
     machine = collect_provenance()["hardware"]
     measured = {}
     ids = args.ids or list(TASKS)
-    for env_id in tqdm(ids, desc="experts", unit="task"):
+    for env_id in progress_bar(ids, desc="experts", unit="task"):
         results = list(expert_rollouts(env_id, range(args.episodes), obs_mode="state"))
         measured[env_id] = {
             "episodes": len(results),
@@ -324,7 +324,7 @@ def _measure_experts(args) -> int:
         if args.record:  # merged: the table keeps the tasks not measured this time
             table = {**measured_expert_success(), env_id: measured[env_id]}
             expert_success_file().write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-        tqdm.write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
+        progress_write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
     print("written to " + " and ".join(
         str(path) for path in (args.out, args.record and expert_success_file()) if path))
     return 0
@@ -355,7 +355,7 @@ def cmd_gallery(args) -> int:
     with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
     columns = list(VARIANT_SUFFIXES) + (["clean, cue hidden"] if with_cue_hidden else [])
     rows = []
-    for base_id in tqdm(base_ids, desc="gallery", unit="task"):
+    for base_id in progress_bar(base_ids, desc="gallery", unit="task"):
         row = []
         for scene in VARIANT_SUFFIXES:
             env = gym.make(base_id, scene=scene, camera_size=(args.size, args.size))
@@ -449,13 +449,19 @@ def _check_run_dir(args, names: tuple[str, ...]) -> None:
     _check_output("--out", args.out, folder=True)
     if args.resume and args.overwrite:
         raise UsageError("--overwrite", "give --resume or --overwrite, not both")
+    from aem_bench.policies.distributed import launched_rank
+
+    # Under torchrun only rank 0 looks: another rank may look after rank 0 has begun writing this
+    # run, and take its files for an old run's. An error on rank 0 stops the whole launch.
+    if launched_rank() != 0:
+        return
     found = [Path(args.out) / name for name in names if (Path(args.out) / name).exists()]
     if not found or args.resume:
         return
     if not args.overwrite:
         raise UsageError("--out", f"{args.out} holds a checkpoint; pass --resume to continue "
                          "it or --overwrite to replace it (and its evaluations in eval/)")
-    for path in found:  # under torchrun every rank gets here: whichever is first removes it
+    for path in found:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -695,7 +701,7 @@ def cmd_eval(args) -> int:
 
 def _write_aggregate(reports, path: Path, as_json: bool) -> None:
     """Success across the tasks: mean and IQM with stratified-bootstrap intervals (rliable)."""
-    from aem_bench.leaderboard.aggregate import aggregate_success
+    from aem_bench.stats import aggregate_success
 
     aggregate = {"policy": reports[0].policy,
                  **aggregate_success([report.to_dict() for report in reports])}
@@ -780,7 +786,7 @@ def cmd_pipeline(args) -> int:
             resume=False, ablation=None, overwrite=overwrite))),
         ("eval", lambda: cmd_eval(argparse.Namespace(
             policy=checkpoint, task=[args.task], suite=None, variant=None,
-            episodes=args.eval_episodes, seed=100_000, json=False, threads=1, workers=1,
+            episodes=args.eval_episodes, seed=EVAL_SEED_START, json=False, threads=1, workers=1,
             log=None, results_dir=None, video=out / "videos", video_episodes=2, video_seed=None,
             video_format="gif", overwrite=overwrite,
             out=results / f"{args.policy}_{args.task.replace('/', '_')}.json",
@@ -984,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", choices=["clean", "cluttered", "randomized"],
                    help="with --suite: scene variants, repeatable (default clean)")
     p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=100_000,
+    p.add_argument("--seed", type=int, default=EVAL_SEED_START,
                    help="first evaluation seed (demonstrations use seeds from 0)")
     p.add_argument("--out", help="results JSON of one task (default: RESULTS_DIR/TASK_...json)")
     p.add_argument("--results-dir", help="where results files go (default CHECKPOINT/eval)")

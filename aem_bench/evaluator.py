@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -33,12 +31,14 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from aem_bench.demos import package_versions
 from aem_bench.expert import solvable_seeds
+from aem_bench.progress import progress_bar
 from aem_bench.provenance import git_commit
 from aem_bench.registration import TASKS
+from aem_bench.seeds import EVAL_SEED_START
+from aem_bench.stats import wilson_interval
 
 
 class Policy(Protocol):
@@ -57,30 +57,6 @@ class Policy(Protocol):
 class EvaluationError(RuntimeError):
     """An evaluation stopped before its last episode (the policy raised, a worker died). The
     episodes finished before are in the episode log, and rerunning resumes after them."""
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion.
-
-    Chosen over the normal ("Wald") interval because it stays inside [0, 1] and does not collapse
-    to zero width at 0/n or n/n, which are common outcomes for weak or strong policies.
-    """
-    if n <= 0:
-        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denominator = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denominator
-    half_width = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    # At 0/n and n/n one end is exactly 0 or 1 in theory; pin it so rounding cannot push the
-    # interval off the observed rate.
-    lo = 0.0 if successes == 0 else max(0.0, center - half_width)
-    hi = 1.0 if successes == n else min(1.0, center + half_width)
-    return lo, hi
 
 
 def _latency_summary(latencies_ms: list[float]) -> dict:
@@ -435,7 +411,7 @@ def evaluate(
     policy: Policy | Callable[[], Policy],
     env_id: str,
     episodes: int,
-    seed: int = 100_000,
+    seed: int = EVAL_SEED_START,
     env_kwargs: dict | None = None,
     progress: bool = True,
     policy_name: str | None = None,
@@ -503,8 +479,8 @@ def evaluate(
 
         zoo_encoder, zoo_head = leaderboard_parts(config)
         encoder, head = encoder or zoo_encoder, head or zoo_head
-    with tqdm(total=episodes, initial=len(done), desc=env_id, unit="ep",
-              disable=not progress) as bar:
+    with progress_bar(total=episodes, initial=len(done), desc=env_id, unit="ep",
+                      disable=not progress) as bar:
         try:
             for record in _episodes(run_policy, env_id, env_kwargs, todo, workers, videos,
                                     backend, address):

@@ -88,7 +88,7 @@ def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int =
     The file is written under another name and renamed at the end, so an interrupted or short
     recording never stands in for a complete one; a short one raises ``ValueError`` and leaves
     nothing at ``out``."""
-    from tqdm import tqdm
+    from aem_bench.progress import progress_bar
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
@@ -96,7 +96,7 @@ def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int =
     written = tried = 0
     try:
         with DemoWriter(partial, env_id, env_kwargs) as writer, \
-                tqdm(total=episodes, desc=f"demos {env_id}", unit="ep",
+                progress_bar(total=episodes, desc=f"demos {env_id}", unit="ep",
                              disable=not progress) as bar:
             for result in expert_rollouts(env_id, seeds, record=True, **env_kwargs):
                 tried += 1

@@ -147,11 +147,10 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
           seed: int = 0, progress: bool = True, command: str | None = None) -> dict:
     """Probe the memory of ``checkpoint`` on the episodes of ``demos_path``; the result's top
     level is the decision step, ``moments`` holds every moment."""
-    from tqdm import tqdm
-
     from aem_bench.policies import load_policy
     from aem_bench.policies.modeling_aem import AEMPretrainer
     from aem_bench.policies.training import episode_state
+    from aem_bench.progress import progress_bar
 
     policy = load_policy(checkpoint)
     if isinstance(policy, AEMPretrainer):
@@ -169,7 +168,8 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
     random_policy = random_memory_copy(policy, seed) if memory_name != "framestack" else None
 
     rows = {moment: {name: [] for name in INPUTS} for moment in MOMENTS}
-    for episode, marks in zip(tqdm(demos.episodes, desc="memory traces", disable=not progress),
+    for episode, marks in zip(progress_bar(demos.episodes, desc="memory traces",
+                                           disable=not progress),
                               moments):
         with torch.inference_mode():
             features = policy.encode(torch.from_numpy(episode.rgb))

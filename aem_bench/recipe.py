@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from aem_bench.seeds import EVAL_SEED_START
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -36,7 +38,7 @@ class Protocol:
     demo_seed: int = 0
     policy: str = "singleframe-dp"
     train_seed: int = 0
-    eval_seed: int = 100_000
+    eval_seed: int = EVAL_SEED_START
     threads: int = 1
     scenes: tuple[str, ...] = ("clean",)
     corpus_episodes: int = 300
@@ -62,14 +64,13 @@ class Protocol:
 
 
 # The leaderboard protocol of encoder submissions. Two bimanual block tasks: HandoverBlock, which
-# the single-frame policy learns on a CPU (54% after 3000 steps, 94% after 6000, at 128x128), and
-# PutBackBlock, a spatial memory task (chance 25%), where a per-frame encoder alone should stay
-# near chance: it shows what an encoder's features do, and do not, carry. The budget is the memory
-# certificates' (`aem-bench certify`: 50 demos, 64x64 camera, 2000 steps of 64, 50 episodes, one
-# thread). Its cost, measured with the built-in ResNet on one core of a 2-core AMD EPYC (one torch
-# thread): 13.7 minutes for HandoverBlock and 15.2 for PutBackBlock, demonstrations, training
-# (8.5 and 9.5 minutes) and evaluation included. 50 episodes give a 95% interval
-# of about +-14 points: enough to tell a working encoder from a broken one, not 5 points apart.
+# the single-frame policy learns on a CPU, and PutBackBlock, a spatial memory task (chance 25%),
+# where a per-frame encoder alone should stay near chance: it shows what an encoder's features
+# do, and do not, carry. The budget is the memory certificates' (`aem-bench certify`: 50 demos,
+# 64x64 camera, 2000 steps of 64, 50 episodes, one thread), so that a submission runs on one CPU
+# core in well under an hour (the README's "Submitting an encoder" gives measured times). 50
+# episodes give a 95% interval of about +-14 points: enough to tell a working encoder from a
+# broken one, not 5 points apart.
 STANDARD = Protocol(
     name="standard",
     tasks=("AEM/HandoverBlock-v0", "AEM/PutBackBlock-v0"),
@@ -78,9 +79,8 @@ STANDARD = Protocol(
     batch_size=64,
     eval_episodes=50,
 )
-# A plumbing check in about a minute (45-70 s measured, a third of it the first rendered frame):
-# does the package install, import, train and evaluate? Its success rate means nothing. ClickBell
-# is the shortest task (100 steps).
+# A plumbing check that takes about a minute: does the package install, import, train and
+# evaluate? Its success rate means nothing. ClickBell is the shortest task (100 steps).
 SMOKE = Protocol(
     name="smoke",
     tasks=("AEM/ClickBell-v0",),

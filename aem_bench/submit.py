@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from aem_bench.policies import encoders
+from aem_bench.progress import progress_write
 from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
 
 __all__ = ["PROTOCOLS", "SMOKE", "STANDARD", "Protocol", "get_protocol", "submit"]
@@ -185,7 +184,7 @@ def submit(
 
     def say(message: str) -> None:
         if progress:
-            tqdm.write(message)
+            progress_write(message)
 
     torch.manual_seed(protocol.train_seed)
     built = encoders.make_encoder(encoder.name, **options)

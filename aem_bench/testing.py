@@ -8,7 +8,7 @@ interval of the success rate lies below ``min_rate``::
 
     def test_my_policy_still_hands_over():
         assert_success_rate(load_policy("runs/ckpt"), "AEM/HandoverBlock-v0", min_rate=0.5,
-                            episodes=20, seed=100_000)
+                            episodes=20)
 
 What the check is
     A one-sided score test of "the true rate is at least ``min_rate``": the Wilson interval is the
@@ -55,7 +55,9 @@ from collections.abc import Callable
 
 import pytest
 
-from aem_bench.evaluator import EvalReport, Policy, evaluate, wilson_interval
+from aem_bench.evaluator import EvalReport, Policy, evaluate
+from aem_bench.seeds import EVAL_SEED_START
+from aem_bench.stats import wilson_interval
 
 
 class EnvironmentCrashed(RuntimeError):
@@ -70,7 +72,7 @@ def fails_min_rate(successes: int, episodes: int, min_rate: float,
 
 
 def assert_success_rate(policy: Policy | Callable[[], Policy], env_id: str, min_rate: float,
-                        episodes: int = 20, seed: int = 100_000, confidence: float = 0.95,
+                        episodes: int = 20, seed: int = EVAL_SEED_START, confidence: float = 0.95,
                         **evaluate_kwargs) -> EvalReport:
     """Evaluate ``policy`` and raise AssertionError if the upper end of the two-sided
     ``confidence`` Wilson interval of its success rate is below ``min_rate`` (the module's

@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMoni
 import aem_bench  # noqa: F401 -- registers the tasks
 from aem_bench.aem_history import AEMHistory
 from aem_bench.sb3 import zoo_policy_kwargs
+from aem_bench.seeds import EVAL_SEED_START
 
 
 def make_env(task: str, camera: int, max_steps: int | None, aem: Path | None = None) -> gym.Env:
@@ -103,7 +104,7 @@ def main() -> None:
     path = args.out / f"{args.algo}_{args.task.replace('/', '_')}"
     model.save(path)
     vec.close()
-    rate = success_rate(model, factory(), args.eval_episodes, 100_000,
+    rate = success_rate(model, factory(), args.eval_episodes, EVAL_SEED_START,
                         recurrent=args.algo == "recurrent-ppo")
     print(f"saved {path}.zip; success {100 * rate:.0f}% over {args.eval_episodes} episodes")
 

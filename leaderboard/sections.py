@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
-
-from .aggregate import aggregate_success
+from aem_bench.stats import aggregate_success
 
 SUITES = ("manipulation", "memory")
 VARIANTS = tuple(VARIANT_SUFFIXES)  # clean, cluttered, randomized
@@ -26,23 +25,21 @@ TITLE = "aem-bench leaderboard"
 
 # Under the tables: how the numbers were made. Markdown; the page turns its `code` spans to HTML.
 FOOTER = (
-    "Produced by `aem_bench.evaluator.evaluate`: each policy runs the listed number of episodes on "
-    "the first seeds of the listed range that the scripted expert solves (RoboTwin's protocol; "
-    "results files from before it used consecutive seeds), success is `info['is_success']` at "
-    "the end of an episode, the interval is the 95% Wilson score interval, and latency is the "
-    "wall time of each `policy.act` call (median / 95th percentile over all calls) on the "
-    "hardware shown. Encoder ms is the time the observation encoder took in each call that "
-    "encoded (median / p95), peak memory the evaluating process's peak resident set size, and "
-    "episodes/h one worker's throughput, resets included; '-' where a results file does not "
-    "report it. "
-    "'(N errors)' after the episode count: N episodes ended in an error (the environment "
-    "rejected the policy's action or crashed; the results file's records say which), counted "
-    "as failures. "
-    "The tables across tasks show, for each policy with results on two or more tasks of a "
-    "section, all with per-episode records and the same number of episodes, the mean and the "
-    "interquartile mean (IQM) of its per-task success rates, with 95% intervals from rliable's "
-    "stratified bootstrap (2000 resamples of the episodes within each task, seed 0); their "
-    "latency is the median of the per-task medians."
+    "Produced by `aem_bench.evaluator.evaluate`: each policy runs the listed number of episodes "
+    "on the first seeds of the listed range that the scripted expert solves (RoboTwin's protocol;"
+    " a file may instead have run every seed of its range: its `seeds` list them), success is "
+    "`info['is_success']` at the end of an episode, the interval is the 95% Wilson score "
+    "interval, and latency is the wall time of each `policy.act` call (median / 95th percentile "
+    "over all calls) on the hardware shown. Encoder ms is the time the observation encoder took "
+    "in each call that encoded (median / p95), peak memory the evaluating process's peak resident"
+    " set size, and episodes/h one worker's throughput, resets included; '-' where a results file"
+    " does not report it. '(N errors)' after the episode count: N episodes ended in an error (the "
+    "environment rejected the policy's action or crashed; the results file's records say which),"
+    " counted as failures. The tables across tasks show, for each policy with results on two or "
+    "more tasks of a section, all with per-episode records and the same number of episodes, the "
+    "mean and the interquartile mean (IQM) of its per-task success rates, with 95% intervals from"
+    " rliable's stratified bootstrap (2000 resamples of the episodes within each task, seed 0); "
+    "their latency is the median of the per-task medians."
 )
 
 

@@ -37,8 +37,10 @@ from aem_bench.policies.configuration_visuomotor import PolicyConfig
 from aem_bench.policies.modeling_aem import AEMPretrainer
 from aem_bench.policies.modeling_visuomotor import VisuomotorPolicy
 
-# 2: the low-dimensional input is "state" (state_keys), was "qpos".
-# 3: encoder and head are modules of their own ("encoder.*", "head.*"), named in the config.
+# Raised whenever a checkpoint's config or weight names change meaning, so that load_policy
+# refuses a checkpoint this code would misread. This one: the low-dimensional input named by
+# ``state_keys``; encoder and head modules of their own ("encoder.*", "head.*"), named in the
+# config.
 FORMAT_VERSION = 3
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from aem_bench.progress import progress_bar
 
 
 def cache_dir() -> Path:
@@ -54,8 +55,8 @@ def frozen_features(encoder, crop_size: int, demos_path: str | os.PathLike, rgb:
     encoder.eval()
     chunks = [encoder(crop_images(torch.from_numpy(rgb[i : i + batch_size]), crop_size,
                                   random=False)).float().numpy()
-              for i in tqdm(range(0, len(rgb), batch_size), desc="encoder features",
-                            disable=not progress)]
+              for i in progress_bar(range(0, len(rgb), batch_size), desc="encoder features",
+                                    disable=not progress)]
     encoder.train(was_training)
     features = np.concatenate(chunks).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)

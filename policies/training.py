@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from aem_bench.demos import DemoSet, load_demos
 from aem_bench.policies import (
@@ -47,6 +46,7 @@ from aem_bench.policies import (
     save_policy,
 )
 from aem_bench.policies.feature_cache import frozen_features
+from aem_bench.progress import progress_bar
 
 LOG_NAME = "train_log.jsonl"
 STATE_DIR = "training"
@@ -404,7 +404,8 @@ def _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, res
     start, parts = time.perf_counter(), {}
     with (
         open(out_dir / LOG_NAME, "a") if main else nullcontext() as log,
-        tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress or not main) as bar,
+        progress_bar(total=steps, initial=first - 1, desc=desc,
+                     disable=not progress or not main) as bar,
     ):
         for step in range(first, steps + 1):
             if parallel is None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sapien
 
-from aem_bench.sim.motion import HOVER, ExpertFailure, MotionPlanner
+from aem_bench.sim.motion import HOVER, ExpertFailure, MotionPlanner, arm_for
 from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -63,11 +63,6 @@ def closing_yaw_near(cube: sapien.Entity, wanted: float) -> float:
     """Of the cube's face normals (every quarter turn), the one nearest ``wanted``: a top-down
     grasp closing along it needs the least wrist turn to end up closing along ``wanted``."""
     return wanted + wrap(yaw_of(cube.pose) - wanted, np.pi / 2)
-
-
-def arm_for(y: float) -> str:
-    """The arm whose half of the table holds ``y``."""
-    return "left" if y >= 0.0 else "right"
 
 
 def reaches(side: str, y: float) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import sapien
 
 from aem_bench.sim.clutter import set_colour
-from aem_bench.sim.motion import ExpertFailure, MotionPlanner
+from aem_bench.sim.motion import ExpertFailure, MotionPlanner, arm_for
 from aem_bench.sim.poses import yaw_of, yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -177,7 +177,7 @@ class LiftTheRememberedEnv(TableTopEnv):
         target = self.choices[self.answer]
         if target.pose.p[2] < 0.0:
             raise ExpertFailure("the answer is not on the table")
-        side = "left" if target.pose.p[1] >= 0.0 else "right"
+        side = arm_for(target.pose.p[1])
         yield from plan.pick(side, target.pose.p.copy(), yaw_of(target.pose), lift=LIFT_PLAN)
 
 

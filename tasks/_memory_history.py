@@ -20,11 +20,9 @@ from aem_bench.tasks._articulations import (
     add_prismatic_link,
     reset_articulation,
 )
-from aem_bench.tasks._blocks import closing_yaw_near
+from aem_bench.tasks._blocks import DROP_HEIGHT, RESTING_Z, closing_yaw_near
 
-DROP_HEIGHT = 0.004  # a carried cube is released this far above its resting height
 CARRY_HOVER = 0.08  # m above the pick and place points where a carried cube travels
-RESTING_Z = 0.01  # m: a cube's bottom within this of the table top rests on it
 
 # A push button: a flat base and a round cap on a spring, as ClickBell's bell (1 cm of travel).
 BUTTON_BASE_HALF = (0.04, 0.04, 0.012)

@@ -23,7 +23,7 @@ import numpy as np
 import sapien
 
 from aem_bench.registration import register_task
-from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.motion import MotionPlanner, arm_for
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -192,12 +192,12 @@ class CoverBlocksEnv(TableTopEnv):
     def expert(self):
         plan = MotionPlanner(self)
         first = self.slot_of[ORDER[0]]
-        side = "left" if self.slots[first][1] >= 0.0 else "right"
+        side = arm_for(self.slots[first][1])
         # While the cubes are still in view, the hand heads for the first one.
         above = np.append(self.slots[first], 0.2)
         yield from plan.move(CUE_STEPS + 2, **{side: plan.top_down(side, above, 0.0)})
         for name in ORDER:
             k = self.slot_of[name]
-            side = "left" if self.slots[k][1] >= 0.0 else "right"
+            side = arm_for(self.slots[k][1])
             goal = np.append(self._discard_xy(k), LID_HALF_HEIGHT)
             yield from carry_cube(plan, side, self.lids[k], goal, grasp_height=LID_GRASP)

@@ -15,7 +15,7 @@ import numpy as np
 import sapien
 
 from aem_bench.registration import register_task
-from aem_bench.sim.motion import MotionPlanner, relative_pose
+from aem_bench.sim.motion import HOVER, MotionPlanner, relative_pose
 from aem_bench.sim.panda import ARM_DOF, GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
@@ -26,7 +26,6 @@ GRASP_OFFSET = 0.055  # grasp points sit this far from the bar centre along its 
 PAD_HALF_SIZE = (0.05, 0.11, 0.001)
 TRANSFER_POINT = np.array([0.0, 0.0, 0.25])  # where the bar centre is handed over
 SUCCESS_XY, SUCCESS_Z = 0.03, 0.01
-HOVER = 0.10  # approach height above a grasp or place point
 
 
 @register_task("AEM/HandoverBlock-v0", max_episode_steps=400, arms=2,

@@ -20,7 +20,7 @@ import numpy as np
 import sapien
 
 from aem_bench.registration import register_task
-from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.motion import HOVER, MotionPlanner
 from aem_bench.sim.panda import GRIPPER_OPEN
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
@@ -44,7 +44,6 @@ CABINET_YAW = np.deg2rad(10.0)
 PULL = 0.135  # m the expert pulls the handle
 PULL_SEGMENTS = 3  # straight-line waypoints: the drawer forgives no sideways drift
 PREGRASP_FINGER = 0.03  # half-open: the fingers must fit between the handle and the front
-HOVER = 0.10
 SHELL_COLOUR, FRONT_COLOUR, HANDLE_COLOUR = (0.3, 0.42, 0.55), (0.88, 0.86, 0.8), (0.15, 0.15, 0.17)
 HANDLE_IN_DRAWER = np.array([0.0, FRONT_THICKNESS + HANDLE_STANDOFF, HANDLE_Z])
 

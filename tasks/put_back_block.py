@@ -21,7 +21,7 @@ import numpy as np
 import sapien
 
 from aem_bench.registration import register_task
-from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.motion import MotionPlanner, arm_for
 from aem_bench.sim.panda import ARM_DOF, HOME_QPOS
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
@@ -161,7 +161,7 @@ class PutBackBlockEnv(TableTopEnv):
 
     def expert(self):
         plan = MotionPlanner(self)
-        side = "left" if self._mat_xy(self.origin)[1] > 0 else "right"
+        side = arm_for(self._mat_xy(self.origin)[1])
         presser = "right" if side == "left" else "left"
         home = self._mat_xy(self.origin).copy()
         yield from carry_cube(plan, side, self.cube, np.append(self.pad.pose.p[:2], CUBE_HALF))
@@ -205,7 +205,7 @@ class PutBackBlockV1Env(PutBackBlockEnv):
 
     def expert(self):
         plan = MotionPlanner(self)
-        side = "left" if self._mat_xy(self.origin)[1] > 0 else "right"
+        side = arm_for(self._mat_xy(self.origin)[1])
         home = self._mat_xy(self.origin).copy()
         yield from carry_cube(plan, side, self.cube, np.append(self.pad.pose.p[:2], CUBE_HALF))
         yield from plan.go_back(15, side)

@@ -20,6 +20,7 @@ import sapien
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import (
     ARM_SLICES,
+    HOVER,
     ExpertFailure,
     MotionPlanner,
     relative_pose,
@@ -42,7 +43,6 @@ TURN = (np.deg2rad(30.0), np.deg2rad(150.0))  # |needed turn| is drawn in this r
 SUCCESS_ANGLE = np.deg2rad(15.0)
 SUCCESS_Z = 0.01  # the block's bottom within 1 cm of the table
 UPRIGHT_COS = np.cos(np.deg2rad(10.0))
-HOVER = 0.10
 TURN_STEPS = 2  # the turn is made in this many parts
 WRIST_LIMIT = 2.9 - np.deg2rad(20.0)  # rad: the last joint's stop (2.9) less a margin
 BLOCK_COLOUR, MARKER_COLOUR, ARROW_COLOUR = (0.92, 0.9, 0.82), (0.85, 0.1, 0.1), (0.1, 0.3, 0.9)

@@ -21,7 +21,7 @@ import numpy as np
 import sapien
 
 from aem_bench.registration import register_task
-from aem_bench.sim.motion import MotionPlanner
+from aem_bench.sim.motion import MotionPlanner, arm_for
 from aem_bench.sim.panda import GRIPPER_CLOSED
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -193,7 +193,7 @@ class SeqOfColorsEnv(TableTopEnv):
         yield from plan.hold(max(0, CUE_STEPS - self.elapsed_steps))
         for button in self.sequence[self.pressed:]:
             touch = self._cap_top(button) + [0.0, 0.0, FINGERTIP_BELOW_TCP]  # TCP at the cap
-            side = "left" if touch[1] >= 0.0 else "right"
+            side = arm_for(touch[1])
             quat = plan.top_down(side, touch, 0.0).q
             yield from plan.move(20, grippers={side: GRIPPER_CLOSED},
                                  **{side: sapien.Pose(touch + [0.0, 0.0, HOVER], quat)})

@@ -64,8 +64,9 @@ class SwapBlocksEnv(TableTopEnv):
     memory_fact: ClassVar[str] = "Which trays the cubes started on, so how many moves are done."
     # That fact, whole: the red and the blue cube's starting trays (one-hot over the 3 trays) and
     # the moves done (one-hot over 0..3). Together they name the next cube and its goal tray, as
-    # PutBackBlock's oracle names the goal mat: with the moves done alone the policy had to find
-    # the free tray in a 64x64 frame, and set the cube beside it (0/50 at 10,000 steps).
+    # PutBackBlock's oracle names the goal mat. The moves done alone are not enough: the policy
+    # would still have to find the free tray in a 64x64 frame and set the cube beside it, which
+    # an oracle policy given only the moves did not learn (0/50 at 10,000 steps).
     oracle_size: ClassVar[int] = 2 * len(TRAY_XY) + MOVES + 1
 
     def _load_scene(self) -> None:

@@ -10,6 +10,7 @@ TINY = CertificateBudget(demos=2, train_steps=2, eval_episodes=2, camera=32, bat
                          expert_episodes=2)
 
 
+@pytest.mark.slow
 def test_certificate_of_a_memory_task(tmp_path):
     record = tmp_path / "certificates.json"
     entry = certify("AEM/ShellGame-v0", tmp_path / "work", TINY, progress=False, record=record)

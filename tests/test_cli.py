@@ -32,6 +32,7 @@ def test_train_writes_a_checkpoint(trained):
     assert config["policy_type"] == "singleframe-dp"
 
 
+@pytest.mark.slow
 def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     root, checkpoint = trained
     results = root / "results"
@@ -85,6 +86,7 @@ def test_train_over_a_checkpoint_needs_overwrite_which_drops_its_evaluations(tra
     assert (checkpoint / "model.safetensors").read_bytes() != weights
 
 
+@pytest.mark.slow
 def test_episodes_that_errored_are_reported_and_all_of_them_fail_the_run(trained, tmp_path,
                                                                         monkeypatch, capsys):
     from aem_bench import evaluator
@@ -114,6 +116,7 @@ def test_episodes_that_errored_are_reported_and_all_of_them_fail_the_run(trained
     assert json.loads(out.read_text())["errors"] == 1
 
 
+@pytest.mark.slow
 def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp_path, capsys):
     _, checkpoint = trained
     tasks = ["AEM/ClickBell-v0", "AEM/ObserveAndPickup-v0"]
@@ -169,6 +172,7 @@ def test_tasks_lists_every_id_with_metadata(capsys):
     assert all(row["memory"] for row in json.loads(capsys.readouterr().out))
 
 
+@pytest.mark.slow
 def test_gallery_is_a_grid_of_tasks_by_scene(tmp_path):
     from PIL import Image
 
@@ -193,6 +197,7 @@ def test_expert_video_is_an_animated_gif(tmp_path):
     assert gif.n_frames > 20 and gif.size == (64, 64)
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_on_a_tiny_budget(tmp_path):
     """What `make demo` runs, at 2 demos, 5 steps and 1 episode (the numbers mean nothing)."""
     out = tmp_path / "demo"

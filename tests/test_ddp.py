@@ -41,6 +41,7 @@ def _torchrun(processes: int, *args) -> subprocess.CompletedProcess:
         env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_train_like_one(tmp_path):
     demos = write_demos(tmp_path / "demos.h5", episodes=2, steps=12, size=32)
     config = {key: list(value) if isinstance(value, tuple) else value
@@ -103,3 +104,20 @@ def test_rank_rows_split_the_global_batch(monkeypatch, size):
         return
     rows = distributed.rank_rows(batch)
     assert rows["actions"].tolist() == [4, 5, 6, 7] and rows["state"].shape == (4, 1)
+
+
+def test_only_rank_0_looks_for_an_old_run_in_out(tmp_path, monkeypatch):
+    """Rank 1 may start after rank 0 has begun writing the run: it must not take those files for
+    an old run's and stop the launch (seen on a busy machine)."""
+    from argparse import Namespace
+
+    from aem_bench.cli import _check_run_dir
+    from aem_bench.errors import UsageError
+
+    (tmp_path / LOG_NAME).write_text("")  # what rank 0 writes first
+    args = Namespace(out=tmp_path, resume=False, overwrite=False)
+    monkeypatch.setenv("RANK", "1")
+    _check_run_dir(args, (LOG_NAME,))
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UsageError, match="holds a checkpoint"):
+        _check_run_dir(args, (LOG_NAME,))

@@ -152,6 +152,7 @@ def test_dense_reward_is_staged(handover_env):
     assert [q[-1] for q in quarters] == sorted(q[-1] for q in quarters)
 
 
+@pytest.mark.slow
 def test_shares_the_render_device_with_maniskill():
     # SAPIEN allows one render device per process; ManiSkill3 built after us must reuse ours.
     code = (

@@ -12,8 +12,6 @@ import pytest
 from PIL import Image
 
 from aem_bench.cli import main
-from aem_bench.evaluator import wilson_interval
-from aem_bench.leaderboard.aggregate import aggregate_success
 from aem_bench.leaderboard.page import render_html
 from aem_bench.leaderboard.plots import render_plots
 from aem_bench.leaderboard.publish import write_leaderboard
@@ -21,6 +19,7 @@ from aem_bench.leaderboard.results import ResultsFileError, load_results, valida
 from aem_bench.leaderboard.sections import FOOTER, build_sections, format_rate
 from aem_bench.leaderboard.table import render_markdown
 from aem_bench.policies import POLICIES, encoders
+from aem_bench.stats import aggregate_success, wilson_interval
 
 HANDOVER = "AEM/HandoverBlock-v0"
 STACK = "AEM/StackBlocksTwo-v0"  # another clean manipulation task

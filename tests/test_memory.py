@@ -111,6 +111,7 @@ def cue_demos(path, episodes=16, steps=14, cue_at=0, act_from=10, size=32):
     return path
 
 
+@pytest.mark.slow
 def test_the_memory_learns_to_keep_a_cue_that_only_the_first_frame_shows(tmp_path):
     cue_demos(tmp_path / "cue.h5")
     config = {**{k: v for k, v in TINY.items() if k not in ("image_size", "crop_size")},

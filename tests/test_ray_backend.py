@@ -37,6 +37,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_actors_give_the_records_of_a_local_run(local_ray, tmp_path):
     local = evaluate(hold_pose_policy, COUNTDOWN, episodes=6, seed=20, progress=False)
     log = tmp_path / "log.jsonl"

@@ -231,6 +231,7 @@ def test_installed_example_is_listed(installed_example, monkeypatch, capsys):
     assert rows["resnet"]["builtin"]
 
 
+@pytest.mark.slow
 def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkeypatch):
     """The smoke protocol, end to end, in a fresh process that knows the package only from
     PYTHONPATH (about a minute, a third of it the first rendered frame)."""

@@ -13,7 +13,7 @@ from scipy.stats import binom
 from test_evaluator import COUNTDOWN, CRASHING, CountdownEnv, HoldPosePolicy
 
 from aem_bench import testing
-from aem_bench.evaluator import wilson_interval
+from aem_bench.stats import wilson_interval
 from aem_bench.testing import EnvironmentCrashed, assert_success_rate, fails_min_rate
 
 pytest_plugins = ["pytester"]

@@ -18,6 +18,12 @@ ARM_SLICES = {"left": slice(0, 8), "right": slice(8, 16)}
 HOVER = 0.10  # m above a grasp or place point where approaches start and retreats end
 
 
+def arm_for(y: float) -> str:
+    """The arm whose half of the table holds ``y`` (the left arm's base is at positive y); the
+    middle line goes to the left arm."""
+    return "left" if y >= 0.0 else "right"
+
+
 class ExpertFailure(RuntimeError):
     """The expert found no motion (an IK target out of reach); the episode is not solvable."""
 

@@ -1,16 +1,47 @@
-"""One policy's success across several tasks: mean and IQM with stratified-bootstrap intervals.
+"""The statistics of the benchmark, in one place: evaluation, certificates, probes and the
+leaderboard all draw their intervals from here.
 
-A per-task table answers "how good is it on this task"; a suite needs one number with an honest
-interval. Following rliable (Agarwal et al., 2021), the mean and the interquartile mean (IQM) of
-the per-task success rates come with 95% percentile intervals from a bootstrap that resamples
-episodes within each task, so every task keeps its weight and its episode count.
+- :func:`wilson_interval`: a binomial proportion (a success rate on one task, a probe's accuracy).
+- :func:`aggregate_success`: one policy across several tasks, the mean and the interquartile mean
+  (IQM) of the per-task success rates with 95% percentile intervals from a stratified bootstrap,
+  following rliable (Agarwal et al., 2021). The bootstrap resamples episodes within each task, so
+  every task keeps its weight and its episode count.
+
+Only NumPy at import, so the leaderboard can use it without the simulator; rliable, slow to
+import, is imported by the bootstrap that needs it.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import warnings
 
 import numpy as np
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Chosen over the normal ("Wald") interval because it stays inside [0, 1] and does not collapse
+    to zero width at 0/n or n/n, which are common outcomes for weak or strong policies.
+    """
+    if n <= 0:
+        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half_width = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # At 0/n and n/n one end is exactly 0 or 1 in theory; pin it so rounding cannot push the
+    # interval off the observed rate.
+    lo = 0.0 if successes == 0 else max(0.0, center - half_width)
+    hi = 1.0 if successes == n else min(1.0, center + half_width)
+    return lo, hi
 
 
 def _success_matrix(results: list[dict]) -> tuple[list[str], np.ndarray]:
