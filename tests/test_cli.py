@@ -140,8 +140,12 @@ def test_a_suite_and_variant_name_their_tasks():
     from aem_bench.registration import TASKS
 
     memory = _eval_tasks(Namespace(task=None, suite="memory", variant=["cluttered"]))
-    assert len(memory) == 10 and all(i.endswith("-Cluttered-v0") for i in memory)
+    assert len(memory) == 10 and all(TASKS[i].scene == "cluttered" for i in memory)
     assert all(TASKS[i].memory for i in memory)
+    # a newer version replaces the old one in the suite; the old id stays registered
+    assert "AEM/PutBackBlock-Cluttered-v1" in memory
+    assert "AEM/PutBackBlock-Cluttered-v0" not in memory
+    assert TASKS["AEM/PutBackBlock-Cluttered-v0"].superseded_by == "AEM/PutBackBlock-Cluttered-v1"
     everything = _eval_tasks(Namespace(task=None, suite="all", variant=None))
     assert len(everything) == 22 and all(TASKS[i].scene == "clean" for i in everything)
     assert _eval_tasks(Namespace(task=None, suite=None, variant=None)) == [TASK]

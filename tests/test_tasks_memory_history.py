@@ -9,7 +9,7 @@ import sapien
 from aem_bench.expert import run_expert
 from aem_bench.tasks import _memory_history, cover_blocks, press_button_count, put_back_block
 
-TASKS = ("AEM/PutBackBlock-v0", "AEM/SwapBlocks-v0", "AEM/CoverBlocks-v0",
+TASKS = ("AEM/PutBackBlock-v0", "AEM/PutBackBlock-v1", "AEM/SwapBlocks-v0", "AEM/CoverBlocks-v0",
          "AEM/PressButtonCount-v0")
 
 
@@ -88,6 +88,31 @@ def test_put_back_block(envs):
 
 
 # --- SwapBlocks --------------------------------------------------------------------------------
+def joints_at_decision(env, seed: int) -> tuple[int, np.ndarray]:
+    """(the starting mat, the joint state at the decision step) of one expert episode."""
+    task = env.unwrapped
+    env.reset(seed=seed)
+    for action in task.expert():
+        env.step(action)
+        if task.decision_at is not None:
+            return task.origin, task.qpos.copy()
+    raise AssertionError(f"seed {seed}: the episode ended without a decision step")
+
+
+@pytest.mark.parametrize(("version", "joints_tell_the_mat"), [("v0", True), ("v1", False)])
+def test_put_back_block_joints_at_the_decision(version, joints_tell_the_mat):
+    """v0's arms reach the decision in a configuration that depends on the starting mat; v1's
+    are back at their start, the same for every mat, so only a memory tells the mat."""
+    env = gym.make(f"AEM/PutBackBlock-{version}", obs_mode="state")
+    try:
+        seen = dict(joints_at_decision(env, seed) for seed in range(12))
+    finally:
+        env.close()
+    assert len(seen) >= 3  # several mats among the seeds
+    spread = np.ptp(np.stack(list(seen.values())), axis=0).max()
+    assert (spread > 0.05) == joints_tell_the_mat, spread
+
+
 def test_swap_blocks_moves_in_order(envs):
     env = envs["AEM/SwapBlocks-v0"]
     env.reset(seed=0)
