@@ -222,7 +222,7 @@ class Sweep:
         p = self.protocol
         report = evaluate_checkpoint(
             checkpoint, cell.eval_task, p.eval_episodes, p.eval_seed,
-            name=f"{cell.row.name} ({p.name} protocol)", threads=p.threads,
+            name=cell.row.name, threads=p.threads,
             progress=self.progress, log=checkpoint / f"eval_{cell.scene}.jsonl")
         if all(record.error is not None for record in report.records):
             raise RuntimeError(f"{cell.row.name} on {cell.eval_task}: every episode errored, "

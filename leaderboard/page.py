@@ -11,7 +11,7 @@ import base64
 import re
 from html import escape
 
-from .sections import FOOTER, TITLE, Section, Table
+from .sections import FOOTER, SUITES, TITLE, VARIANTS, Section, Table
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;
@@ -27,6 +27,8 @@ tbody tr:nth-child(even) { background: #fafafa; }
 .note { color: #555; font-style: italic; }
 figure { margin: 1em 0; }
 img { max-width: 100%; height: auto; }
+.filters label { margin-right: 1.5em; }
+td[title] { text-decoration: underline dotted #999; cursor: help; }
 footer { color: #555; border-top: 1px solid #ccc; margin-top: 2em; padding-top: 1em; }
 """
 
@@ -52,6 +54,15 @@ function sortTable(table, header, column) {
   });
   body.append(...rows);
 }
+function filter() {
+  const suite = document.getElementById("filter-suite").value;
+  const scene = document.getElementById("filter-scene").value;
+  for (const section of document.querySelectorAll("section[data-suite]")) {
+    const shown = (!suite || section.dataset.suite === suite)
+      && (!scene || section.dataset.scene === scene);
+    section.hidden = !shown;
+  }
+}
 for (const table of document.querySelectorAll("table.sortable")) {
   Array.from(table.tHead.rows[0].cells).forEach((header, column) => {
     header.addEventListener("click", () => sortTable(table, header, column));
@@ -66,12 +77,17 @@ def _html_table(table: Table) -> str:
         f"{escape(column.header)}</th>"
         for column in table.columns
     )
-    cell_tags = ['<td class="numeric">' if column.numeric else "<td>" for column in table.columns]
+    classes = [' class="numeric"' if column.numeric else "" for column in table.columns]
+    hovers = table.hovers or [[""] * len(table.columns)] * len(table.rows)
+
+    def cell_html(css: str, cell: str, tip: str) -> str:
+        title = f' title="{escape(tip)}"' if tip else ""
+        return f"<td{css}{title}>{escape(cell)}</td>"
+
     rows = "\n".join(
-        "<tr>" + "".join(
-            f"{tag}{escape(cell)}</td>" for tag, cell in zip(cell_tags, row, strict=True)
-        ) + "</tr>"
-        for row in table.rows
+        "<tr>" + "".join(cell_html(*cell) for cell in zip(classes, row, tips, strict=True))
+        + "</tr>"
+        for row, tips in zip(table.rows, hovers, strict=True)
     )
     parts = [
         f"<h3>{escape(table.title)}</h3>",
@@ -82,6 +98,16 @@ def _html_table(table: Table) -> str:
     if table.note:
         parts.append(f"<p class=\"note\">{escape(table.note)}</p>")
     return "\n".join(parts)
+
+
+def _filters() -> str:
+    """Two menus that show only the sections of one suite and one scene."""
+    def menu(name: str, values: list[str]) -> str:
+        options = "".join(f"<option value=\"{v}\">{escape(v)}</option>" for v in values)
+        return (f"<label>{name.capitalize()} <select id=\"filter-{name}\" onchange=\"filter()\">"
+                f"<option value=\"\">all</option>{options}</select></label>")
+
+    return f"<p class=\"filters\">{menu('suite', SUITES)} {menu('scene', VARIANTS)}</p>"
 
 
 def _inline_code(text: str) -> str:
@@ -96,8 +122,11 @@ def render_html(sections: list[Section], plots: dict[str, bytes] | None = None) 
         body.append("<p><em>No results yet.</em></p>")
     else:
         body.append("<p>Click a column header to sort by it; click it again to reverse.</p>")
+    if sections:
+        body.append(_filters())
     for section in sections:
-        body.append(f"<section>\n<h2>{escape(section.title)}</h2>")
+        body.append(f"<section data-suite=\"{section.suite}\" data-scene=\"{section.variant}\">"
+                    f"\n<h2>{escape(section.title)}</h2>")
         body += [_html_table(table) for table in section.tables]
         body.append("</section>")
     if plots:

@@ -1,4 +1,4 @@
-"""Leaderboard figures as PNG bytes: success against policy latency, and success per task.
+"""Leaderboard figures as PNG bytes: success against policy latency, and a success heat map.
 
 The figures are drawn on bare ``matplotlib.figure.Figure`` objects (the Agg canvas, no pyplot
 state) and saved without a "Software" entry, so the same results give byte-identical files and a
@@ -12,19 +12,16 @@ import io
 import numpy as np
 from matplotlib import colormaps, ticker
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
-from .sections import latest_by
+from .sections import SUITES, latest_by, scene_of, short_task
 
 SUCCESS_VS_LATENCY = "success_vs_latency.png"
-PER_TASK_SUCCESS = "per_task_success.png"
+SUCCESS_HEATMAP = "success_heatmap.png"
 CAPTIONS = {
-    SUCCESS_VS_LATENCY: "Success against 95th-percentile policy latency (one point per results "
-                        "file)",
-    PER_TASK_SUCCESS: "Success per task (one bar per policy)",
+    SUCCESS_VS_LATENCY: "Mean success across a suite's tasks against 95th-percentile policy "
+                        "latency, clean scene (one point per policy; n: its tasks)",
+    SUCCESS_HEATMAP: "Success % per policy and task, clean scene (blank: not run)",
 }
-MARKERS = "osD^vP*Xh<>"
 # A zero latency has no place on a log axis: draw it at this floor.
 MIN_LATENCY_MS = 1e-3
 
@@ -33,16 +30,6 @@ def _policy_colours(results: list[dict]) -> dict[str, tuple]:
     policies = sorted({r["policy"] for r in results})
     palette = colormaps["tab10" if len(policies) <= 10 else "tab20"]
     return {policy: palette(i % palette.N) for i, policy in enumerate(policies)}
-
-
-def _error_bars(results: list[dict]) -> np.ndarray:
-    """Wilson interval ends as distances below and above each rate, in percent."""
-    distances = np.array([
-        [r["success_rate"] - r["success_ci95"][0] for r in results],
-        [r["success_ci95"][1] - r["success_rate"] for r in results],
-    ])
-    # The schema lets an end miss the rate by rounding; matplotlib rejects negative bars.
-    return 100 * np.clip(distances, 0, None)
 
 
 def _label_twos_and_fives(x: float, _position) -> str:
@@ -56,74 +43,80 @@ def _to_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _clean_by_suite(results: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
+    """suite -> policy -> task -> its latest clean-scene result."""
+    grouped: dict[str, dict[str, dict[str, dict]]] = {}
+    for suite in SUITES:
+        mine = [r for r in results if scene_of(r["task"]) == (suite, "clean")]
+        policies = sorted({r["policy"] for r in mine})
+        if policies:
+            grouped[suite] = {p: {r["task"]: r for r in latest_by(
+                [r for r in mine if r["policy"] == p], "task")} for p in policies}
+    return grouped
+
+
 def success_vs_latency(figure: Figure, results: list[dict]) -> None:
-    ax = figure.add_subplot()
-    colours = _policy_colours(results)
-    tasks = sorted({r["task"] for r in results})
-    # The 95th percentile, not the median: a policy that predicts a chunk of actions answers most
-    # calls from the chunk in microseconds, and its median hides what a prediction costs.
-    latencies = [max(r["latency_ms"]["p95"], MIN_LATENCY_MS) for r in results]
-    for result, latency in zip(results, latencies, strict=True):
-        ax.errorbar(
-            latency,
-            100 * result["success_rate"],
-            yerr=_error_bars([result]),
-            fmt=MARKERS[tasks.index(result["task"]) % len(MARKERS)],
-            color=colours[result["policy"]],
-            capsize=3,
-            markersize=7,
-        )
-    ax.set_xscale("log")
-    # Whole decades, labelled plainly: latencies of different policies span orders of magnitude.
-    low, high = np.floor(np.log10(min(latencies))), np.ceil(np.log10(max(latencies)))
-    ax.set_xlim(10**low, 10 ** max(high, low + 1))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_label_twos_and_fives))
-    ax.set_xlabel("Policy latency per call, 95th percentile (ms, log scale)")
-    ax.set_ylabel("Success % (95% Wilson interval)")
-    ax.set_ylim(-3, 103)
-    ax.grid(True, which="both", alpha=0.3)
-    policy_handles = [
-        Line2D([], [], color=colour, marker="o", ls="", label=policy)
-        for policy, colour in colours.items()
-    ]
-    task_handles = [
-        Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], ls="", label=task)
-        for i, task in enumerate(tasks)
-    ]
-    figure.legend(handles=policy_handles, title="Policy", fontsize="small",
-                  loc="outside right upper")
-    figure.legend(handles=task_handles, title="Task", fontsize="small", loc="outside right lower")
+    grouped = _clean_by_suite(results)
+    axes = figure.subplots(1, len(grouped), squeeze=False)[0]
+    for ax, (suite, by_policy) in zip(axes, grouped.items(), strict=True):
+        colours = _policy_colours([{"policy": p} for p in by_policy])
+        latencies = []
+        for policy, by_task in by_policy.items():
+            # The 95th percentile, not the median: a policy that predicts a chunk of actions
+            # answers most calls from the chunk in microseconds; the median hides a prediction.
+            latency = max(float(np.median([r["latency_ms"]["p95"] for r in by_task.values()])),
+                          MIN_LATENCY_MS)
+            success = 100 * float(np.mean([r["success_rate"] for r in by_task.values()]))
+            latencies.append(latency)
+            # Numbered points and a legend: names written beside the points overlap.
+            number = len(latencies)
+            ax.plot(latency, success, "o", color=colours[policy], markersize=9,
+                    label=f"{number}. {policy} (n={len(by_task)})")
+            ax.annotate(str(number), (latency, success), fontsize=7, xytext=(5, 3),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        low, high = np.floor(np.log10(min(latencies))), np.ceil(np.log10(max(latencies)))
+        ax.set_xlim(10**low, 10 ** max(high, low + 1))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_label_twos_and_fives))
+        ax.set_xlabel("Policy latency per call, p95 (ms, log scale)")
+        ax.set_ylabel("Mean success % across tasks")
+        ax.set_ylim(-3, 103)
+        ax.set_title(f"{suite.capitalize()} suite")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def per_task_success(figure: Figure, results: list[dict]) -> None:
-    ax = figure.add_subplot()
-    colours = _policy_colours(results)
-    by_task = {task: latest_by([r for r in results if r["task"] == task], "policy")
-               for task in sorted({r["task"] for r in results})}
-    # Each task's bars side by side around its tick, in the same order and colours everywhere.
-    width = 0.8 / max(len(group) for group in by_task.values())
-    for position, group in enumerate(by_task.values()):
-        offsets = (np.arange(len(group)) - (len(group) - 1) / 2) * width
-        ax.bar(position + offsets, [100 * r["success_rate"] for r in group], width,
-               color=[colours[r["policy"]] for r in group], yerr=_error_bars(group), capsize=3)
-    tasks = list(by_task)
-    ax.set_xticks(range(len(tasks)), [task.removeprefix("AEM/") for task in tasks],
-                  rotation=20 if len(tasks) > 4 else 0, ha="right" if len(tasks) > 4 else "center")
-    ax.set_ylabel("Success % (95% Wilson interval)")
-    ax.set_ylim(0, 103)
-    ax.grid(True, axis="y", alpha=0.3)
-    handles = [Patch(color=colour, label=policy) for policy, colour in colours.items()]
-    figure.legend(handles=handles, title="Policy", fontsize="small", loc="outside right upper")
+def success_heatmap(figure: Figure, results: list[dict]) -> None:
+    grouped = _clean_by_suite(results)
+    widths = [len({t for by_task in g.values() for t in by_task}) for g in grouped.values()]
+    axes = figure.subplots(1, len(grouped), squeeze=False, width_ratios=widths)[0]
+    for ax, (suite, by_policy) in zip(axes, grouped.items(), strict=True):
+        tasks = sorted({task for by_task in by_policy.values() for task in by_task})
+        policies = list(by_policy)
+        grid = np.full((len(policies), len(tasks)), np.nan)
+        for i, policy in enumerate(policies):
+            for j, task in enumerate(tasks):
+                if task in by_policy[policy]:
+                    grid[i, j] = 100 * by_policy[policy][task]["success_rate"]
+        ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
+                        color="black" if value > 60 else "white")
+        ax.set_xticks(range(len(tasks)), [short_task(t) for t in tasks], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set_yticks(range(len(policies)), policies, fontsize=8)
+        ax.set_title(f"{suite.capitalize()} suite")
 
 
 def render_plots(results: list[dict]) -> dict[str, bytes]:
     """File name -> PNG bytes, for every figure of the leaderboard."""
     pngs = {}
     for name, draw in ((SUCCESS_VS_LATENCY, success_vs_latency),
-                       (PER_TASK_SUCCESS, per_task_success)):
-        figure = Figure(figsize=(9, 4.5), layout="constrained")
-        if results:
+                       (SUCCESS_HEATMAP, success_heatmap)):
+        figure = Figure(figsize=(12, 5), layout="constrained")
+        if _clean_by_suite(results):
             draw(figure, results)
         else:
             figure.text(0.5, 0.5, "No results yet", ha="center", va="center")

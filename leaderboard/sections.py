@@ -1,7 +1,8 @@
 """What the leaderboard shows, whatever the format: sections of tables of text cells.
 
-A section is one suite (manipulation or memory) in one scene variant. It opens with the policies'
-aggregates across its tasks (rliable mean and IQM) and goes on with a table per task. The Markdown
+A section is one suite (manipulation or memory) in one scene variant. It opens with a matrix
+(policies as rows, tasks as columns, then the mean and IQM across tasks and the latency), then the
+policies' aggregates across its tasks (rliable mean and IQM with intervals), then a table per task. The Markdown
 README and the HTML page both render these tables, so every number is formatted in one place.
 """
 
@@ -47,7 +48,7 @@ FOOTER = (
 class Column:
     header: str
     numeric: bool  # sorts by the number the cell starts with
-    cell: Callable[[Any], str]
+    cell: Callable[[Any], str] | None = None  # None: the table's rows are built by hand
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Table:
     columns: tuple[Column, ...]
     rows: list[list[str]]
     note: str = ""  # shown under the table, e.g. policies left out of an aggregate
+    # Per cell, what the page shows on hover (e.g. a rate's interval); None: nothing.
+    hovers: list[list[str]] | None = None
 
     @property
     def headers(self) -> list[str]:
@@ -166,7 +169,70 @@ def latest_by(results: list[dict], field: str) -> list[dict]:
     return [latest[value] for value in sorted(latest)]
 
 
-def _aggregate_table(suite: str, variant: str, results: list[dict]) -> Table | None:
+MATRIX_TITLE = "Success % by task"
+
+
+def short_task(task: str) -> str:
+    """``AEM/PutBackBlock-Cluttered-v1`` -> ``PutBackBlock-v1``: a matrix column's header (the
+    section names the scene)."""
+    name, version = task.removeprefix("AEM/").rsplit("-", 1)
+    for suffix in ("-Cluttered", "-Randomized"):
+        name = name.removesuffix(suffix)
+    return f"{name}-{version}"
+
+
+def _matrix_table(results: list[dict], aggregates: dict[str, dict]) -> Table:
+    """Policies as rows, the section's tasks as columns (success %; the interval on hover), then
+    the mean and IQM across tasks (where they can be computed) and the 95th-percentile latency
+    (the median over tasks). Rows with
+    the most tasks first, then by IQM and mean."""
+    tasks = sorted({r["task"] for r in results})
+    policies = sorted({r["policy"] for r in results})
+    by_policy = {p: {r["task"]: r for r in latest_by([r for r in results if r["policy"] == p],
+                                                     "task")} for p in policies}
+
+    def order(policy: str):
+        aggregate = aggregates.get(policy)
+        return (-len(by_policy[policy]), -(aggregate["iqm"] if aggregate else -1),
+                -(aggregate["mean"] if aggregate else -1), policy)
+
+    columns = (Column("Policy", False, None),
+               *(Column(short_task(task), True, None) for task in tasks),
+               Column("Tasks", True, None), Column("Mean %", True, None),
+               Column("IQM %", True, None), Column("Latency ms (p95)", True, None))
+    rows, hovers = [], []
+    for policy in sorted(policies, key=order):
+        mine, aggregate = by_policy[policy], aggregates.get(policy)
+        cells, tips = [policy], [""]
+        for task in tasks:
+            result = mine.get(task)
+            cells.append(NO_VALUE if result is None else f"{100 * result['success_rate']:.0f}")
+            tips.append("" if result is None else
+                        f"{short_task(task)}: {result['successes']}/{result['episodes']}, 95% CI "
+                        f"{100 * result['success_ci95'][0]:.0f}-"
+                        f"{100 * result['success_ci95'][1]:.0f}%")
+        cells.append(str(len(mine)))
+        tips.append("")
+        for key in ("mean", "iqm"):
+            cells.append(NO_VALUE if aggregate is None else f"{100 * aggregate[key]:.0f}")
+            tips.append("" if aggregate is None else
+                        f"95% CI {100 * aggregate[key + '_ci95'][0]:.0f}-"
+                        f"{100 * aggregate[key + '_ci95'][1]:.0f}%")
+        # p95, not the median call: a policy that predicts a chunk answers most calls from it.
+        cells.append(f"{statistics.median(r['latency_ms']['p95'] for r in mine.values()):.1f}")
+        tips.append("")
+        rows.append(cells)
+        hovers.append(tips)
+    return Table(MATRIX_TITLE, columns, rows,
+                 "Success % of each policy's latest results file per task (its 95% interval in "
+                 "the task's table below, and on hover on the page); mean and IQM across the "
+                 "tasks a policy covers, with rliable intervals, where it has two or more with "
+                 "per-episode records and equal episode counts; latency: the 95th percentile of the "
+                 "policy's calls, the median over its tasks.", hovers)
+
+
+def _aggregates(suite: str, variant: str, results: list[dict]) -> tuple[list[dict], list[str]]:
+    """Each policy's rliable aggregate across the section's tasks, and those left out (why)."""
     suite_tasks = sum(scene_of(task) == (suite, variant) for task in current_tasks())
     aggregates, left_out = [], []
     for policy in sorted({r["policy"] for r in results}):
@@ -186,6 +252,10 @@ def _aggregate_table(suite: str, variant: str, results: list[dict]) -> Table | N
             "suite_tasks": suite_tasks,
             "median_latency_ms": statistics.median(r["latency_ms"]["median"] for r in mine),
         })
+    return aggregates, left_out
+
+
+def _aggregate_table(aggregates: list[dict], left_out: list[str]) -> Table | None:
     if not aggregates and not left_out:
         return None
     aggregates.sort(key=lambda a: (-a["iqm"], -a["mean"], a["median_latency_ms"], a["policy"]))
@@ -202,7 +272,8 @@ def _task_table(task: str, results: list[dict]) -> Table:
 
 
 def build_sections(results: list[dict]) -> list[Section]:
-    """Validated results grouped by suite and variant, each with its aggregate and task tables."""
+    """Validated results grouped by suite and variant, each with its matrix (policies x tasks),
+    its aggregate table and a table per task."""
     sections = []
     for suite in SUITES:
         for variant in VARIANTS:
@@ -213,7 +284,9 @@ def build_sections(results: list[dict]) -> list[Section]:
                 _task_table(task, [r for r in mine if r["task"] == task])
                 for task in sorted({r["task"] for r in mine})
             ]
-            if aggregate := _aggregate_table(suite, variant, mine):
+            aggregates, left_out = _aggregates(suite, variant, mine)
+            if aggregate := _aggregate_table(aggregates, left_out):
                 tables.insert(0, aggregate)
+            tables.insert(0, _matrix_table(mine, {a["policy"]: a for a in aggregates}))
             sections.append(Section(suite, variant, tables))
     return sections

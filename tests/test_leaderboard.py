@@ -297,14 +297,22 @@ def test_markdown_has_a_section_per_suite_and_variant():
     headings = re.findall(r"^##+ .*", markdown, flags=re.MULTILINE)
     assert headings == [
         "## Manipulation suite, clean scene",
+        "### Success % by task",
         "### Across tasks",
         f"### {HANDOVER}",
         f"### {STACK}",
         "## Manipulation suite, cluttered scene",
+        "### Success % by task",
         f"### {HANDOVER_CLUTTERED}",
         "## Memory suite, clean scene",
+        "### Success % by task",
         f"### {PUT_BACK}",
     ]
+    # the matrix: the policy on most tasks first, a '-' where it has no result
+    matrix = _table_rows(markdown, "### Success % by task")
+    assert matrix[0][:4] == ["best", "90", "40", "2"]
+    assert [row[0] for row in matrix] == ["best", "mid", "worst"]
+    assert matrix[1][2] == "-"
     assert _policies(markdown, f"### {HANDOVER}") == ["best", "mid", "worst"]
     assert _policies(markdown, f"### {HANDOVER_CLUTTERED}") == ["cluttered-only"]
     assert _policies(markdown, "### Across tasks") == ["best"]  # the only one on two tasks
@@ -404,12 +412,12 @@ def test_plots_are_valid_and_identical_on_rerun():
         make_result("zero", successes=0, latency_ms={"median": 0.0, "p95": 0.1}),
     )]
     plots = render_plots(results)
-    assert set(plots) == {"success_vs_latency.png", "per_task_success.png"}
+    assert set(plots) == {"success_vs_latency.png", "success_heatmap.png"}
     for data in plots.values():
-        assert _png_size(data) == (900, 450)
+        assert _png_size(data) == (1200, 500)
     assert render_plots(results) == plots  # no timestamp or version: reruns do not churn files
     for data in render_plots([]).values():
-        assert _png_size(data) == (900, 450)
+        assert _png_size(data) == (1200, 500)
 
 
 def _results_dir(tmp_path, results):
@@ -426,7 +434,7 @@ def test_write_leaderboard_writes_markdown_page_and_plots(tmp_path):
     written = write_leaderboard(results_dir, out)
     plots = tmp_path / "out" / "plots"
     assert written == [out, out.parent / "index.html",
-                       plots / "success_vs_latency.png", plots / "per_task_success.png"]
+                       plots / "success_vs_latency.png", plots / "success_heatmap.png"]
     markdown = out.read_text()
     assert "| hold" in markdown and "](plots/success_vs_latency.png)" in markdown
     assert all(path.stat().st_size > 0 for path in written)
@@ -451,7 +459,7 @@ def test_cli_writes_the_leaderboard_and_reports_a_bad_file_in_one_line(tmp_path,
 def test_page_escapes_text_from_results_files_and_fetches_nothing():
     hostile = "<script>alert('x')</script> & co"
     page = render_html(build_sections([validate_result(make_result(hostile))]),
-                       {"caption <i>": render_plots([])["per_task_success.png"]})
+                       {"caption <i>": render_plots([])["success_heatmap.png"]})
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)" in page
     assert "caption &lt;i&gt;" in page
     # Self-contained: no src or href that leaves the file.
@@ -525,6 +533,22 @@ def test_page_in_a_headless_browser_sorts_tables_and_shows_plots(browser, tmp_pa
     assert column(7)[-1] == "-"
     click("Encoder ms (median / p95)")
     assert column(7)[-1] == "-"
+
+    # The matrix: one row per policy, the interval of each rate on hover.
+    matrix_rows = table_under("Success % by task").find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(matrix_rows) == 3
+    cells = matrix_rows[0].find_elements(By.TAG_NAME, "td")
+    assert cells[0].text == "fast" and cells[1].text == "30"  # fast has both tasks: first
+    assert cells[1].get_attribute("title").endswith("3/10, 95% CI 11-60%")
+    # The filters show one suite's sections only.
+    from selenium.webdriver.support.select import Select
+
+    manipulation = browser.find_element(By.CSS_SELECTOR, "section[data-suite=manipulation]")
+    Select(browser.find_element(By.ID, "filter-suite")).select_by_value("memory")
+    assert not manipulation.is_displayed()
+    Select(browser.find_element(By.ID, "filter-suite")).select_by_value("")
+    assert manipulation.is_displayed()
+    browser.save_screenshot(str(tmp_path / "page.png"))  # to look at when the page changes
 
     sizes = browser.execute_script(
         "return Array.from(document.images, (image) => image.complete && image.naturalWidth);")
