@@ -446,16 +446,23 @@ def _check_run_dir(args, names: tuple[str, ...]) -> None:
     overwritten; ``--overwrite`` removes what the old run left (its evaluations included)."""
     import shutil
 
+    from aem_bench.policies import distributed
+
     _check_output("--out", args.out, folder=True)
     if args.resume and args.overwrite:
         raise UsageError("--overwrite", "give --resume or --overwrite, not both")
+    if distributed.launched_rank() != 0:
+        # Under torchrun only rank 0 writes, so only rank 0 looks: another rank that looked could
+        # find the checkpoint rank 0 has just written (and refuse it, or remove it with
+        # --overwrite). If rank 0 refuses, torchrun stops the others.
+        return
     found = [Path(args.out) / name for name in names if (Path(args.out) / name).exists()]
     if not found or args.resume:
         return
     if not args.overwrite:
         raise UsageError("--out", f"{args.out} holds a checkpoint; pass --resume to continue "
                          "it or --overwrite to replace it (and its evaluations in eval/)")
-    for path in found:  # under torchrun every rank gets here: whichever is first removes it
+    for path in found:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
