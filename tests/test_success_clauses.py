@@ -416,8 +416,21 @@ def test_near_miss_fails_the_success_check(env_of, task_id, clause):
     assert not info["success"]
 
 
-def test_the_stacked_cubes_are_too_narrow_for_an_open_hand():
-    # The geometry REDUNDANT relies on, from the constants the checks use.
+@pytest.mark.parametrize("task_id", [*STACKS, *ROWS, "AEM/SwapBlocks-v0",
+                                     "AEM/PutBackBlock-v0"])
+def test_no_cube_is_wide_enough_for_an_open_hand(env_of, task_id):
+    # The geometry REDUNDANT relies on, read from the built cubes: a flat cube's widest
+    # horizontal line (its face diagonal) is narrower than an open hand's smallest gap.
     from aem_bench.sim.panda import GRIPPER_OPEN, GRIPPER_OPEN_FRACTION
 
-    assert 2 * STACK_CUBE_HALF * np.sqrt(2) < 2 * GRIPPER_OPEN_FRACTION * GRIPPER_OPEN
+    task = env_of(task_id).unwrapped
+    task.reset(seed=SEED)
+    bodies = getattr(task, "cubes", None) or [getattr(task, name) for name in ("cube", "red",
+                                                                                "blue")
+                                              if hasattr(task, name)]
+    assert bodies
+    for body in bodies:
+        shape = body.find_component_by_type(sapien.physx.PhysxRigidDynamicComponent)
+        half = shape.collision_shapes[0].half_size
+        assert np.allclose(half, half[0]), "a cube"
+        assert 2 * half[0] * np.sqrt(2) < 2 * GRIPPER_OPEN_FRACTION * GRIPPER_OPEN
