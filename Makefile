@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench lint clean mutate-success
 
 setup:
 	@bash scripts/setup.sh
@@ -29,3 +29,8 @@ lint: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Not part of CI: removes each clause of each task's success check in turn and lists the
+# mutants the near-miss tests (tests/test_success_clauses.py) let through. A few minutes.
+mutate-success: setup
+	$(BIN)/python scripts/mutate_success.py

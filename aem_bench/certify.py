@@ -13,18 +13,26 @@ in the package's ``tasks/memory_certificates.json``: ``aem-bench certify --recor
 
 Both policies see the same episodes (the oracle is recorded alongside) and are evaluated on the
 same expert-solvable seeds, so the only difference between them is the hidden fact.
+
+Next to the registered chance it computes the best fixed guess on those very seeds (the share of
+the commonest hidden fact, what always acting on one value of the fact scores at best) and a
+verdict by :data:`VERDICT_RULE`. ``python -m aem_bench.certify`` adds both to the entries of the
+package's table from the seeds they record, without training anything.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 
 from aem_bench.demos import DemoWriter
 from aem_bench.evaluator import collect_provenance, evaluate
@@ -79,6 +87,81 @@ def _rate(report) -> dict:
             "ci95": [lo, hi], "seeds": [r.seed for r in report.records]}
 
 
+MEMORY_NEEDED = "memory needed"
+VERDICT_RULE = ("memory needed when the oracle policy's 95% Wilson interval lies above the "
+                "no-oracle policy's AND the no-oracle rate is not above the upper end of the best "
+                "fixed guess's interval (so that luck or a leak is not what it beat chance with)")
+
+
+def best_fixed_guess(env_id: str, seeds: list[int]) -> dict:
+    """What always acting on one value of the hidden fact scores on ``seeds`` at best: the share
+    of the commonest value, with its Wilson 95% interval and the count of every value.
+
+    Two readings of "the fact" are counted after each reset (state mode), and the higher share
+    is the one returned (``of`` says which): ``hidden_fact()``, and the oracle observation at
+    reset, which is what the oracle policy acts on. They differ where the action is fixed by
+    something else than the fact: in RememberColor the fact is a colour out of nine but the
+    oracle is the slot to lift, and always lifting one slot beats always naming one colour.
+    """
+    if not seeds:
+        raise ValueError("best_fixed_guess needs at least one seed")
+    env = gym.make(env_id, obs_mode="state")
+    readings = {"hidden_fact": [], "oracle": []}
+    try:
+        for seed in seeds:
+            env.reset(seed=int(seed))
+            readings["hidden_fact"].append(int(env.unwrapped.hidden_fact()))
+            oracle = np.asarray(env.unwrapped.oracle(), dtype=float)
+            readings["oracle"].append(" ".join(f"{value:g}" for value in oracle))
+    finally:
+        env.close()
+    best = None
+    for of, values in readings.items():
+        counts = Counter(values)
+        value, hits = max(counts.items(), key=lambda item: (item[1], str(item[0])))
+        if best is None or hits > best["successes"]:
+            lo, hi = wilson_interval(hits, len(values))
+            best = {"of": of, "value": value, "successes": hits, "episodes": len(values),
+                    "rate": hits / len(values), "ci95": [lo, hi],
+                    "counts": {str(key): n for key, n in sorted(counts.items())}}
+    return best
+
+
+def verdict(entry: dict) -> str:
+    """:data:`MEMORY_NEEDED` or "not shown: REASONS", by :data:`VERDICT_RULE`, from an entry's
+    ``with_oracle``, ``without_oracle`` and ``best_fixed_guess``."""
+    for key in ("with_oracle", "without_oracle", "best_fixed_guess"):
+        if key not in entry:
+            raise ValueError(f"a certificate entry needs {key!r} for a verdict; it has "
+                             f"{sorted(entry)}")
+    oracle, blind, guess = entry["with_oracle"], entry["without_oracle"], entry["best_fixed_guess"]
+    reasons = []
+    if not oracle["ci95"][0] > blind["ci95"][1]:
+        reasons.append(f"the oracle interval ({100 * oracle['ci95'][0]:.0f}-"
+                       f"{100 * oracle['ci95'][1]:.0f}%) overlaps the no-oracle one "
+                       f"({100 * blind['ci95'][0]:.0f}-{100 * blind['ci95'][1]:.0f}%)")
+    if blind["rate"] > guess["ci95"][1]:
+        reasons.append(f"the no-oracle rate ({100 * blind['rate']:.0f}%) is above the best fixed "
+                       f"guess's upper bound ({100 * guess['ci95'][1]:.0f}%)")
+    return MEMORY_NEEDED if not reasons else "not shown: " + "; ".join(reasons)
+
+
+def add_verdicts(record: str | Path) -> dict[str, dict]:
+    """Compute ``best_fixed_guess`` (on each entry's no-oracle seeds) and ``verdict`` for every
+    entry of the table ``record``, write them into it and return the table."""
+    record = Path(record)
+    certificates = json.loads(record.read_text())
+    for entry in certificates.values():
+        oracle_seeds, seeds = entry["with_oracle"]["seeds"], entry["without_oracle"]["seeds"]
+        if oracle_seeds != seeds:
+            raise ValueError(f"{entry['task']}: the two policies were evaluated on different "
+                             "seeds, so no one best fixed guess applies to both")
+        entry["best_fixed_guess"] = best_fixed_guess(entry["task"], seeds)
+        entry["verdict"] = verdict(entry)
+    record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
+    return certificates
+
+
 def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None = None,
             progress: bool = True, record: str | Path | None = None) -> dict:
     """Measure the certificate of ``env_id`` (a memory task, clean scene), write it to
@@ -121,6 +204,8 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
                           progress=progress, policy_name=f"singleframe-dp {name}")
         rates[name] = _rate(report)
 
+    seeds = rates["without_oracle"]["seeds"]
+    guess = best_fixed_guess(env_id, seeds)
     expert = list(expert_rollouts(env_id, range(budget.expert_episodes), obs_mode="state"))
     cue_steps = _cue_steps(env_id, range(min(20, budget.expert_episodes)))
     entry = {
@@ -132,6 +217,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
         "chance": spec.chance,
         "expert": {"successes": sum(r.success for r in expert), "episodes": len(expert)},
         **rates,
+        "best_fixed_guess": guess,
         "budget": budget.__dict__,
         **{key: value for key, value in collect_provenance().items() if key != "created"},
         "minutes": round((time.perf_counter() - started) / 60, 1),
@@ -140,6 +226,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
                    f"--train-steps {budget.train_steps} --episodes {budget.eval_episodes} "
                    f"--camera {budget.camera}",
     }
+    entry["verdict"] = verdict(entry)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     if record is None:
@@ -151,3 +238,12 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
     certificates[env_id] = entry
     record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+if __name__ == "__main__":
+    table = add_verdicts(certificates_file())
+    for env_id, entry in sorted(table.items()):
+        guess = entry["best_fixed_guess"]
+        print(f"{env_id}: best fixed guess {guess['successes']}/{guess['episodes']} "
+              f"(chance {entry['chance']:.2f}); {entry['verdict']}")
+    sys.exit(0)

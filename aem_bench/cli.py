@@ -225,7 +225,7 @@ def cmd_tasks(args) -> int:
                         ("--record", args.record), ("--overwrite", args.overwrite)):
         if value is not None and value is not False:  # 0 too: any value given
             raise UsageError(name, "applies with --measure")
-    from aem_bench.certify import load_certificates
+    from aem_bench.certify import VERDICT_RULE, load_certificates
 
     measured = measured_expert_success()
     certificates = load_certificates()
@@ -271,12 +271,25 @@ def cmd_tasks(args) -> int:
             cue = certificate and certificate["cue_hidden_at"]
             return "-" if not cue else f"{cue['median']:g}"
 
+        def guess_cell(certificate):
+            # Entries recorded before the best fixed guess was computed say so.
+            if certificate is None or "best_fixed_guess" not in certificate:
+                return "not computed"
+            return rate_cell(certificate, "best_fixed_guess")
+
+        def verdict_cell(certificate):
+            return "-" if certificate is None else certificate.get("verdict", "not computed")
+
         print(tabulate([[r["id"], r["memory"], chance_cell(r), cue_cell(r["certificate"]),
                          expert_cell(r), rate_cell(r["certificate"], "with_oracle"),
-                         rate_cell(r["certificate"], "without_oracle")]
+                         rate_cell(r["certificate"], "without_oracle"),
+                         guess_cell(r["certificate"]), verdict_cell(r["certificate"])]
                         for r in rows if r["scene"] == "clean"],
                        headers=["id", "memory", "chance", "cue hidden at step", "expert",
-                                "DP with oracle", "DP without oracle"], tablefmt=table_format))
+                                "DP with oracle", "DP without oracle",
+                                "best fixed guess, same seeds", "verdict"],
+                       tablefmt=table_format))
+        print(f"\nverdict: {VERDICT_RULE}")
         return 0
     print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
                      chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
@@ -415,6 +428,11 @@ def cmd_certify(args) -> int:
         print(f"{args.task} {name}: {rate['successes']}/{rate['episodes']} "
               f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
               f"{100 * rate['ci95'][1]:.0f}%)")
+    guess = entry["best_fixed_guess"]
+    print(f"{args.task} best fixed guess on the same seeds: {guess['successes']}/"
+          f"{guess['episodes']} ({100 * guess['rate']:.0f}%, 95% CI {100 * guess['ci95'][0]:.0f}-"
+          f"{100 * guess['ci95'][1]:.0f}%)")
+    print(f"verdict: {entry['verdict']}")
     print(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
           f"{entry['expert']['episodes']}; {entry['minutes']} min; written to "
           f"{out / CERTIFICATE_NAME}" + (f" and recorded in {record}" if record else ""))
@@ -446,11 +464,11 @@ def _check_run_dir(args, names: tuple[str, ...]) -> None:
     overwritten; ``--overwrite`` removes what the old run left (its evaluations included)."""
     import shutil
 
+    from aem_bench.policies.distributed import launched_rank
+
     _check_output("--out", args.out, folder=True)
     if args.resume and args.overwrite:
         raise UsageError("--overwrite", "give --resume or --overwrite, not both")
-    from aem_bench.policies.distributed import launched_rank
-
     # Under torchrun only rank 0 looks: another rank may look after rank 0 has begun writing this
     # run, and take its files for an old run's. An error on rank 0 stops the whole launch.
     if launched_rank() != 0:

@@ -1,0 +1,90 @@
+"""The certificates' computed verdict and best fixed guess."""
+
+import json
+
+import pytest
+
+from aem_bench.certify import MEMORY_NEEDED, add_verdicts, best_fixed_guess, verdict
+from aem_bench.evaluator import wilson_interval
+
+SEEDS = list(range(100_000, 100_050))  # the certificates' evaluation seeds
+
+
+def rate(successes: int, episodes: int = 50) -> dict:
+    return {"successes": successes, "episodes": episodes, "rate": successes / episodes,
+            "ci95": list(wilson_interval(successes, episodes))}
+
+
+@pytest.mark.parametrize("oracle, blind, guess, expected", [
+    (45, 10, 12, MEMORY_NEEDED),
+    # 45/50 (78-96%) against 10/50 (11-33%) but 2/50 for the guess (1-13%): beats the guess.
+    (45, 10, 2, "above the best fixed guess"),
+    # 30/50 (46-72%) against 20/50 (28-54%): the intervals overlap.
+    (30, 20, 20, "overlaps the no-oracle one"),
+    (30, 20, 2, "(28-54%); the no-oracle rate (40%) is above"),
+])
+def test_verdict_rule(oracle, blind, guess, expected):
+    entry = {"with_oracle": rate(oracle), "without_oracle": rate(blind),
+             "best_fixed_guess": rate(guess)}
+    result = verdict(entry)
+    if expected == MEMORY_NEEDED:
+        assert result == MEMORY_NEEDED
+    else:
+        assert result.startswith("not shown: ") and expected in result
+
+
+def test_verdict_at_the_edges():
+    # The no-oracle rate equal to the guess's upper bound still passes ("not above").
+    guess = rate(5)
+    blind = {**rate(10), "rate": guess["ci95"][1]}
+    assert verdict({"with_oracle": rate(45), "without_oracle": blind,
+                    "best_fixed_guess": guess}) == MEMORY_NEEDED
+    # Touching intervals are not "above".
+    oracle = {**rate(45), "ci95": [rate(10)["ci95"][1], 1.0]}
+    assert verdict({"with_oracle": oracle, "without_oracle": rate(10),
+                    "best_fixed_guess": rate(12)}) != MEMORY_NEEDED
+
+
+def test_verdict_needs_the_best_fixed_guess():
+    with pytest.raises(ValueError, match="best_fixed_guess"):
+        verdict({"with_oracle": rate(45), "without_oracle": rate(10)})
+
+
+@pytest.mark.parametrize("task, successes, of", [
+    # The audit's figures, counted by hand from the seeds: always lifting slot 0 scores 23/50
+    # in RememberColor3 and 16/50 (32%) in RememberColor5; in RememberColor9 slot 1 and colour
+    # 1 (and colour 8) tie at 10/50 (20%), and the fact is named first.
+    ("AEM/RememberColor3-v0", 23, "oracle"),
+    ("AEM/RememberColor5-v0", 16, "oracle"),
+    ("AEM/RememberColor9-v0", 10, "hidden_fact"),
+])
+def test_best_fixed_guess_on_the_certificates_seeds(task, successes, of):
+    guess = best_fixed_guess(task, SEEDS)
+    assert (guess["successes"], guess["episodes"], guess["of"]) == (successes, 50, of)
+    assert guess["ci95"] == pytest.approx(list(wilson_interval(successes, 50)))
+    assert sum(guess["counts"].values()) == 50
+
+
+def test_best_fixed_guess_counts_the_fact(tmp_path):
+    # ShellGame: the ball is under one of three cups; oracle and fact agree, so the counts are
+    # the fact's over the three cups.
+    guess = best_fixed_guess("AEM/ShellGame-v0", list(range(30)))
+    assert len(guess["counts"]) == 3 and max(guess["counts"].values()) == guess["successes"]
+    with pytest.raises(ValueError, match="at least one seed"):
+        best_fixed_guess("AEM/ShellGame-v0", [])
+
+
+def test_add_verdicts_writes_both_fields(tmp_path):
+    record = tmp_path / "certificates.json"
+    entry = {"task": "AEM/RememberColor3-v0", "chance": 1 / 3,
+             "with_oracle": {**rate(50), "seeds": SEEDS},
+             "without_oracle": {**rate(25), "seeds": SEEDS}}
+    record.write_text(json.dumps({entry["task"]: entry}))
+    add_verdicts(record)
+    written = json.loads(record.read_text())[entry["task"]]
+    assert written["best_fixed_guess"]["successes"] == 23
+    assert written["verdict"] == MEMORY_NEEDED  # 25/50 is under 23/50's upper bound (59%)
+    other = {**entry, "with_oracle": {**rate(50), "seeds": SEEDS[:10]}}
+    record.write_text(json.dumps({entry["task"]: other}))
+    with pytest.raises(ValueError, match="different seeds"):
+        add_verdicts(record)
