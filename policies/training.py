@@ -436,7 +436,7 @@ def _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, res
                           "seconds": round(time.perf_counter() - start, 3)}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 parts.clear()
             if main and (step % save_every == 0 or step == steps):
                 checkpoint(step)
