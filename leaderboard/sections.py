@@ -122,8 +122,19 @@ def episodes_cell(result: dict) -> str:
     return f"{result['episodes']} ({errors} error{'s' if errors > 1 else ''})"
 
 
+NO_RECIPE_MARK = " *"
+NO_RECIPE_NOTE = ("* no training recorded: the results file does not say how its checkpoint "
+                  "was trained (demonstrations, budget, seed, command), only its name does.")
+
+
+def policy_cell(result: dict) -> str:
+    """The policy's name, marked when its results file does not carry its training recipe."""
+    training = result.get("training") or {}
+    return result["policy"] + ("" if training.get("recipe") else NO_RECIPE_MARK)
+
+
 TASK_COLUMNS = (
-    Column("Policy", False, lambda r: r["policy"]),
+    Column("Policy", False, policy_cell),
     Column("Encoder", False, lambda r: r["encoder"]),
     Column("Head", False, lambda r: r["head"]),
     Column("Success % (95% CI)", True, lambda r: format_rate(r["success_rate"], r["success_ci95"])),
@@ -268,7 +279,10 @@ def _task_table(task: str, results: list[dict]) -> Table:
     ranked = sorted(
         results, key=lambda r: (-r["success_rate"], r["latency_ms"]["median"], r["policy"])
     )
-    return _table(task, TASK_COLUMNS, ranked)
+    newer = TASKS[task].superseded_by
+    title = task if newer is None else f"{task} (superseded by {newer}: not in the matrix)"
+    unrecorded = any(policy_cell(r).endswith(NO_RECIPE_MARK) for r in ranked)
+    return _table(title, TASK_COLUMNS, ranked, NO_RECIPE_NOTE if unrecorded else "")
 
 
 def build_sections(results: list[dict]) -> list[Section]:
@@ -284,9 +298,13 @@ def build_sections(results: list[dict]) -> list[Section]:
                 _task_table(task, [r for r in mine if r["task"] == task])
                 for task in sorted({r["task"] for r in mine})
             ]
-            aggregates, left_out = _aggregates(suite, variant, mine)
-            if aggregate := _aggregate_table(aggregates, left_out):
-                tables.insert(0, aggregate)
-            tables.insert(0, _matrix_table(mine, {a["policy"]: a for a in aggregates}))
+            # The matrix and aggregates are of the suite's current tasks; a superseded version
+            # keeps its own table.
+            current = [r for r in mine if TASKS[r["task"]].superseded_by is None]
+            if current:
+                aggregates, left_out = _aggregates(suite, variant, current)
+                if aggregate := _aggregate_table(aggregates, left_out):
+                    tables.insert(0, aggregate)
+                tables.insert(0, _matrix_table(current, {a["policy"]: a for a in aggregates}))
             sections.append(Section(suite, variant, tables))
     return sections

@@ -24,7 +24,7 @@ from aem_bench.stats import aggregate_success, wilson_interval
 HANDOVER = "AEM/HandoverBlock-v0"
 STACK = "AEM/StackBlocksTwo-v0"  # another clean manipulation task
 HANDOVER_CLUTTERED = "AEM/HandoverBlock-Cluttered-v0"
-PUT_BACK = "AEM/PutBackBlock-v0"  # a memory task
+PUT_BACK = "AEM/PutBackBlock-v1"  # a memory task
 REAL_RESULTS = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
 
 
@@ -56,6 +56,8 @@ def make_result(policy="hold", successes=5, episodes=10, task=HANDOVER, **extra)
              "latency_ms": {"median": 1.5, "p95": 2.25}, "error": None}
             for index, seed in enumerate(seeds)
         ],
+        "training": {"checkpoint": "runs/x", "policy_type": "singleframe-dp", "memory": None,
+                     "recipe": {"policy": "singleframe-dp", "steps": 2000, "seed": 0}},
         **extra,
     }
 
@@ -317,6 +319,22 @@ def test_markdown_has_a_section_per_suite_and_variant():
     assert _policies(markdown, f"### {HANDOVER_CLUTTERED}") == ["cluttered-only"]
     assert _policies(markdown, "### Across tasks") == ["best"]  # the only one on two tasks
     assert markdown.rstrip().endswith(FOOTER)
+
+
+def test_results_without_their_training_are_marked_and_superseded_tasks_kept_apart():
+    old_version = "AEM/PutBackBlock-v0"
+    markdown = markdown_of([
+        make_result("recorded", task=PUT_BACK),
+        make_result("unrecorded", successes=7, task=PUT_BACK, training=None),
+        make_result("recorded", task=old_version),
+    ])
+    assert _policies(markdown, f"### {PUT_BACK}") == ["unrecorded *", "recorded"]
+    assert "* no training recorded" in _section(markdown, f"### {PUT_BACK}")
+    # the old version keeps its table, marked, and stays out of the suite's matrix
+    old_table = f"### {old_version} (superseded by {PUT_BACK}: not in the matrix)"
+    assert _policies(markdown, old_table) == ["recorded"]
+    matrix = _table_rows(markdown, "### Success % by task")
+    assert [row[0] for row in matrix] == ["recorded", "unrecorded"] and len(matrix[0]) == 6
 
 
 def test_markdown_aggregate_row_is_the_rliable_aggregate():
