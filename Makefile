@@ -10,8 +10,13 @@ DEMO_DIR ?= runs/demo
 setup:
 	@bash scripts/setup.sh
 
+# The suite's question on ShellGame: a single-frame DP and a GRU memory over its frozen encoder,
+# one core each; a rerun reuses what is done. Then the table, page and plots of the two results.
 demo: setup
-	$(BIN)/aem-bench pipeline --task AEM/HandoverBlock-v0 --out $(DEMO_DIR) --overwrite
+	$(BIN)/aem-bench sweep --protocol demo --rows singleframe-dp gru-dp --workers 2 \
+		--cache $(DEMO_DIR)/cache --results-dir $(DEMO_DIR)/results --video $(DEMO_DIR)/videos
+	$(BIN)/aem-bench leaderboard --results $(DEMO_DIR)/results --out $(DEMO_DIR)/LEADERBOARD.md
+	@echo "open $(DEMO_DIR)/index.html (the page), $(DEMO_DIR)/LEADERBOARD.md, $(DEMO_DIR)/videos/"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1086,15 +1086,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, help="where results files go (default OUT/results)")
     p.set_defaults(func=cmd_submit)
 
+    from aem_bench.recipe import protocol_names
     from aem_bench.sweep import MEMORY_ROWS
 
     p = sub.add_parser("sweep", help="policy rows x tasks x scenes under one protocol, every "
                        "stage cached and resumable",
                        epilog="example: aem-bench sweep --protocol certificate-budget "
                        "--tasks AEM/ShellGame-v0 --workers 2 --dry-run")
-    p.add_argument("--protocol", default="certificate-budget",
-                   choices=["certificate-budget", "standard", "smoke"],
-                   help="certificate-budget: the memory suite at each task's certificate budget")
+    p.add_argument("--protocol", default="certificate-budget", choices=protocol_names(),
+                   help="certificate-budget: the memory suite at each task's certificate budget; "
+                   "demo: what `make demo` runs")
     p.add_argument("--rows", nargs="+", default=list(MEMORY_ROWS),
                    help="policy rows (default: the memory suite's)")
     p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
@@ -1103,6 +1104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path,
                    help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
+    p.add_argument("--video", type=Path,
+                   help="write a GIF of each cell's first evaluation episode under VIDEO/ROW/")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells, their state and the core-minutes left; run nothing")
     p.set_defaults(func=cmd_sweep)
@@ -1132,7 +1135,10 @@ def cmd_sweep(args) -> int:
     _check_output("--results-dir", args.results_dir, folder=True)
     cache = args.cache or Path("runs/sweep") / protocol.name
     _check_output("--cache", cache, folder=True)
-    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line)
+    if args.video:
+        _check_output("--video", args.video, folder=True)
+    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line,
+                  video_dir=args.video)
     todo = cells(protocol, args.rows, tasks, args.scenes)
     print(status_table(sweep, todo), flush=True)
     if args.dry_run:

@@ -92,6 +92,18 @@ SMOKE = Protocol(
     pretrain_steps=2,
 )
 
+# `make demo`: the suite's question on its smallest stage. ShellGame (the ball is seen until the
+# cups come down, then only memory says where it is) with a single-frame DP and a GRU memory over
+# its frozen encoder, at the task's certificate budget, evaluated on 20 seeds.
+DEMO = Protocol(
+    name="demo",
+    tasks=("AEM/ShellGame-v0",),
+    demos=50,
+    train_steps=2000,
+    batch_size=64,
+    eval_episodes=20,
+)
+
 
 def certificate_protocol() -> Protocol:
     """The memory suite at each task's certificate budget (``tasks/memory_certificates.json``):
@@ -107,7 +119,7 @@ def certificate_protocol() -> Protocol:
                     budgets=budgets)
 
 
-PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE)}
+PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE, DEMO)}
 
 
 def get_protocol(name: str) -> Protocol:

@@ -128,6 +128,7 @@ class Sweep:
     results_dir: Path
     progress: bool = True
     command: str | None = None
+    video_dir: Path | None = None  # a GIF of each cell's first evaluation episode, when given
 
     def task_dir(self, task: str) -> Path:
         return self.cache / task.split("/")[-1]
@@ -223,7 +224,8 @@ class Sweep:
         report = evaluate_checkpoint(
             checkpoint, cell.eval_task, p.eval_episodes, p.eval_seed,
             name=cell.row.name, threads=p.threads,
-            progress=self.progress, log=checkpoint / f"eval_{cell.scene}.jsonl")
+            progress=self.progress, log=checkpoint / f"eval_{cell.scene}.jsonl",
+            video_dir=self.video_dir and self.video_dir / cell.row.name, video_episodes=1)
         if all(record.error is not None for record in report.records):
             raise RuntimeError(f"{cell.row.name} on {cell.eval_task}: every episode errored, "
                                f"the first with: {report.records[0].error}")

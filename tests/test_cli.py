@@ -203,7 +203,7 @@ def test_expert_video_is_an_animated_gif(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_on_a_tiny_budget(tmp_path):
-    """What `make demo` runs, at 2 demos, 5 steps and 1 episode (the numbers mean nothing)."""
+    """The pipeline at 2 demos, 5 steps and 1 episode (the numbers mean nothing)."""
     out = tmp_path / "demo"
     assert main(["pipeline", "--out", str(out), "--demos", "2", "--train-steps", "5",
                  "--eval-episodes", "1"]) == 0

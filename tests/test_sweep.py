@@ -108,3 +108,22 @@ def test_every_row_builds_on_rows_that_exist():
     for row in ROWS.values():
         assert row.encoder_from is None or row.encoder_from in ROWS
         assert (row.aem_ablation is not None) == (row.policy.startswith("aem-"))
+
+
+@pytest.mark.slow
+def test_what_make_demo_runs_in_two_workers_with_videos(tmp_path):
+    """`make demo`'s commands on the smoke protocol: two worker processes (the second row waits
+    for the first's encoder), a GIF per cell, the leaderboard of the results."""
+    out = tmp_path / "demo"
+    assert main(["sweep", "--protocol", "smoke", "--rows", "singleframe-dp", "gru-dp",
+                 "--workers", "2", "--cache", str(out / "cache"), "--results-dir",
+                 str(out / "results"), "--video", str(out / "videos")]) == 0
+    assert sorted(p.name for p in (out / "results").iterdir()) == [
+        "gru-dp_ClickBell-v0_smoke.json", "singleframe-dp_ClickBell-v0_smoke.json"]
+    assert [len(list((out / "videos" / row).glob("*.gif"))) for row in
+            ("singleframe-dp", "gru-dp")] == [1, 1]
+    log = (out / "cache" / "ClickBell-v0" / "singleframe-dp" / "train_log.jsonl").read_text()
+    assert len(log.splitlines()) == 1  # trained once, though both cells needed it
+    assert main(["leaderboard", "--results", str(out / "results"),
+                 "--out", str(out / "LEADERBOARD.md")]) == 0
+    assert "gru-dp" in (out / "LEADERBOARD.md").read_text()
