@@ -204,7 +204,26 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
                           progress=progress, policy_name=f"singleframe-dp {name}")
         rates[name] = _rate(report)
 
+    command = (f"aem-bench certify --task {env_id} --demos {budget.demos} --train-steps "
+               f"{budget.train_steps} --episodes {budget.eval_episodes} --camera {budget.camera}")
+    entry = certificate_entry(env_id, rates, budget, command, started)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    if record is not None:
+        record_certificate(entry, record)
+    return entry
+
+
+def certificate_entry(env_id: str, rates: dict, budget: CertificateBudget, command: str,
+                      started: float) -> dict:
+    """A certificate from the two policies' rates ({"with_oracle", "without_oracle"}: successes,
+    episodes, rate, ci95, seeds): the best fixed guess on their seeds, the expert's rate, when
+    the cue leaves the frame, the provenance and the verdict."""
+    spec = get_task(env_id)
     seeds = rates["without_oracle"]["seeds"]
+    if rates["with_oracle"]["seeds"] != seeds:
+        raise ValueError(f"{env_id}: the two policies were evaluated on different seeds, so no "
+                         "one best fixed guess applies to both")
     guess = best_fixed_guess(env_id, seeds)
     expert = list(expert_rollouts(env_id, range(budget.expert_episodes), obs_mode="state"))
     cue_steps = _cue_steps(env_id, range(min(20, budget.expert_episodes)))
@@ -222,21 +241,62 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
         **{key: value for key, value in collect_provenance().items() if key != "created"},
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "command": f"aem-bench certify --task {env_id} --demos {budget.demos} "
-                   f"--train-steps {budget.train_steps} --episodes {budget.eval_episodes} "
-                   f"--camera {budget.camera}",
+        "command": command,
     }
     entry["verdict"] = verdict(entry)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-    if record is None:
-        return entry
-    # Merge into the table as the last act, re-reading it: certificates of other tasks may have
-    # been written by another process meanwhile.
+    return entry
+
+
+def record_certificate(entry: dict, record: str | Path) -> None:
+    """Merge ``entry`` into the table ``record``, re-reading it: certificates of other tasks may
+    have been written by another process meanwhile."""
     record = Path(record)
     certificates = json.loads(record.read_text()) if record.is_file() else {}
-    certificates[env_id] = entry
+    certificates[entry["task"]] = entry
     record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
+
+
+def _result_rate(result: dict) -> dict:
+    return {"successes": result["successes"], "episodes": result["episodes"],
+            "rate": result["success_rate"], "ci95": result["success_ci95"],
+            "seeds": result["seeds"]}
+
+
+def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dict,
+                             command: str) -> dict:
+    """The certificate of two results files already made (a sweep's single-frame cells without
+    and with the oracle), so that nothing is trained twice. Both must be of ``env_id``, carry
+    their training recipe, read the oracle only in ``with_oracle``, and differ in nothing else
+    of their training: the same demonstrations (by digest), steps, batch and seed."""
+    started = time.perf_counter()
+    recipes = {}
+    for name, result, oracle in (("without_oracle", without_oracle, False),
+                                 ("with_oracle", with_oracle, True)):
+        if result.get("task") != env_id:
+            raise ValueError(f"the {name} result is of {result.get('task')}, not {env_id}")
+        if ("oracle" in (result.get("observations") or [])) != oracle:
+            raise ValueError(f"the {name} result's policy {'does not read' if oracle else 'reads'}"
+                             f" the oracle (observations: {result.get('observations')})")
+        recipe = (result.get("training") or {}).get("recipe")
+        if not recipe:
+            raise ValueError(f"the {name} result does not record its training recipe")
+        recipes[name] = recipe
+    same = ("demos_sha256", "demo_episodes", "policy", "steps", "batch_size", "seed")
+    differ = [key for key in same if recipes["with_oracle"].get(key)
+              != recipes["without_oracle"].get(key)]
+    if differ:
+        raise ValueError(f"the two results were trained differently in {differ}: a certificate "
+                         "compares policies that differ only in the oracle")
+    recipe = recipes["without_oracle"]
+    camera = recipe["config_overrides"]["image_size"][0]
+    budget = CertificateBudget(demos=recipe["demo_episodes"], train_steps=recipe["steps"],
+                               eval_episodes=without_oracle["episodes"], camera=camera,
+                               batch_size=recipe["batch_size"])
+    rates = {"with_oracle": _result_rate(with_oracle),
+             "without_oracle": _result_rate(without_oracle)}
+    entry = certificate_entry(env_id, rates, budget, command, started)
+    entry["trained_by"] = {name: r["command"] for name, r in recipes.items()}
+    entry["git_commit"] = recipe.get("git_commit") or entry.get("git_commit")
     return entry
 
 

@@ -405,7 +405,9 @@ def cmd_certify(args) -> int:
     _check_tasks("--task", [args.task], scene="clean")
     if TASKS[args.task].memory is None:
         raise bad_value("--task", args.task, "a memory task (`aem-bench tasks --memory`)")
-    _check_at_least(args, 1, "demos", "train_steps", "episodes", "camera", "threads")
+    budget_args = [name for name in ("demos", "train_steps", "episodes", "camera", "threads")
+                   if getattr(args, name) is not None]
+    _check_at_least(args, 1, *budget_args)
     out = args.out or Path("runs/certify") / args.task.split("/")[-1]
     _check_output("--out", out, folder=True)
     # The folder's demos, checkpoints and certificate are all of one run.
@@ -416,10 +418,13 @@ def cmd_certify(args) -> int:
     record = certificates_file() if args.record else None
     if record is not None:
         _check_output("--record", record, folder=False)
-    budget = CertificateBudget(demos=args.demos, train_steps=args.train_steps,
-                               eval_episodes=args.episodes, camera=args.camera,
-                               threads=args.threads)
-    entry = certify(args.task, out, budget, progress=not args.json, record=record)
+    if args.from_results:
+        entry = _certificate_from_results(args, out, record)
+    else:
+        fields = {"episodes": "eval_episodes"}  # the flag's name -> the budget's field
+        budget = CertificateBudget(**{fields.get(name, name): getattr(args, name)
+                                      for name in budget_args})
+        entry = certify(args.task, out, budget, progress=not args.json, record=record)
     if args.json:
         _print_json(entry)
         return 0
@@ -437,6 +442,25 @@ def cmd_certify(args) -> int:
           f"{entry['expert']['episodes']}; {entry['minutes']} min; written to "
           f"{out / CERTIFICATE_NAME}" + (f" and recorded in {record}" if record else ""))
     return 0
+
+
+def _certificate_from_results(args, out: Path, record: Path | None) -> dict:
+    from aem_bench.certify import CERTIFICATE_NAME, certificate_from_results, record_certificate
+
+    for name in ("demos", "train_steps", "episodes", "camera", "threads"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('_', '-')}", "sets the training of a certificate "
+                             "run; --from-results takes the budget the results were made with")
+    results = []
+    for path in args.from_results:
+        _check_input_file("--from-results", path)
+        results.append(json.loads(Path(path).read_text()))
+    entry = certificate_from_results(args.task, *results, command=args.command_line)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    if record is not None:
+        record_certificate(entry, record)
+    return entry
 
 
 def cmd_demos(args) -> int:
@@ -943,11 +967,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--record", action="store_true", help="also record the certificate in the "
                    "package's tasks/memory_certificates.json (for maintainers)")
-    p.add_argument("--demos", type=int, default=50)
-    p.add_argument("--train-steps", type=int, default=2000)
-    p.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy")
-    p.add_argument("--camera", type=int, default=64, help="square camera side (pixels)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--demos", type=int, help="demonstrations (default 50)")
+    p.add_argument("--train-steps", type=int, help="training steps (default 2000)")
+    p.add_argument("--episodes", type=int, help="evaluation episodes per policy (default 50)")
+    p.add_argument("--camera", type=int, help="square camera side, pixels (default 64)")
+    p.add_argument("--threads", type=int, help="torch threads (default 1)")
+    p.add_argument("--from-results", nargs=2, type=Path, metavar=("WITHOUT", "WITH"),
+                   help="no training: the certificate of two results files already made (e.g. "
+                   "a sweep's singleframe-dp and singleframe-dp-with-oracle cells), without and "
+                   "with the oracle")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_certify)
 

@@ -88,3 +88,59 @@ def test_add_verdicts_writes_both_fields(tmp_path):
     record.write_text(json.dumps({entry["task"]: other}))
     with pytest.raises(ValueError, match="different seeds"):
         add_verdicts(record)
+
+
+# --- a certificate from two results files already made (no training) ---------------------------
+def sweep_result(oracle: bool, successes: int, **recipe_changes) -> dict:
+    """A results file of a sweep's single-frame cell on ShellGame, 4 episodes."""
+    seeds = [100000, 100001, 100002, 100003]
+    lo, hi = wilson_interval(successes, len(seeds))
+    recipe = {"demos_sha256": "ab" * 32, "demo_episodes": 50, "policy": "singleframe-dp",
+              "steps": 2000, "batch_size": 64, "seed": 0,
+              "config_overrides": {"image_size": [64, 64]},
+              "command": f"aem-bench sweep (oracle {oracle})", "git_commit": "c" * 40,
+              **recipe_changes}
+    return {"task": "AEM/ShellGame-v0", "episodes": 4, "seeds": seeds, "successes": successes,
+            "success_rate": successes / 4, "success_ci95": [lo, hi],
+            "observations": ["rgb", "qpos", "oracle"] if oracle else ["rgb", "qpos"],
+            "training": {"recipe": recipe}}
+
+
+@pytest.mark.parametrize(("without", "with_", "problem"), [
+    (sweep_result(True, 1), sweep_result(True, 4), "reads the oracle"),
+    (sweep_result(False, 1), sweep_result(False, 4), "does not read"),
+    (sweep_result(False, 1), sweep_result(True, 4, steps=4000), "trained differently in"),
+    (sweep_result(False, 1), {**sweep_result(True, 4), "training": None}, "training recipe"),
+    (sweep_result(False, 1), {**sweep_result(True, 4), "task": "AEM/PutBackBlock-v1"}, "not AEM"),
+])
+def test_a_certificate_from_results_takes_only_two_policies_that_differ_by_the_oracle(
+        without, with_, problem, tmp_path, capsys):
+    from aem_bench.cli import main
+
+    paths = [tmp_path / "without.json", tmp_path / "with.json"]
+    for path, result in zip(paths, (without, with_), strict=True):
+        path.write_text(json.dumps(result))
+    assert main(["certify", "--task", "AEM/ShellGame-v0", "--out", str(tmp_path / "cert"),
+                 "--from-results", *map(str, paths)]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "cert" / "certificate.json").exists()
+
+
+def test_a_certificate_from_results_computes_the_rest(tmp_path, capsys):
+    from aem_bench.cli import main
+
+    paths = [tmp_path / "without.json", tmp_path / "with.json"]
+    for path, result in zip(paths, (sweep_result(False, 0), sweep_result(True, 4)), strict=True):
+        path.write_text(json.dumps(result))
+    assert main(["certify", "--task", "AEM/ShellGame-v0", "--out", str(tmp_path / "cert"),
+                 "--from-results", *map(str, paths)]) == 0
+    entry = json.loads((tmp_path / "cert" / "certificate.json").read_text())
+    assert entry["budget"]["demos"] == 50 and entry["budget"]["train_steps"] == 2000
+    assert entry["with_oracle"]["successes"] == 4 and entry["without_oracle"]["successes"] == 0
+    assert entry["best_fixed_guess"]["episodes"] == 4 and entry["expert"]["episodes"] == 100
+    assert entry["trained_by"]["with_oracle"] == "aem-bench sweep (oracle True)"
+    assert entry["verdict"] == verdict(entry)
+    assert "verdict:" in capsys.readouterr().out
+    # budget flags belong to a certificate run that trains
+    assert main(["certify", "--task", "AEM/ShellGame-v0", "--out", str(tmp_path / "c2"),
+                 "--demos", "5", "--from-results", *map(str, paths)]) == 2
