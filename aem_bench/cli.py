@@ -217,7 +217,7 @@ def _write_videos(args, results) -> None:
 
 
 def cmd_tasks(args) -> int:
-    from aem_bench.registration import current_tasks, measured_expert_success
+    from aem_bench.registration import TASKS, measured_expert_success
 
     if args.measure:
         return _measure_experts(args)
@@ -230,8 +230,9 @@ def cmd_tasks(args) -> int:
     measured = measured_expert_success()
     certificates = load_certificates()
     rows = []
-    for spec in current_tasks().values():
-        if args.memory and spec.memory is None:
+    # Every registered id; the memory suite's view leaves out versions a newer one supersedes.
+    for spec in TASKS.values():
+        if args.memory and (spec.memory is None or spec.superseded_by is not None):
             continue
         expert = measured.get(spec.env_id)
         rows.append({
@@ -243,6 +244,7 @@ def cmd_tasks(args) -> int:
                                else expert["successes"] / expert["episodes"]),
             "expert_episodes": None if expert is None else expert["episodes"],
             "description": spec.description,
+            "superseded_by": spec.superseded_by,
         })
     if args.json:
         print(json.dumps(rows, indent=2))
