@@ -3,6 +3,9 @@
 The checkpoint decides how the task is made (an oracle policy gets the task in oracle mode, the
 camera is the one it was trained with), and the report says what the policy observed and how it
 was trained (its recipe), so that a results file describes its policy by facts, not by a name.
+
+It sits above the evaluator, which knows nothing of the policy zoo: what needs the zoo to name or
+load a policy lives here, and the evaluator gets it as arguments.
 """
 
 from __future__ import annotations
@@ -35,18 +38,29 @@ def env_kwargs_for(config) -> dict:
     return env_kwargs
 
 
+def zoo_parts(policy) -> dict:
+    """``encoder``/``head`` keyword arguments of :func:`aem_bench.evaluator.evaluate` naming a zoo
+    policy's parts as results files do (:func:`aem_bench.policies.leaderboard_parts`); empty for
+    any other policy, which the report then calls "custom"."""
+    config = getattr(policy, "config", None)
+    if not hasattr(config, "policy_type"):
+        return {}
+    from aem_bench.policies import leaderboard_parts
+
+    return dict(zip(("encoder", "head"), leaderboard_parts(config), strict=True))
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, task: str, episodes: int, seed: int,
                         name: str | None = None, threads: int = 1, workers: int = 1,
                         policy=None, **evaluate_kwargs) -> EvalReport:
     """Evaluate the policy saved in ``checkpoint`` on ``task`` (``episodes`` expert-solvable
     seeds from ``seed`` on); ``policy``: the checkpoint already loaded, else it is loaded here.
     ``evaluate_kwargs`` go to :func:`aem_bench.evaluator.evaluate` (log, video, backend...)."""
-    from aem_bench.policies import leaderboard_parts
     from aem_bench.policies.training import checkpoint_training
 
     policy = policy if policy is not None else load_for_eval(checkpoint, threads)
     config, memory = policy.config, policy.memory_name
-    parts = dict(zip(("encoder", "head"), leaderboard_parts(config), strict=True))
+    parts = zoo_parts(policy)
     name = name or f"{config.policy_type} ({Path(checkpoint).name})"
     if workers > 1 or evaluate_kwargs.get("backend", "local") == "ray":
         policy = functools.partial(load_for_eval, checkpoint, threads)  # one copy per worker

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from aem_bench.demos import load_demos
-from aem_bench.evaluator import wilson_interval
 from aem_bench.expert import run_expert
 from aem_bench.provenance import command_line, git_commit
 from aem_bench.registration import get_task
+from aem_bench.stats import wilson_interval
 
 PROBE_DIR = Path("leaderboard/probes")
 MOMENTS = ("cue_visible", "cue_hidden", "midway", "decision")

@@ -45,7 +45,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from aem_bench.policies.encoders import make_encoder
-from aem_bench.policies.modeling_visuomotor import crop_images
+from aem_bench.policies.preprocessing import crop_images
 
 
 class ZooFeaturesExtractor(BaseFeaturesExtractor):

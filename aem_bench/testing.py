@@ -85,6 +85,10 @@ def assert_success_rate(policy: Policy | Callable[[], Policy], env_id: str, min_
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     evaluate_kwargs.setdefault("progress", False)
+    from aem_bench.checkpoint_eval import zoo_parts  # a zoo policy's report names its parts
+
+    for part, value in zoo_parts(policy).items():
+        evaluate_kwargs[part] = evaluate_kwargs.get(part) or value
     report = evaluate(policy, env_id, episodes, seed=seed, **evaluate_kwargs)
     crashed = [f"seed {record.seed}: {record.error}" for record in report.records
                if record.environment_crashed]

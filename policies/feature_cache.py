@@ -44,7 +44,7 @@ def frozen_features(encoder, crop_size: int, demos_path: str | os.PathLike, rgb:
     """(N, feature_dim) float32 features of ``rgb`` (N, H, W, 3), the frames of ``demos_path``
     in file order, through ``encoder`` (in eval mode) on centre crops of ``crop_size``; read from
     the cache or computed and cached."""
-    from aem_bench.policies.modeling_visuomotor import crop_images
+    from aem_bench.policies.preprocessing import crop_images
 
     path = cache_dir() / f"{feature_key(encoder, crop_size, demos_path)}.npy"
     if path.is_file():

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.encoders import build_encoder
 from aem_bench.policies.mamba import Mamba
-from aem_bench.policies.modeling_visuomotor import MinMaxNormalizer, crop_images
+from aem_bench.policies.preprocessing import MinMaxNormalizer, crop_images
 
 VISION, ACTION = 0, 1  # token types
 

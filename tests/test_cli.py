@@ -89,16 +89,16 @@ def test_train_over_a_checkpoint_needs_overwrite_which_drops_its_evaluations(tra
 @pytest.mark.slow
 def test_episodes_that_errored_are_reported_and_all_of_them_fail_the_run(trained, tmp_path,
                                                                         monkeypatch, capsys):
-    from aem_bench import evaluator
+    from aem_bench.evaluator import EpisodeRecord, backends
 
     _, checkpoint = trained
-    real = evaluator.run_episode
+    real = backends.run_episode
 
     def crash(env, policy, seed, video=None):
-        return evaluator.EpisodeRecord(seed, False, 0, 0.0, [], "step 0: environment crashed: "
-                                       "RuntimeError('boom')")
+        return EpisodeRecord(seed, False, 0, 0.0, [], "step 0: environment crashed: "
+                             "RuntimeError('boom')")
 
-    monkeypatch.setattr(evaluator, "run_episode", crash)
+    monkeypatch.setattr(backends, "run_episode", crash)
     out = tmp_path / "all.json"
     assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
                  "--json", "--out", str(out)]) == 1
@@ -106,7 +106,7 @@ def test_episodes_that_errored_are_reported_and_all_of_them_fail_the_run(trained
     assert "all 2 episodes errored" in err and "boom" in err and err.count("\n") == 1
     assert not out.exists()  # 0% of nothing that ran is not a result
 
-    monkeypatch.setattr(evaluator, "run_episode", lambda env, policy, seed, video=None: (
+    monkeypatch.setattr(backends, "run_episode", lambda env, policy, seed, video=None: (
         crash(env, policy, seed) if seed == 100_000 else real(env, policy, seed, video)))
     out = tmp_path / "some.json"
     assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",

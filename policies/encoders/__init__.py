@@ -55,37 +55,19 @@ reference and is resolved the same way, for encoders of packages without an entr
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 from dataclasses import dataclass
 from importlib import metadata
 
-import torch
-from torch import nn
+# The base lives in its own module so that the built-in encoders import it, not this package.
+from aem_bench.policies.encoders.base import (  # noqa: F401  (the package's interface)
+    ENCODERS,
+    Encoder,
+    preprocess,
+    register_encoder,
+)
 
-ENCODERS: dict[str, type[Encoder]] = {}
 ENTRY_POINT_GROUP = "aem_bench.encoders"
-
-
-class Encoder(nn.Module):
-    """Base class: per-frame features of uint8 RGB frames."""
-
-    feature_dim: int
-    pretrained: bool = False  # True: weights come from elsewhere, frozen unless told otherwise
-
-    def __init__(self, **options):
-        super().__init__()
-        self.options = options  # what rebuilds this encoder; part of its fingerprint
-
-    def fingerprint(self) -> str:
-        """A digest of the options and every weight: equal fingerprints give equal features."""
-        digest = hashlib.sha256(type(self).__name__.encode())
-        digest.update(json.dumps(self.options, sort_keys=True, default=str).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
 
 
 class EncoderLoadError(ValueError):
@@ -114,16 +96,6 @@ class EncoderInfo:
 
 
 _SOURCES: dict[str, EncoderSource] = {}  # encoders registered from entry points or references
-
-
-def register_encoder(name: str):
-    def decorate(cls: type[Encoder]) -> type[Encoder]:
-        if name in ENCODERS:
-            raise ValueError(f"encoder '{name}' is registered twice")
-        ENCODERS[name] = cls
-        return cls
-
-    return decorate
 
 
 def class_reference(cls: type) -> str:
@@ -259,20 +231,6 @@ def build_encoder(config, load_weights: bool = True) -> tuple[Encoder, bool]:
     frozen = encoder.pretrained if config.freeze_encoder is None else config.freeze_encoder
     encoder.requires_grad_(not frozen)
     return encoder, frozen
-
-
-def preprocess(images: torch.Tensor, size: int, mean: tuple, std: tuple) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float (N, 3, size, size), the input of pretrained nets."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise TypeError(f"expected uint8 images (N, H, W, 3), got {images.dtype} "
-                        f"{tuple(images.shape)}")
-    x = images.permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                      align_corners=False)
-    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 # Register the built-in encoders (imported for their decorators).

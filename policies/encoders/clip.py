@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import try_to_load_from_cache
 
-from aem_bench.policies.encoders import Encoder, preprocess, register_encoder
+from aem_bench.policies.encoders.base import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from aem_bench.policies.encoders import Encoder, preprocess, register_encoder
+from aem_bench.policies.encoders.base import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aem_bench.policies.encoders import Encoder, register_encoder
+from aem_bench.policies.encoders.base import Encoder, register_encoder
 
 
 class ResidualBlock(nn.Module):

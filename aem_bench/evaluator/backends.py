@@ -1,0 +1,207 @@
+"""Where episodes run: one interface, three implementations.
+
+What lives here: :class:`Backend` (given a policy, a task and seeds, yield one
+:class:`EpisodeRecord` per seed as it finishes) and its implementations: :class:`InlineBackend`
+(this process), :class:`ProcessPoolBackend` (worker processes on this machine) and
+:class:`RayBackend` (Ray actors, on this machine or a Ray cluster); :func:`make_backend` picks one
+from ``evaluate``'s arguments. Every implementation runs :func:`run_episode`, so the records do
+not depend on where they were made. It imports the episode module and Gymnasium; Ray, an optional
+dependency, only inside :class:`RayBackend`, so that the package imports without it. Never the
+tasks (environments are made by id through Gymnasium) or the policy zoo (a worker's policy comes
+from the caller's picklable factory).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import gymnasium as gym
+
+from aem_bench.evaluator.episode import EpisodeRecord, EvaluationError, run_episode
+
+
+class Backend(ABC):
+    """Runs the episodes of one evaluation and yields their records in the order they finish.
+
+    ``in_process``: the episodes run in this process on the policy object itself; otherwise each
+    worker builds its own policy, and ``episodes`` gets a picklable factory instead.
+    """
+
+    workers: int = 1
+    in_process: bool = False
+
+    @abstractmethod
+    def episodes(self, policy, env_id: str, env_kwargs: dict, seeds: list[int],
+                 videos: dict[int, Path]) -> Iterator[EpisodeRecord]:
+        """The records of ``seeds`` as they finish (``videos``: seed -> file to write). An
+        episode that cannot finish because the policy raised or a worker died raises
+        :class:`EvaluationError`; records yielded before stay valid."""
+
+
+class InlineBackend(Backend):
+    """One environment in this process, the episodes one after another."""
+
+    in_process = True
+
+    def episodes(self, policy, env_id, env_kwargs, seeds, videos):
+        env = gym.make(env_id, **env_kwargs)
+        try:
+            for seed in seeds:
+                yield run_episode(env, policy, seed, videos.get(seed))
+        finally:
+            env.close()
+
+
+_WORKER: tuple | None = None  # (policy, env) of a worker process
+
+
+def _start_worker(make_policy, env_id: str, env_kwargs: dict) -> None:
+    global _WORKER
+    _WORKER = (make_policy(), gym.make(env_id, **env_kwargs))
+
+
+def _run_in_worker(seed: int, video: str | None) -> EpisodeRecord:
+    policy, env = _WORKER
+    return run_episode(env, policy, seed, video)
+
+
+class ProcessPoolBackend(Backend):
+    """``workers`` processes on this machine, each with its own policy and environment."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def episodes(self, policy, env_id, env_kwargs, seeds, videos):
+        # spawn, not fork: a forked SAPIEN renderer or OpenMP pool is not safe to use in the child.
+        # concurrent.futures, not multiprocessing.Pool: when a worker dies (a segfault in the
+        # simulator, the OOM killer) Pool waits forever, while the executor raises
+        # BrokenProcessPool.
+        pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                   _start_worker, (policy, env_id, env_kwargs))
+        try:
+            futures = {pool.submit(_run_in_worker, seed, videos.get(seed)): seed
+                       for seed in seeds}
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except BrokenProcessPool as err:
+                    raise EvaluationError(
+                        f"a worker process died (killed, out of memory, or crashed in native "
+                        f"code; its stderr is above) while seed {futures[future]} or another was "
+                        f"running") from err
+        finally:
+            # On an error, do not wait for the queued episodes: stop now, keep what is logged.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class EpisodeRunner:
+    """The state of one Ray worker: a policy and an environment, made once."""
+
+    def __init__(self, make_policy: Callable, env_id: str, env_kwargs: dict):
+        self.policy = make_policy()
+        self.env = gym.make(env_id, **env_kwargs)
+
+    def run(self, seed: int, video: str | None) -> EpisodeRecord:
+        return run_episode(self.env, self.policy, seed, video)
+
+
+class RayBackend(Backend):
+    """``workers`` Ray actors (one CPU each), on the cluster at ``address``, on the instance this
+    process already joined, or on a local instance started for it.
+
+    Why Ray next to the process pool: a cluster spreads one evaluation over several machines, and
+    Ray reports a dead worker (a segfault in the simulator, the OOM killer, a lost node) as an
+    error on the episode it was running instead of hanging. Each actor builds its policy from the
+    picklable factory and its environment once, then runs one seed at a time, so a slow episode
+    never holds back the queue. Videos are written by the actor, so on a cluster their paths are
+    on the actor's node.
+    """
+
+    def __init__(self, workers: int, address: str | None = None):
+        self.workers = workers
+        self.address = address
+
+    def connect(self) -> None:
+        """Join the Ray cluster at ``address``, or start a local instance when there is none.
+
+        An instance this process already joined (``ray.init`` called by the caller) is used as
+        is. A local instance started here lives until the process exits, so that evaluating
+        several tasks in a row does not pay Ray's start-up each time; a cluster is never shut
+        down from here.
+        """
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address)
+
+    def episodes(self, policy, env_id, env_kwargs, seeds, videos):
+        import ray  # before anything: without Ray, backend="ray" fails even with nothing to run
+
+        if not seeds:
+            return
+        self.connect()
+        # max_restarts=0: a restarted actor would rerun nothing by itself, and a crash must surface.
+        runner_class = ray.remote(num_cpus=1, max_restarts=0)(EpisodeRunner)
+        runners = [runner_class.remote(policy, env_id, env_kwargs)
+                   for _ in range(min(self.workers, len(seeds)))]
+        queue = iter(seeds)
+        running = {}  # ObjectRef of a run -> (the actor running it, its seed)
+
+        def submit(runner) -> None:
+            seed = next(queue, None)
+            if seed is not None:
+                video = videos.get(seed)
+                running[runner.run.remote(seed, None if video is None else str(video))] = (
+                    runner, seed)
+
+        try:
+            for runner in runners:
+                submit(runner)
+            while running:
+                [ready], _ = ray.wait(list(running), num_returns=1)
+                runner, seed = running.pop(ready)
+                record = _ray_result(ready, seed)
+                submit(runner)  # before yielding: the actor works while the caller logs
+                yield record
+        finally:
+            # On an error or an abandoned generator, stop the queued episodes now: keep what is
+            # done.
+            for runner in runners:
+                ray.kill(runner)
+
+
+def _ray_result(ref, seed: int) -> EpisodeRecord:
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as err:
+        if isinstance(err.cause, EvaluationError):  # the policy raised: run_episode's message
+            raise EvaluationError(str(err.cause)) from err.cause.__cause__
+        raise EvaluationError(f"seed {seed}: the Ray worker raised {err.cause!r}") from err.cause
+    except RayError as err:
+        raise EvaluationError(
+            f"the Ray worker running seed {seed} died (killed, out of memory, crashed in native "
+            f"code, its node lost, or its policy or environment failed to build): "
+            f"{type(err).__name__}: {_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def make_backend(backend: str, workers: int, address: str | None = None) -> Backend:
+    """The backend that ``evaluate(backend=..., workers=..., address=...)`` names: "local" is
+    this process for one worker and a process pool for more, "ray" is Ray actors."""
+    if backend == "ray":
+        return RayBackend(workers, address)
+    if backend != "local":
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    return InlineBackend() if workers == 1 else ProcessPoolBackend(workers)
