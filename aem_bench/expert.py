@@ -187,7 +187,7 @@ def blind_replay_rate(env_id: str, pairs: int = 20, first_seed: int = 0,
     try:
         for seed in sources:
             actions: list[np.ndarray] = []
-            if run_expert(env, seed, on_step=lambda a: actions.append(np.array(a))).success:
+            if run_expert(env, seed, on_step=lambda a, into=actions: into.append(np.array(a))).success:
                 recorded.append((seed, actions))
                 if len(recorded) == pairs:
                     break

@@ -54,7 +54,7 @@ def body_leak(env_id: str, episodes: int = 100, first_seed: int = 0, folds: int 
             # qpos before each action: trace[k] is the joint state after k steps, the indexing
             # of cue_hidden_at and decision_at.
             result = run_expert(env, episode_seed,
-                                on_step=lambda _: trace.append(task.qpos.astype(np.float64)))
+                                on_step=lambda _, into=trace: into.append(task.qpos.astype(np.float64)))
             if not result.success:
                 continue  # a failed episode may have no decision; the demonstrations skip it too
             trace.append(task.qpos.astype(np.float64))

@@ -29,7 +29,7 @@ def test_a_randomised_layout_defeats_blind_replay():
 
 
 def test_a_barely_randomised_layout_shows_in_the_rate():
-    """OpenDrawer's blind replays succeed on about half the seeds (README, Tasks)."""
+    """OpenDrawer's blind replays succeed on 20 of 50 seeds (README, Tasks)."""
     result = blind_replay_rate("AEM/OpenDrawer-v0", pairs=6)
     assert result["successes"] >= 1
 
