@@ -1,6 +1,7 @@
 """The ``aem-bench`` command line.
 
     aem-bench tasks       [--memory] [--json] [--measure]          tasks, metadata, certificates
+                          [--measure-blind [--pairs N]]   expert actions replayed on other seeds
     aem-bench gallery     [--out FILE.png]                         contact sheet of every task
     aem-bench certify     --task ID                                a memory task's certificate
     aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
@@ -9,6 +10,7 @@
     aem-bench eval        --policy DIR (--task ID ... | --suite S [--variant V]) --episodes N
                           [--workers W] [--video DIR]   success, intervals, latency, memory
     aem-bench leaderboard [--results DIR] [--out FILE.md]
+    aem-bench body-leak   [--tasks ID ...] [--episodes N]   does the joint state tell the fact?
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
     aem-bench encoders    [--json]                  built-in and installed (entry-point) encoders
     aem-bench submit      --encoder REF [--protocol standard|smoke]   an encoder's leaderboard run
@@ -35,6 +37,9 @@ from aem_bench.progress import progress_bar, progress_write
 from aem_bench.seeds import EVAL_SEED_START
 
 DEFAULT_TASK = "AEM/HandoverBlock-v0"
+# `tasks --measure-blind`: the expert's actions come from seeds 0 on, replayed from this seed on.
+BLIND_REPLAY_SEED = 1000
+BLIND_REPLAY_LIMIT = 0.10  # a blind replay succeeding more often says the layout barely varies
 RESULTS_DIR = Path("leaderboard/results")
 
 
@@ -219,11 +224,22 @@ def _write_videos(args, results) -> None:
 def cmd_tasks(args) -> int:
     from aem_bench.registration import TASKS, measured_expert_success
 
+    if args.measure and args.measure_blind:
+        raise UsageError("--measure-blind", "give --measure or --measure-blind, not both "
+                         "(--measure --pairs N adds the blind-replay rate to the expert's)")
     if args.measure:
         return _measure_experts(args)
-    for name, value in (("--ids", args.ids), ("--episodes", args.episodes), ("--out", args.out),
-                        ("--record", args.record), ("--overwrite", args.overwrite)):
+    if args.measure_blind:
+        for name, value in (("--episodes", args.episodes), ("--record", args.record)):
+            if value is not None and value is not False:
+                raise UsageError(name, "applies with --measure, not --measure-blind")
+        return _measure_blind(args)
+    for name, value in (("--ids", args.ids), ("--out", args.out), ("--overwrite", args.overwrite),
+                        ("--pairs", args.pairs)):
         if value is not None and value is not False:  # 0 too: any value given
+            raise UsageError(name, "applies with --measure or --measure-blind")
+    for name, value in (("--episodes", args.episodes), ("--record", args.record)):
+        if value is not None and value is not False:
             raise UsageError(name, "applies with --measure")
     from aem_bench.certify import VERDICT_RULE, load_certificates
 
@@ -303,7 +319,7 @@ def cmd_tasks(args) -> int:
 def _measure_experts(args) -> int:
     """Run every task's expert (no rendering) and write the rates `aem-bench tasks` shows."""
     from aem_bench.evaluator import collect_provenance
-    from aem_bench.expert import expert_rollouts
+    from aem_bench.expert import blind_replay_rate, expert_rollouts
     from aem_bench.registration import TASKS, expert_success_file, measured_expert_success
 
     if args.ids is not None:
@@ -312,6 +328,7 @@ def _measure_experts(args) -> int:
         _check_tasks("--ids", args.ids)
     args.episodes = 100 if args.episodes is None else args.episodes
     _check_at_least(args, 1, "episodes")
+    _check_pairs(args)
     if not args.out and not args.record:
         raise UsageError("--measure", "name where the rates go: --out FILE.json, or --record "
                          f"to update the package's {expert_success_file().name}")
@@ -332,6 +349,9 @@ def _measure_experts(args) -> int:
             "mean_steps": round(sum(r.steps for r in results) / len(results), 1),
             "machine": machine,
         }
+        if args.pairs:
+            measured[env_id]["blind_replay"] = blind_replay_rate(
+                env_id, args.pairs, replay_seed=BLIND_REPLAY_SEED)
         # Written after every task: an interrupted run keeps what it measured.
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -342,6 +362,53 @@ def _measure_experts(args) -> int:
         progress_write(f"{env_id}: {measured[env_id]['successes']}/{len(results)}")
     print("written to " + " and ".join(
         str(path) for path in (args.out, args.record and expert_success_file()) if path))
+    return 0
+
+
+def _check_pairs(args) -> None:
+    _check_at_least(args, 1, "pairs")
+    most = BLIND_REPLAY_SEED // 2 - 10
+    if args.pairs is not None and args.pairs > most:
+        # The actions come from at most 2 * pairs + 20 seeds from 0; the replays start at
+        # BLIND_REPLAY_SEED and must not land on a seed the actions came from.
+        raise bad_value("--pairs", args.pairs, f"at most {most}")
+
+
+def _measure_blind(args) -> int:
+    """The expert's actions of one seed replayed blind on another: how often they succeed."""
+    from tabulate import tabulate
+
+    from aem_bench.evaluator import collect_provenance
+    from aem_bench.expert import blind_replay_rate
+    from aem_bench.registration import current_tasks
+
+    if args.ids is not None:
+        if not args.ids:
+            raise UsageError("--ids", "expected at least one task id")
+        _check_tasks("--ids", args.ids)
+    args.pairs = 20 if args.pairs is None else args.pairs
+    _check_pairs(args)
+    if args.out:
+        _check_output("--out", args.out, folder=False, overwrite=args.overwrite)
+    ids = args.ids or [env_id for env_id, spec in current_tasks().items()
+                       if spec.scene == "clean"]
+    machine = collect_provenance()["hardware"]
+    measured = {}
+    for env_id in progress_bar(ids, desc="blind replay", unit="task"):
+        measured[env_id] = {**blind_replay_rate(env_id, args.pairs, replay_seed=BLIND_REPLAY_SEED),
+                            "machine": machine}
+        if args.out:  # written after every task: an interrupted run keeps what it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps(measured, indent=2, sort_keys=True))
+        return 0
+    rows = [[env_id, f"{r['successes']}/{r['pairs']}",
+             f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}%",
+             "above 10%" if r["rate"] > BLIND_REPLAY_LIMIT else ""]
+            for env_id, r in measured.items()]
+    print(tabulate(rows, headers=["id", "blind replays that succeed", "95% interval", ""],
+                   tablefmt="github" if args.markdown else "simple"))
     return 0
 
 
@@ -787,6 +854,40 @@ def cmd_probe(args) -> int:
     return 0
 
 
+def cmd_body_leak(args) -> int:
+    from aem_bench.leaks import LEAK_RULE, body_leak, leak_table
+    from aem_bench.registration import TASKS, current_tasks
+
+    if args.tasks is not None:
+        if not args.tasks:
+            raise UsageError("--tasks", "expected at least one task id")
+        _check_tasks("--tasks", args.tasks)
+        for env_id in args.tasks:
+            if TASKS[env_id].memory is None:
+                raise bad_value("--tasks", env_id, "a memory task (`aem-bench tasks --memory`)")
+    _check_at_least(args, 2, "folds")
+    _check_at_least(args, 0, "seed", "first_seed")
+    if args.episodes < 2 * args.folds:
+        raise bad_value("--episodes", args.episodes, f"at least 2 * --folds = {2 * args.folds}")
+    if args.out:
+        _check_output("--out", args.out, folder=False, overwrite=args.overwrite)
+    ids = args.tasks or [env_id for env_id, spec in current_tasks().items()
+                         if spec.memory is not None and spec.scene == "clean"]
+    results = []
+    for env_id in progress_bar(ids, desc="body leak", unit="task", disable=args.json):
+        results.append(body_leak(env_id, episodes=args.episodes, first_seed=args.first_seed,
+                                 folds=args.folds, seed=args.seed))
+        if args.out:  # written after every task: an interrupted run keeps what it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(leak_table(results, "github" if args.markdown else "simple"))
+    print(f"\nrule: {LEAK_RULE}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from aem_bench.leaderboard.publish import write_leaderboard
 
@@ -947,11 +1048,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="run every expert and write the success rates to --out (and/or --record)")
     p.add_argument("--episodes", type=int, help="with --measure: seeds per task (default 100)")
-    p.add_argument("--ids", nargs="*", help="with --measure: only these ids")
-    p.add_argument("--out", help="with --measure: the rates' JSON file")
-    p.add_argument("--overwrite", action="store_true", help="with --measure: replace --out")
+    p.add_argument("--ids", nargs="*", help="with --measure(-blind): only these ids")
+    p.add_argument("--out", help="with --measure(-blind): the rates' JSON file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --measure(-blind): replace --out")
     p.add_argument("--record", action="store_true", help="with --measure: also record the rates "
                    "in the package's tasks/expert_success.json (for maintainers)")
+    p.add_argument("--measure-blind", action="store_true",
+                   help="replay the expert's actions of seeds 0, 1, ... open-loop on seeds 1000, "
+                   "1001, ... and print how often they succeed (clean tasks, or --ids)")
+    p.add_argument("--pairs", type=int, help="with --measure-blind: seed pairs per task (default "
+                   "20); with --measure: also measure the blind-replay rate on this many pairs")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("gallery", help="contact sheet (PNG) of every task in every scene")
@@ -1078,6 +1185,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("body-leak", help="does the joint state tell a memory task's hidden "
+                       "fact once the cue is gone? a linear probe on expert episodes")
+    p.add_argument("--tasks", nargs="*", help="memory task ids (default: the memory suite's "
+                   "clean tasks)")
+    p.add_argument("--episodes", type=int, default=100, help="successful expert episodes per task")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds over episodes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle")
+    p.add_argument("--out", help="the results' JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out")
+    p.add_argument("--markdown", action="store_true", help="the table as Markdown")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_body_leak)
 
     p = sub.add_parser("leaderboard",
                        help="render results files: Markdown, a self-contained web page, plots")

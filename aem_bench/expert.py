@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +24,19 @@ class ExpertResult:
     failure: str | None = None  # why the expert gave up (IK out of reach), if it did
 
 
-def run_expert(env: gym.Env, seed: int, record: bool = False) -> ExpertResult:
-    """Play one episode with the expert. ``env`` comes from ``gym.make`` (TimeLimit applies)."""
+def run_expert(env: gym.Env, seed: int, record: bool = False,
+               on_step: Callable[[np.ndarray], None] | None = None) -> ExpertResult:
+    """Play one episode with the expert. ``env`` comes from ``gym.make`` (TimeLimit applies).
+
+    ``on_step(action)`` is called before each step, with the environment still in the state the
+    action was chosen in (for what state mode does not record: the actions, the joint state)."""
     obs, info = env.reset(seed=seed)
     rgb, qpos, oracle, actions = [], [], [], []
     failure = None
     try:
         for action in env.unwrapped.expert():
+            if on_step is not None:
+                on_step(action)
             if record:
                 rgb.append(obs["rgb"])
                 qpos.append(obs["qpos"])
@@ -144,3 +150,62 @@ def solvable_seeds(env_id: str, count: int, start: int = 0, **env_kwargs) -> lis
         with_state.close()
     raise ValueError(f"the expert of {env_id} solved only {len(seeds)} of seeds "
                      f"{start}-{start + max_tries - 1}; it cannot supply {count} solvable seeds")
+
+
+def replay_actions(env: gym.Env, seed: int, actions: list[np.ndarray]) -> bool:
+    """Play ``actions`` open-loop on ``seed``; whether the episode ends in success."""
+    _, info = env.reset(seed=seed)
+    for action in actions:
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return bool(info["is_success"])
+
+
+def blind_replay_rate(env_id: str, pairs: int = 20, first_seed: int = 0,
+                      replay_seed: int = 1000, **env_kwargs) -> dict:
+    """How often the expert's actions of one layout, replayed blind on another, succeed.
+
+    The expert's actions are recorded on the first ``pairs`` seeds from ``first_seed`` on that it
+    solves, and the i-th is replayed open-loop on seed ``replay_seed + i`` (state mode). A task
+    whose layout varies enough to need vision scores near 0; a high rate says a fixed motion
+    solves most layouts, so a policy can succeed without looking."""
+    if pairs < 1:
+        raise ValueError(f"pairs must be at least 1, got {pairs}")
+    if first_seed < 0 or replay_seed < 0:
+        raise ValueError(f"seeds must be at least 0, got {first_seed} and {replay_seed}")
+    max_tries = 2 * pairs + 20
+    sources = range(first_seed, first_seed + max_tries)
+    targets = range(replay_seed, replay_seed + pairs)
+    if sources.start < targets.stop and targets.start < sources.stop:
+        # A layout replayed on itself is the expert's own success, not a blind one.
+        raise ValueError(f"replay seeds {targets.start}-{targets.stop - 1} overlap the seeds "
+                         f"the actions may come from, {sources.start}-{sources.stop - 1}")
+    kwargs = {k: v for k, v in env_kwargs.items() if k not in _NOT_LAYOUT_KWARGS}
+    env = gym.make(env_id, obs_mode="state", **kwargs)
+    recorded: list[tuple[int, list[np.ndarray]]] = []
+    try:
+        for seed in sources:
+            actions: list[np.ndarray] = []
+            if run_expert(env, seed, on_step=lambda a, into=actions: into.append(np.array(a))).success:
+                recorded.append((seed, actions))
+                if len(recorded) == pairs:
+                    break
+        if len(recorded) < pairs:
+            raise ValueError(f"the expert of {env_id} solved only {len(recorded)} of seeds "
+                             f"{sources.start}-{sources.stop - 1}, not the {pairs} asked for")
+        outcomes = [replay_actions(env, target, actions)
+                    for target, (_, actions) in zip(targets, recorded)]
+    finally:
+        env.close()
+    from aem_bench.stats import wilson_interval
+
+    successes = sum(outcomes)
+    return {
+        "pairs": pairs,
+        "successes": successes,
+        "rate": successes / pairs,
+        "ci95": list(wilson_interval(successes, pairs)),
+        "source_seeds": [seed for seed, _ in recorded],
+        "replay_seeds": list(targets),
+    }

@@ -67,16 +67,21 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
     try:
         for seed in seeds:
             run_expert(env, seed)
-            cue, decision = task.cue_hidden_at, task.decision_at
-            if cue is None or decision is None:
-                raise ValueError(f"{env_id} seed {seed}: the expert's episode has no cue_hidden_at "
-                                 f"({cue}) or decision_at ({decision})")
-            moments.append(EpisodeMoments(int(task.hidden_fact()), {
-                "cue_visible": max(0, cue - 1), "cue_hidden": cue,
-                "midway": (cue + decision) // 2, "decision": decision}))
+            moments.append(moments_after_episode(env_id, task, seed))
     finally:
         env.close()
     return moments
+
+
+def moments_after_episode(env_id: str, task, seed: int) -> EpisodeMoments:
+    """The hidden fact and the moments of the episode ``task`` (unwrapped) has just played."""
+    cue, decision = task.cue_hidden_at, task.decision_at
+    if cue is None or decision is None:
+        raise ValueError(f"{env_id} seed {seed}: the expert's episode has no cue_hidden_at "
+                         f"({cue}) or decision_at ({decision})")
+    return EpisodeMoments(int(task.hidden_fact()), {
+        "cue_visible": max(0, cue - 1), "cue_hidden": cue,
+        "midway": (cue + decision) // 2, "decision": decision})
 
 
 class PretrainedHistory:

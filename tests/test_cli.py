@@ -210,3 +210,18 @@ def test_pipeline_runs_every_stage_on_a_tiny_budget(tmp_path):
     assert (out / "checkpoint" / "model.safetensors").is_file()
     assert len(list((out / "videos").glob("*.gif"))) == 1  # of the one episode
     assert "singleframe-dp (2 demos, 5 steps)" in (out / "LEADERBOARD.md").read_text()
+
+
+def test_tasks_measure_blind_replay(tmp_path, capsys):
+    """`--measure-blind` prints each task's blind-replay rate; `--measure --pairs N` adds it to
+    the expert's measured entry, which stays as it was without --pairs."""
+    assert main(["tasks", "--measure-blind", "--ids", TASK, "--pairs", "2", "--json"]) == 0
+    blind = json.loads(capsys.readouterr().out)[TASK]
+    assert blind["pairs"] == 2 and blind["successes"] == 0 and blind["replay_seeds"] == [1000, 1001]
+    out = tmp_path / "e.json"
+    assert main(["tasks", "--measure", "--ids", "AEM/ClickBell-v0", "--episodes", "2",
+                 "--pairs", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["AEM/ClickBell-v0"]["blind_replay"]["pairs"] == 2
+    assert main(["tasks", "--measure", "--ids", "AEM/ClickBell-v0", "--episodes", "2",
+                 "--out", str(out), "--overwrite"]) == 0
+    assert "blind_replay" not in json.loads(out.read_text())["AEM/ClickBell-v0"]
