@@ -65,7 +65,7 @@ def fake_distribution(root: Path, name: str, entry_points: dict[str, str]) -> No
 
 # --- the protocol ----------------------------------------------------------------------------
 def test_protocols_are_frozen_and_name_registered_tasks():
-    assert set(PROTOCOLS) == {"standard", "smoke"}
+    assert set(PROTOCOLS) == {"standard", "smoke", "demo"}
     for protocol in PROTOCOLS.values():
         assert all(task in TASKS for task in protocol.tasks)
         assert protocol.policy == "singleframe-dp" and protocol.head == "dp"
