@@ -322,10 +322,7 @@ def _measure_experts(args) -> int:
     from aem_bench.expert import blind_replay_rate, expert_rollouts
     from aem_bench.registration import TASKS, expert_success_file, measured_expert_success
 
-    if args.ids is not None:
-        if not args.ids:
-            raise UsageError("--ids", "expected at least one task id")
-        _check_tasks("--ids", args.ids)
+    _check_ids(args)
     args.episodes = 100 if args.episodes is None else args.episodes
     _check_at_least(args, 1, "episodes")
     _check_pairs(args)
@@ -365,6 +362,14 @@ def _measure_experts(args) -> int:
     return 0
 
 
+def _check_ids(args) -> None:
+    """``--ids`` of the measuring commands: absent (every task), else registered task ids."""
+    if args.ids is not None:
+        if not args.ids:
+            raise UsageError("--ids", "expected at least one task id")
+        _check_tasks("--ids", args.ids)
+
+
 def _check_pairs(args) -> None:
     _check_at_least(args, 1, "pairs")
     most = BLIND_REPLAY_SEED // 2 - 10
@@ -382,10 +387,7 @@ def _measure_blind(args) -> int:
     from aem_bench.expert import blind_replay_rate
     from aem_bench.registration import current_tasks
 
-    if args.ids is not None:
-        if not args.ids:
-            raise UsageError("--ids", "expected at least one task id")
-        _check_tasks("--ids", args.ids)
+    _check_ids(args)
     args.pairs = 20 if args.pairs is None else args.pairs
     _check_pairs(args)
     if args.out:
