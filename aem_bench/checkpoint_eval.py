@@ -31,8 +31,9 @@ def load_for_eval(checkpoint: str | os.PathLike, threads: int):
 
 def env_kwargs_for(config) -> dict:
     """How to make a task for a policy of this config: oracle mode for a policy that reads the
-    oracle (the memory tasks' control), and the camera it was trained with."""
-    env_kwargs = {"obs_mode": "rgb+oracle"} if "oracle" in config.state_keys else {}
+    oracle or the fact (the memory tasks' controls), and the camera it was trained with."""
+    reads_control = bool({"oracle", "fact"} & set(config.state_keys))
+    env_kwargs = {"obs_mode": "rgb+oracle"} if reads_control else {}
     if tuple(config.image_size) != (128, 128):
         env_kwargs["camera_size"] = tuple(config.image_size)
     return env_kwargs

@@ -1254,6 +1254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
     p.add_argument("--scenes", nargs="+", help="scenes to evaluate in (default: the protocol's)")
     p.add_argument("--workers", type=int, default=1, help="processes, one core each")
+    p.add_argument("--demos", type=int,
+                   help="demonstrations per task instead of the protocol's (a study of how many "
+                        "a policy needs); the protocol is then named PROTOCOL-{N}demos")
     p.add_argument("--cache", type=Path,
                    help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
@@ -1271,6 +1274,9 @@ def cmd_sweep(args) -> int:
     from aem_bench.sweep import ROWS, Sweep, cells, run, status_table
 
     protocol = get_protocol(args.protocol)
+    if args.demos is not None:
+        _check_at_least(args, 1, "demos")
+        protocol = protocol.with_demos(args.demos)
     unknown = [name for name in args.rows if name not in ROWS]
     if unknown:
         raise UsageError("--rows", f"unknown rows {unknown}; rows: {', '.join(sorted(ROWS))}")

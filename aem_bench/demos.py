@@ -8,6 +8,7 @@ Layout (``FORMAT_VERSION`` 1)::
         qpos     (T, D)       float32  joint positions before each action
         actions  (T, A)       float32  action taken at that step
         oracle   (T, K)       float32  optional: memory tasks recorded with obs_mode="rgb+oracle"
+        fact     (T, F)       float32  optional: the same tasks' hidden fact alone (``fact()``)
 
 Observation ``t`` is what the policy saw when it chose ``actions[t]``. The reader checks all of this
 and raises :class:`DemoFileError` naming the file, the episode and the field that is wrong.
@@ -40,7 +41,8 @@ class Episode:
     actions: np.ndarray
     seed: int
     success: bool
-    oracle: np.ndarray | None = None  # (T, K): the hidden fact, when recorded
+    oracle: np.ndarray | None = None  # (T, K): what the hidden fact says to do, when recorded
+    fact: np.ndarray | None = None  # (T, F): the hidden fact alone, when recorded
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -88,8 +90,9 @@ class DemoWriter:
         group.create_dataset("rgb", data=episode.rgb, compression="lzf", chunks=True)
         group.create_dataset("qpos", data=episode.qpos.astype(np.float32))
         group.create_dataset("actions", data=episode.actions.astype(np.float32))
-        if episode.oracle is not None:
-            group.create_dataset("oracle", data=episode.oracle.astype(np.float32))
+        for key in ("oracle", "fact"):
+            if getattr(episode, key) is not None:
+                group.create_dataset(key, data=getattr(episode, key).astype(np.float32))
         group.attrs["seed"] = int(episode.seed)
         group.attrs["success"] = bool(episode.success)
         self._file.flush()
@@ -114,8 +117,8 @@ def _check_episode(ep: Episode, where: str) -> None:
         ("qpos", ep.qpos, 2, np.floating),
         ("actions", ep.actions, 2, np.floating),
     ]
-    if ep.oracle is not None:
-        checks.append(("oracle", ep.oracle, 2, np.floating))
+    checks += [(key, getattr(ep, key), 2, np.floating) for key in ("oracle", "fact")
+               if getattr(ep, key) is not None]
     for name, array, ndim, dtype in checks:
         if array.ndim != ndim:
             raise DemoFileError(f"{where}: '{name}' has {array.ndim} dims, expected {ndim}")
@@ -177,6 +180,7 @@ def _read_episode(group: h5py.Group, where: str) -> Episode:
             seed=int(group.attrs["seed"]),
             success=bool(group.attrs["success"]),
             oracle=group["oracle"][()] if "oracle" in group else None,
+            fact=group["fact"][()] if "fact" in group else None,
         )
     except OSError as err:  # h5py raises OSError on damaged chunks
         raise DemoFileError(f"{where}: data cannot be read (corrupt?): {err}")

@@ -31,7 +31,7 @@ def run_expert(env: gym.Env, seed: int, record: bool = False,
     ``on_step(action)`` is called before each step, with the environment still in the state the
     action was chosen in (for what state mode does not record: the actions, the joint state)."""
     obs, info = env.reset(seed=seed)
-    rgb, qpos, oracle, actions = [], [], [], []
+    rgb, qpos, oracle, fact, actions = [], [], [], [], []
     failure = None
     try:
         for action in env.unwrapped.expert():
@@ -42,6 +42,7 @@ def run_expert(env: gym.Env, seed: int, record: bool = False,
                 qpos.append(obs["qpos"])
                 if "oracle" in obs:
                     oracle.append(obs["oracle"])
+                    fact.append(obs["fact"])
                 actions.append(action)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
@@ -53,7 +54,8 @@ def run_expert(env: gym.Env, seed: int, record: bool = False,
     episode = None
     if record and actions:
         episode = Episode(np.stack(rgb), np.stack(qpos), np.stack(actions), seed, success,
-                          oracle=np.stack(oracle) if oracle else None)
+                          oracle=np.stack(oracle) if oracle else None,
+                          fact=np.stack(fact) if fact else None)
     return ExpertResult(seed, success, steps, episode, failure)
 
 

@@ -41,7 +41,7 @@ def body_leak(env_id: str, episodes: int = 100, first_seed: int = 0, folds: int 
         raise ValueError(f"folds must be at least 2, got {folds}")
     env = gym.make(env_id, obs_mode="state", **env_kwargs)
     task = env.unwrapped
-    if not hasattr(task, "hidden_fact"):
+    if task.fact_size == 0:
         env.close()
         raise ValueError(f"{env_id} declares no hidden fact: the check needs a memory task")
     rows: dict[str, list[np.ndarray]] = {moment: [] for moment in LEAK_MOMENTS}

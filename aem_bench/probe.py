@@ -60,7 +60,7 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
     kwargs = {k: v for k, v in env_kwargs.items() if k not in ("obs_mode", "camera_size")}
     env = gym.make(env_id, obs_mode="state", **kwargs)
     task = env.unwrapped
-    if not hasattr(task, "hidden_fact"):
+    if task.fact_size == 0:
         env.close()
         raise ValueError(f"{env_id} declares no hidden fact: the probe needs a memory task")
     moments = []

@@ -8,7 +8,7 @@ policy. Named protocols live in :data:`PROTOCOLS`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from aem_bench.seeds import EVAL_SEED_START
 
@@ -57,6 +57,16 @@ class Protocol:
             if name == task:
                 return demos, steps
         return self.demos, self.train_steps
+
+    def with_demos(self, demos: int) -> Protocol:
+        """This protocol with ``demos`` demonstrations of every task and nothing else changed,
+        named apart (``NAME-{demos}demos``) so that its cache and results files do not mix with
+        this one's. The demonstrations are the first ``demos`` from the same seed, so a smaller
+        set is the start of a larger one."""
+        if demos < 1:
+            raise ValueError(f"demos must be at least 1, got {demos}")
+        return replace(self, name=f"{self.name}-{demos}demos", demos=demos,
+                       budgets=tuple((task, demos, steps) for task, _, steps in self.budgets))
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks), "scenes": list(self.scenes),

@@ -49,14 +49,18 @@ class Row:
 
     @property
     def reads_oracle(self) -> bool:
-        return "oracle" in self.overrides.get("state_keys", ())
+        """Reads a memory task's control input (the oracle or the fact): not a memory row."""
+        return bool({"oracle", "fact"} & set(self.overrides.get("state_keys", ())))
 
 
 ORACLE = {"state_keys": ["qpos", "oracle"]}
+FACT = {"state_keys": ["qpos", "fact"]}
 ROWS: dict[str, Row] = {row.name: row for row in (
     Row("singleframe-dp", "singleframe-dp", description="one frame and the joint state"),
     Row("singleframe-dp-with-oracle", "singleframe-dp", ORACLE,
-        description="the same, given the hidden fact: the memory tasks' upper bound"),
+        description="the same, given what the hidden fact says to do: the upper bound"),
+    Row("singleframe-dp-with-fact", "singleframe-dp", FACT,
+        description="the same, given the hidden fact alone (the colour, not its place)"),
     Row("framestack-dp", "framestack-dp", encoder_from="singleframe-dp",
         description="the last 8 frames' features over the single-frame DP's frozen encoder"),
     Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",

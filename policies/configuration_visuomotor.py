@@ -21,6 +21,7 @@ from aem_bench.policies.config_base import JsonConfig
 HEAD_NAMES = ("diffusion", "flow")
 FUSIONS = ("concat", "add", "memory_only")
 MEMORIES = ("gru",)
+STATE_KEYS = ("qpos", "oracle", "fact")  # the low-dimensional observations a policy may read
 
 
 @dataclass
@@ -73,7 +74,8 @@ class PolicyConfig(JsonConfig):
     encoder_checkpoint: str | None = None
 
     # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
-    # gripper each) and, for the memory tasks' oracle control, "oracle" (the hidden fact).
+    # gripper each) and, for the memory tasks' controls, "oracle" (what the hidden fact says to
+    # do next) or "fact" (the hidden fact alone).
     state_keys: tuple[str, ...] = ("qpos",)
 
     # Shapes of the data. ``train()`` fills these from the demonstration file.
@@ -129,8 +131,8 @@ class PolicyConfig(JsonConfig):
 
     def validate(self) -> None:
         require = self.require
-        require(len(self.state_keys) > 0 and set(self.state_keys) <= {"qpos", "oracle"},
-                f"state_keys must be taken from ('qpos', 'oracle'), got {self.state_keys}")
+        require(len(self.state_keys) > 0 and set(self.state_keys) <= set(STATE_KEYS),
+                f"state_keys must be taken from {STATE_KEYS}, got {self.state_keys}")
         require(self.obs_horizon >= 1, f"obs_horizon must be >= 1, got {self.obs_horizon}")
         require(
             1 <= self.action_steps <= self.pred_horizon,

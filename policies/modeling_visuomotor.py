@@ -199,13 +199,14 @@ class VisuomotorPolicy(nn.Module):
 
     @torch.inference_mode()
     def act(self, observation: dict) -> np.ndarray:
-        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,)]} -> the next action,
+        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,), "fact": (F,)]} -> the next action,
         (action_dim,) float32."""
         device = self.state_normalizer.min.device
         missing = [key for key in self.config.state_keys if key not in observation]
         if missing:
-            raise ValueError(f"the policy needs observation keys {missing}; an oracle policy "
-                             f"needs the task made with obs_mode='rgb+oracle'")
+            raise ValueError(f"the policy needs observation keys {missing}; a policy that reads "
+                             f"the oracle or the fact needs the task made with "
+                             f"obs_mode='rgb+oracle'")
         state = np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel()
                                 for key in self.config.state_keys])
         if state.shape != (self.config.state_dim,):

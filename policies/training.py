@@ -279,7 +279,8 @@ def episode_state(episode, state_keys: tuple[str, ...]) -> np.ndarray:
         part = getattr(episode, key, None)
         if part is None:
             raise ValueError(f"the demonstrations have no '{key}'; record them with "
-                             f"`aem-bench demos --obs-mode rgb+oracle` on a memory task")
+                             f"`aem-bench demos --obs-mode rgb+oracle` on a memory task (at "
+                             f"this version of aem-bench, for 'fact')")
         parts.append(part)
     return np.concatenate(parts, axis=1).astype(np.float32)
 

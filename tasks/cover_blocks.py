@@ -17,6 +17,7 @@ is the last one left).
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -60,6 +61,7 @@ class CoverBlocksEnv(TableTopEnv):
     # The slot of the lid to lift next, one-hot over the slots; all zeros once all are off (or
     # once a lid came off out of order, when no next lid is right).
     oracle_size: ClassVar[int] = len(SLOT_Y)
+    fact_size: ClassVar[int] = math.factorial(len(ORDER))  # which lid covers which cube
 
     def _load_scene(self) -> None:
         self.cubes = {name: self.add_box(f"{name}_cube", [CUBE_HALF] * 3, colour)

@@ -62,6 +62,7 @@ class ObserveAndPickupEnv(LiftTheRememberedEnv):
     # The place of the shown object's twin in the row, one-hot (left to right, as ``row_slots``
     # lists them): what to lift, not its shape and colour.
     oracle_size: ClassVar[int] = len(SHAPES)
+    fact_size: ClassVar[int] = len(SHAPES)  # the shown object (its shape; colour goes with it)
 
     def _load_scene(self) -> None:
         self.display_pad = add_display_pad(self)

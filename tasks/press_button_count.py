@@ -50,6 +50,7 @@ class PressButtonCountEnv(TableTopEnv):
     # The count presses still to make, one-hot over 0..MAX_COUNT (0: press done now); all zeros
     # once there were more presses than dots (a failed state).
     oracle_size: ClassVar[int] = MAX_COUNT + 1
+    fact_size: ClassVar[int] = MAX_COUNT  # the number of dots shown, one-hot over 1..MAX_COUNT
 
     def _load_scene(self) -> None:
         self.board = self.add_box("display", BOARD_HALF, (0.12, 0.12, 0.14), visual_only=True,

@@ -57,6 +57,7 @@ class PutBackBlockEnv(TableTopEnv):
 
     memory_fact: ClassVar[str] = "Which of the four identical mats the cube started on."
     oracle_size: ClassVar[int] = len(MATS) + 2  # one-hot mat, pressed, cube has been centred
+    fact_size: ClassVar[int] = len(MATS)  # the starting mat, one-hot
 
     def _load_scene(self) -> None:
         self.mats = [self.add_visual_box(f"mat_{k}", MAT_HALF, MAT_COLOUR)

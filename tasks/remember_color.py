@@ -52,6 +52,7 @@ class RememberColorEnv(LiftTheRememberedEnv):
     # The place of the cube of the shown colour, one-hot over the ``num_choices`` places in the
     # order ``slots()`` lists them: what to lift, not the colour (set again in each subclass).
     oracle_size: ClassVar[int] = num_choices
+    fact_size: ClassVar[int] = len(PALETTE)  # the shown colour, one-hot over the palette
 
     def _load_scene(self) -> None:
         self.display_pad = add_display_pad(self)

@@ -92,6 +92,9 @@ class SeqOfColorsEnv(TableTopEnv):
     # pressed: the order shown and the presses so far (a press leaves no trace once the cap is
     # back up) in the form the policy acts on.
     oracle_size: ClassVar[int] = NUM_BUTTONS
+    # The colours in the order shown, one-hot over the palette each: the fact alone, which the
+    # policy must still match to the buttons' colours.
+    fact_size: ClassVar[int] = NUM_BUTTONS * len(PALETTE)
 
     def _load_scene(self) -> None:
         self.buttons = [build_button(self, f"button_{i}") for i in range(NUM_BUTTONS)]
@@ -181,6 +184,10 @@ class SeqOfColorsEnv(TableTopEnv):
                     for arm in self.arms.values())
         stage = self.pressed + 0.5 * reach + 0.5 * reach * info["next_depth"] / TRAVEL
         return float(stage / NUM_BUTTONS)
+
+    def fact(self) -> np.ndarray:
+        return np.concatenate([one_hot(int(self.colours[button]), len(PALETTE))
+                               for button in self.sequence])
 
     def oracle(self) -> np.ndarray:
         if self.pressed >= NUM_BUTTONS:

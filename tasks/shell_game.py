@@ -49,6 +49,7 @@ class ShellGameEnv(LiftTheRememberedEnv):
 
     memory_fact: ClassVar[str] = "Which of the three spots the ball lay on before the cups fell."
     oracle_size: ClassVar[int] = NUM_SPOTS  # the ball's spot, one-hot (left to right)
+    fact_size: ClassVar[int] = NUM_SPOTS  # the same: here the fact is where to go
 
     def _load_scene(self) -> None:
         self.rings = [self.add_cylinder(f"ring_{i}", RING_RADIUS, RING_HALF_HEIGHT, RING_COLOUR,

@@ -68,6 +68,7 @@ class SwapBlocksEnv(TableTopEnv):
     # would still have to find the free tray in a 64x64 frame and set the cube beside it, which
     # an oracle policy given only the moves did not learn (0/50 at 10,000 steps).
     oracle_size: ClassVar[int] = 2 * len(TRAY_XY) + MOVES + 1
+    fact_size: ClassVar[int] = len(TRAY_XY) ** 2  # the red and the blue cube's starting trays
 
     def _load_scene(self) -> None:
         self.trays = [self.add_visual_box(f"tray_{k}", TRAY_HALF, TRAY_COLOUR)

@@ -1,12 +1,13 @@
 """aem-bench sweep: cells built from shared, cached stages, resumed, never trained twice."""
 
+import dataclasses
 import json
 import re
 
 import pytest
 
 from aem_bench.cli import main
-from aem_bench.recipe import Protocol
+from aem_bench.recipe import Protocol, get_protocol
 from aem_bench.sweep import ROWS, Sweep, cell_state, cells, check_result, run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,6 +96,7 @@ def test_the_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys):
     (["--tasks", "AEM/ShellGam-v0"], "--tasks"),
     (["--scenes", "dusty"], "--scenes"),
     (["--workers", "0"], "--workers"),
+    (["--demos", "0"], "--demos"),
 ])
 def test_bad_sweep_arguments_are_named(argv, argument, tmp_path, capsys):
     assert main(["sweep", "--cache", str(tmp_path / "c"), "--results-dir", str(tmp_path / "r"),
@@ -102,6 +104,32 @@ def test_bad_sweep_arguments_are_named(argv, argument, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: {argument}" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_the_fact_row_reads_the_fact_alone(tmp_path):
+    """RememberColor3's fact is the shown colour (one of nine), not the slot the oracle gives:
+    the demonstrations hold both, and the row's policy reads the fact and nothing else."""
+    tiny = Protocol(name="tiny", tasks=("AEM/RememberColor3-v0",), demos=2, train_steps=2,
+                    batch_size=4, eval_episodes=1)
+    sweep = Sweep(tiny, tmp_path / "cache", tmp_path / "results", progress=False)
+    [cell] = cells(tiny, ["singleframe-dp-with-fact"])
+    assert cell.row.reads_oracle and run(sweep, [cell]) == []
+    result = json.loads(cell.results_file(sweep.results_dir, tiny).read_text())
+    assert result["observations"] == ["rgb", "qpos", "fact"]
+    config = json.loads((sweep.task_dir(cell.task) / cell.row.name / "config.json").read_text())
+    assert config["state_keys"] == ["qpos", "fact"] and config["state_dim"] == 16 + 9
+
+
+def test_a_protocol_with_other_demos_is_named_apart():
+    protocol = get_protocol("certificate-budget")
+    more = protocol.with_demos(200)
+    assert more.name == "certificate-budget-200demos"
+    for task in protocol.tasks:
+        assert more.budget(task) == (200, protocol.budget(task)[1])
+    assert dataclasses.replace(more, name=protocol.name, demos=protocol.demos,
+                               budgets=protocol.budgets) == protocol
+    with pytest.raises(ValueError, match="demos must be at least 1"):
+        protocol.with_demos(0)
 
 
 def test_every_row_builds_on_rows_that_exist():

@@ -176,6 +176,10 @@ def test_memory_task_declares_its_fact_and_oracle(env_id):
         assert isinstance(type(task).memory_fact, str) and type(task).memory_fact
         obs, _ = env.reset(seed=0)
         assert obs["oracle"].shape == (task.oracle_size,) and obs["oracle"].dtype == np.float32
+        assert obs["fact"].shape == (task.fact_size,) and obs["fact"].dtype == np.float32
+        np.testing.assert_array_equal(obs["fact"], task.fact())
+        if env_id != "AEM/SeqOfColors-v0":  # its fact is the colours shown, one block each
+            assert int(obs["fact"].argmax()) == task.hidden_fact() and obs["fact"].sum() == 1.0
         assert env.observation_space.contains(obs)
         assert task.cue_hidden_at is None, "the cue must be visible when the episode starts"
     finally:

@@ -238,3 +238,50 @@ def test_expert_solves(env_id, seed):
     assert all(0.0 <= r <= 1.0 for r in rewards)
     assert len(rewards) < env.spec.max_episode_steps
     env.close()
+
+
+def shown_appearance(env_id, task) -> list[int]:
+    """What was shown, read from the scene while the cue is up: the palette index of the shown
+    cube's colour, the shape index of the shown copy, or SeqOfColors' colours in the order the
+    tile shows them (stepping the episode through the cue)."""
+    def palette_index(entity) -> int:
+        [index] = [k for k, (_, rgb) in enumerate(PALETTE)
+                   if np.allclose(rgb, base_colour(entity), atol=1e-6)]
+        return index
+
+    if env_id == OBSERVE:
+        return [next(k for k, copy in enumerate(task.copies) if not is_hidden(copy))]
+    if env_id == SHELL:  # the fact is the ball's spot: nothing to match
+        return [place_of_the_fact(env_id, task)]
+    if env_id == SEQ:
+        shown = []
+        for _ in range(3):
+            shown.append(palette_index(task.tile))
+            for _ in range(6):
+                task.step(task.qpos)
+        return shown
+    return [palette_index(task.shown)]
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_fact_is_what_was_shown_not_where_to_act(env_id):
+    env = make(env_id)
+    task = env.unwrapped
+    differs = False
+    for seed in range(6):
+        env.reset(seed=seed)
+        fact = task.fact()
+        assert fact.shape == (task.fact_size,) and fact.dtype == np.float32
+        oracle_place = int(task.oracle().argmax())
+        shown = shown_appearance(env_id, task)
+        # One one-hot block per thing shown, in the order shown.
+        blocks = fact.reshape(len(shown), -1)
+        assert [int(block.argmax()) for block in blocks] == shown, f"{env_id} seed {seed}"
+        assert np.all(blocks.sum(axis=1) == 1.0)
+        differs |= shown[0] != oracle_place
+        hold(env, 20)
+        np.testing.assert_array_equal(task.fact(), fact)  # a fact, not a what-to-do-next
+    # The oracle says where to act; the fact says what was shown. They part where a task has
+    # something to match (ShellGame's fact is a place: the two are one there).
+    assert differs == (env_id != SHELL), env_id
+    env.close()

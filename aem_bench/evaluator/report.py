@@ -63,7 +63,8 @@ class EvalReport:
     head: str = "custom"
     workers: int = 1
     provenance: dict = field(default_factory=collect_provenance)
-    # What the policy reads ("rgb", "qpos", "oracle"): an oracle policy is a fact, not a name.
+    # What the policy reads ("rgb", "qpos", "oracle", "fact"): an oracle policy is a fact, not a
+    # name.
     observations: list[str] | None = None
     # How the checkpoint was made (its recipe.json and the checkpoints it builds on), if known.
     training: dict | None = None

@@ -10,8 +10,12 @@ A task subclasses :class:`TableTopEnv` and fills in, as in ManiSkill3:
 - ``expert()``: a generator of actions that solves the episode from the current state.
 
 Memory tasks (where the current frame does not tell what to do) also set ``oracle_size`` and
-fill in ``oracle()``: the hidden fact as a vector, observed under ``obs_mode="rgb+oracle"`` (a
-control that removes the need for memory, as MIKASA-Robo's oracle state mode). Scene changes in
+fill in ``oracle()``: what the hidden fact says to do next (the slot to lift, the presses left),
+observed under ``obs_mode="rgb+oracle"`` (a control that removes the need for memory, as
+MIKASA-Robo's oracle state mode). They also declare ``hidden_fact()`` (the fact to remember, as
+a class index) and ``fact_size``; ``fact()``, observed beside the oracle, is that fact alone
+(one-hot: the colour shown, not where the cube of that colour stands), the control for tasks
+where acting on a remembered fact is itself hard to learn. Scene changes in
 time, such as hiding a cue, go in ``_after_step()``, which runs after the physics of every step.
 
 Objects made with :meth:`add_box`, :meth:`add_cylinder` (and their visual-only twins) are task
@@ -145,6 +149,7 @@ class TableTopEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
     obs_modes: ClassVar[tuple[str, ...]] = OBS_MODES
     oracle_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``oracle()``
+    fact_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``fact()``
 
     def __init__(
         self,
@@ -161,7 +166,7 @@ class TableTopEnv(gym.Env):
             raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
         if obs_mode not in self.obs_modes:
             raise ValueError(f"obs_mode must be one of {self.obs_modes}, got {obs_mode!r}")
-        if obs_mode == "rgb+oracle" and self.oracle_size == 0:
+        if obs_mode == "rgb+oracle" and (self.oracle_size == 0 or self.fact_size == 0):
             raise ValueError(f"obs_mode 'rgb+oracle' needs a memory task; {type(self).__name__} "
                              f"has nothing hidden to reveal")
         height, width = (int(v) for v in camera_size)
@@ -321,8 +326,20 @@ class TableTopEnv(gym.Env):
         raise NotImplementedError
 
     def oracle(self) -> np.ndarray:
-        """Memory tasks: the fact the frame may no longer show, ``(oracle_size,)`` float32."""
+        """Memory tasks: what the fact the frame may no longer show says to do next,
+        ``(oracle_size,)`` float32."""
         raise NotImplementedError
+
+    def hidden_fact(self) -> int:
+        """Memory tasks: the fact to remember, as a class index in ``range(fact_size)``."""
+        raise NotImplementedError
+
+    def fact(self) -> np.ndarray:
+        """Memory tasks: the fact alone, ``(fact_size,)`` float32; one-hot ``hidden_fact()``
+        unless the task says otherwise."""
+        code = np.zeros(self.fact_size, dtype=np.float32)
+        code[self.hidden_fact()] = 1.0
+        return code
 
     def _after_step(self) -> None:
         """Runs after each step's physics, before the observation: timed scene changes."""
@@ -424,6 +441,7 @@ class TableTopEnv(gym.Env):
         if self.obs_mode == "rgb+oracle":
             spaces["oracle"] = gym.spaces.Box(-np.inf, np.inf, (self.oracle_size,),
                                               dtype=np.float32)
+            spaces["fact"] = gym.spaces.Box(0.0, 1.0, (self.fact_size,), dtype=np.float32)
         return spaces
 
     def _get_obs(self) -> dict[str, np.ndarray]:
@@ -438,6 +456,7 @@ class TableTopEnv(gym.Env):
         obs["qpos"] = np.clip(qpos, self.action_space.low, self.action_space.high)
         if self.obs_mode == "rgb+oracle":
             obs["oracle"] = np.asarray(self.oracle(), dtype=np.float32)
+            obs["fact"] = np.asarray(self.fact(), dtype=np.float32)
         return obs
 
     @property
