@@ -199,8 +199,8 @@ class VisuomotorPolicy(nn.Module):
 
     @torch.inference_mode()
     def act(self, observation: dict) -> np.ndarray:
-        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,), "fact": (F,)]} -> the next action,
-        (action_dim,) float32."""
+        """{"rgb": (H, W, 3) uint8, "qpos": (16,)[, "oracle": (K,)][, "fact": (F,)]} -> the
+        next action, (action_dim,) float32."""
         device = self.state_normalizer.min.device
         missing = [key for key in self.config.state_keys if key not in observation]
         if missing:
