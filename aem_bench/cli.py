@@ -2,6 +2,7 @@
 
     aem-bench tasks       [--memory] [--json] [--measure]          tasks, metadata, certificates
                           [--measure-blind [--pairs N]]   expert actions replayed on other seeds
+                          [--write-metadata]        tasks/registry.json from the task modules
     aem-bench gallery     [--out FILE.png]                         contact sheet of every task
     aem-bench certify     --task ID                                a memory task's certificate
     aem-bench expert      --task ID --episodes N [--json] [--video DIR]   expert success rate
@@ -32,7 +33,7 @@ from pathlib import Path
 # training step) when anything else, the CPU renderer included, wants the same cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from aem_bench.errors import UsageError, bad_value, closest
+from aem_bench.errors import EvaluationError, UsageError, bad_value, closest
 from aem_bench.progress import progress_bar, progress_write
 from aem_bench.seeds import EVAL_SEED_START
 
@@ -224,6 +225,8 @@ def _write_videos(args, results) -> None:
 def cmd_tasks(args) -> int:
     from aem_bench.registration import TASKS, measured_expert_success
 
+    if args.write_metadata is not None:
+        return _write_metadata(args)
     if args.measure and args.measure_blind:
         raise UsageError("--measure-blind", "give --measure or --measure-blind, not both "
                          "(--measure --pairs N adds the blind-replay rate to the expert's)")
@@ -313,6 +316,21 @@ def cmd_tasks(args) -> int:
                      chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
                    headers=["id", "arms", "skills", "memory", "chance", "step limit",
                             "expert success"], tablefmt=table_format))
+    return 0
+
+
+def _write_metadata(args) -> int:
+    """Every task's metadata, from the task modules' declarations, to the file that ``import
+    aem_bench`` registers the tasks from (or another)."""
+    from aem_bench.tasks import METADATA_FILE, write_metadata
+
+    for name in ("memory", "json", "markdown", "measure", "measure_blind", "episodes", "ids", "out",
+                 "overwrite", "record", "pairs"):
+        if getattr(args, name) not in (None, False):
+            raise UsageError(f"--{name.replace('_', '-')}", "does not apply with --write-metadata")
+    path = METADATA_FILE if args.write_metadata is True else Path(args.write_metadata)
+    _check_output("--write-metadata", path, folder=False)
+    print(f"wrote {write_metadata(path)}")
     return 0
 
 
@@ -1061,6 +1079,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "1001, ... and print how often they succeed (clean tasks, or --ids)")
     p.add_argument("--pairs", type=int, help="with --measure-blind: seed pairs per task (default "
                    "20); with --measure: also measure the blind-replay rate on this many pairs")
+    p.add_argument("--write-metadata", nargs="?", const=True, metavar="FILE",
+                   help="write every task's metadata, from the task modules, to the package's "
+                   "tasks/registry.json (or FILE), which registers the tasks and feeds the "
+                   "leaderboard; after adding or changing a task (for maintainers)")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("gallery", help="contact sheet (PNG) of every task in every scene")
@@ -1304,8 +1326,6 @@ def cmd_sweep(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aem_bench.evaluator import EvaluationError
-
     args = build_parser().parse_args(argv)
     # The command as a reader reruns it, for the records a command writes.
     args.command_line = "aem-bench " + shlex.join(sys.argv[1:] if argv is None else argv)
