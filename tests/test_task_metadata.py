@@ -48,7 +48,8 @@ import json, sys
 import gymnasium as gym
 import aem_bench
 from aem_bench.registration import TASKS
-print(json.dumps({{"ids": sorted(TASKS), "in_gymnasium": sorted(i for i in TASKS if i in gym.registry),
+print(json.dumps({{"ids": sorted(TASKS),
+                  "in_gymnasium": sorted(i for i in TASKS if i in gym.registry),
                   "imported": sorted(m for m in sys.modules if m.split(".")[0] in {SIMULATORS}
                                      or m.startswith("aem_bench.tasks."))}}))
 """))
@@ -101,7 +102,8 @@ def test_a_damaged_metadata_file_is_named(tmp_path, text, says):
     path.write_text(text)
     with pytest.raises(ValueError, match=says) as raised:
         read_metadata(path)
-    assert str(path) in str(raised.value) and "aem-bench tasks --write-metadata" in str(raised.value)
+    message = str(raised.value)
+    assert str(path) in message and "aem-bench tasks --write-metadata" in message
 
 
 def test_a_missing_metadata_file_says_how_to_write_it(tmp_path):
