@@ -1,4 +1,9 @@
-"""aem-bench's error for bad input, which the command line reports in one line with exit code 2."""
+"""aem-bench's own errors: bad input, which the command line reports in one line with exit code
+2, and an evaluation that stopped, which it reports with exit code 1.
+
+They live here, below every layer, so that the command line can catch them by type without
+importing what raises them (the evaluator imports the tasks, and with them the simulator).
+"""
 
 from __future__ import annotations
 
@@ -29,3 +34,8 @@ def closest(word: str, choices: Iterable[str], count: int = 3) -> list[str]:
     namespaced = [choice for choice in choices if choice.lower().endswith("/" + word.lower())]
     close = difflib.get_close_matches(word, choices, n=count, cutoff=0.5)
     return list(dict.fromkeys(namespaced + close))[:count]
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation stopped before its last episode (the policy raised, a worker died). The
+    episodes finished before are in the episode log, and rerunning resumes after them."""

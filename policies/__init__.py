@@ -20,6 +20,14 @@ against the model the config describes before anything is copied.
 
 Every registered model provides ``config`` (with ``to_dict()``/``from_dict()``), ``reset(seed)`` and
 ``act(observation) -> np.ndarray``; trainable ones also ``fit_normalization`` and ``compute_loss``.
+
+What lives here: this registry, the configs (``config_base``, ``configuration_*``), the models
+(``modeling_visuomotor``, ``modeling_aem`` with ``mamba``, ``memory``, ``unet1d``),
+``preprocessing``, training (``training``, ``pretraining``, ``distributed``, ``feature_cache``),
+``encoders/`` and ``heads/``. The layer above the tasks and below evaluation: the zoo imports
+torch, its own modules and of aem-bench only the foundations (``demos``, ``progress``,
+``provenance``); a policy sees observations, not scenes, so it never imports the simulator or the
+tasks, and never the evaluator, the leaderboard or the command line.
 """
 
 from __future__ import annotations

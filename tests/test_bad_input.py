@@ -14,6 +14,7 @@ import pytest
 from aem_bench.certify import certificates_file
 from aem_bench.cli import main
 from aem_bench.registration import expert_success_file
+from aem_bench.tasks import METADATA_FILE
 
 READ_ONLY = "/proc/aem-bench-test"  # nothing can be made under /proc, not even by root
 
@@ -114,6 +115,8 @@ CASES = [
     ("tasks --measure --pairs 0 --out {dir}/e.json", "--pairs", "at least 1"),
     ("tasks --measure-blind --ids ClickBell-v0", "--ids", "AEM/ClickBell-v0"),
     ("tasks --measure-blind --out {result}", "--out", "--overwrite"),
+    ("tasks --write-metadata --json", "--json", "--write-metadata"),
+    ("tasks --write-metadata {dir}", "--write-metadata", "is a folder; expected a file"),
     # body-leak
     ("body-leak --tasks AEM/ClickBell-v0", "--tasks", "memory task"),
     ("body-leak --tasks ShellGame-v0", "--tasks", "AEM/ShellGame-v0"),
@@ -201,8 +204,8 @@ def test_bad_input_is_refused_in_one_line_before_any_work(line, argument, says, 
     command = line.split()[0]
     argv = [part.format(**workdir) for part in line.split()]
     before = _snapshot(tmp_path)
-    tables = {path: path.read_bytes() for path in (certificates_file(), expert_success_file())
-              if path.is_file()}
+    tables = {path: path.read_bytes() for path in (certificates_file(), expert_success_file(),
+                                                    METADATA_FILE) if path.is_file()}
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 2, captured

@@ -1,10 +1,15 @@
 """The command line end to end on a tiny budget: expert, demos, train, eval, leaderboard."""
 
+import argparse
 import json
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
-from aem_bench.cli import main
+from aem_bench.cli import build_parser, main
 
 TASK = "AEM/HandoverBlock-v0"
 
@@ -136,7 +141,7 @@ def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp
 def test_a_suite_and_variant_name_their_tasks():
     from argparse import Namespace
 
-    from aem_bench.cli import _eval_tasks
+    from aem_bench.cli.evaluation import _eval_tasks
     from aem_bench.registration import TASKS
 
     memory = _eval_tasks(Namespace(task=None, suite="memory", variant=["cluttered"]))
@@ -225,3 +230,19 @@ def test_tasks_measure_blind_replay(tmp_path, capsys):
     assert main(["tasks", "--measure", "--ids", "AEM/ClickBell-v0", "--episodes", "2",
                  "--out", str(out), "--overwrite"]) == 0
     assert "blind_replay" not in json.loads(out.read_text())["AEM/ClickBell-v0"]
+
+
+def test_help_lists_every_command_with_an_example_that_parses(capsys):
+    parser = build_parser()
+    commands = next(action.choices for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    examples = re.findall(r"^ +(aem-bench .+)$", capsys.readouterr().out, re.MULTILINE)
+    assert [shlex.split(example)[1] for example in examples] == list(commands)
+    for example in examples:  # every example is a command line the parser takes
+        assert parser.parse_args(shlex.split(example)[1:]).func is not None
+    run = subprocess.run([sys.executable, "-m", "aem_bench.cli", "--help"], capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0 and examples[0] in run.stdout

@@ -113,18 +113,18 @@ def test_only_rank_0_checks_out_so_a_later_rank_leaves_rank_0s_checkpoint_alone(
     # checkpoint by the time rank 1 parses its command line.
     import argparse
 
-    from aem_bench import cli
+    from aem_bench.cli.training import _check_run_dir
     from aem_bench.errors import UsageError
 
     (tmp_path / "model.safetensors").write_bytes(b"rank 0's")
     args = argparse.Namespace(out=str(tmp_path), resume=False, overwrite="--overwrite" in flags)
     monkeypatch.setenv("RANK", "1")
-    cli._check_run_dir(args, ("model.safetensors",))
+    _check_run_dir(args, ("model.safetensors",))
     assert (tmp_path / "model.safetensors").read_bytes() == b"rank 0's"
     monkeypatch.setenv("RANK", "0")  # rank 0 still refuses or removes what was there before it
     if flags:
-        cli._check_run_dir(args, ("model.safetensors",))
+        _check_run_dir(args, ("model.safetensors",))
         assert not (tmp_path / "model.safetensors").exists()
     else:
         with pytest.raises(UsageError, match="holds a checkpoint"):
-            cli._check_run_dir(args, ("model.safetensors",))
+            _check_run_dir(args, ("model.safetensors",))

@@ -2,12 +2,15 @@
 
 Every module's imports are read from its source (the AST, so imports inside functions count: a
 lazy import is still a dependency, only a later one), and the rules below are checked on the graph
-they make, together with the absence of any import cycle among aem-bench's modules.
+they make, together with the absence of any import cycle among aem-bench's modules. Each folder
+says what lives in it and what it may import: a package in its docstring, another folder in a
+README.md; the README's layout names every folder.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -85,13 +88,25 @@ RULES = {
         (("aem_bench.evaluator",), ("aem_bench.policies",)),
     "the leaderboard is read by the CLI, never the other way":
         (("aem_bench.leaderboard",), ("aem_bench.cli",)),
+    "the leaderboard reads results files and task metadata, so it starts no simulator":
+        (("aem_bench.leaderboard",), ("aem_bench.sim", "aem_bench.tasks", "aem_bench.expert",
+                                      "aem_bench.policies", "aem_bench.evaluator")),
 }
+# Below every layer: what any module may import without pulling in a simulator or torch.
+FOUNDATIONS = ("aem_bench.errors", "aem_bench.seeds", "aem_bench.stats", "aem_bench.progress",
+               "aem_bench.provenance", "aem_bench.media", "aem_bench.demos",
+               "aem_bench.registration")
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_layers_point_down(rule):
     importers, forbidden = RULES[rule]
     assert violations(importers, forbidden) == []
+
+
+def test_the_foundations_import_only_each_other():
+    assert sorted(f"{module} imports {target}" for module in FOUNDATIONS
+                  for target in imports()[module] if target not in FOUNDATIONS) == []
 
 
 def cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
@@ -138,3 +153,35 @@ def test_the_graph_sees_every_kind_of_import():
     assert "aem_bench.tasks._blocks" in graph["aem_bench.tasks.stack_blocks_three"]  # from .mod
     assert cycles({"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}),
                    "d": frozenset({"a"})}) == [["a", "b", "c"]]
+
+
+def test_every_package_says_what_lives_there_and_what_it_may_import():
+    packages = {name: source for name, source in modules().items() if source.stem == "__init__"}
+    assert {"aem_bench", "aem_bench.sim", "aem_bench.tasks.maniskill"} <= set(packages)
+    silent = sorted(name for name, source in packages.items()
+                    if "import" not in (ast.get_docstring(ast.parse(source.read_text())) or ""))
+    assert silent == [], "a package docstring says what lives there and what it may import"
+
+
+def tracked_folders() -> set[str]:
+    """The repository's top-level folders, as git knows them."""
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the tracked folders are unknown")
+    return {path.split("/")[0] for path in files if "/" in path}
+
+
+def test_every_folder_of_code_without_a_package_has_a_readme():
+    for folder in tracked_folders():
+        if any((ROOT / folder).glob("*.py")) and not (ROOT / folder / "__init__.py").exists():
+            assert (ROOT / folder / "README.md").is_file(), f"{folder}/ says nothing about itself"
+
+
+def test_the_readme_layout_names_every_folder():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("\n## Layout\n", 1)[1].split("```\n")[1]
+    named = {line.split()[0].rstrip("/") for line in block.splitlines()
+             if line and not line[0].isspace()}
+    assert named == tracked_folders()

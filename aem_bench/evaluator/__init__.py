@@ -14,9 +14,10 @@ The package, one idea per module, each importing only the ones listed before it:
 ``episode`` (the Policy protocol, one episode and its record), ``log`` (the episode log that
 resumes a killed run), ``report`` (the report, its results file and provenance), ``backends``
 (where episodes run: this process, a process pool, Ray actors) and ``protocol`` (``evaluate``).
-The evaluator sits above the tasks (it makes them by id) and below what uses it: it never imports
-the policy zoo, the leaderboard or the command line; evaluating a zoo checkpoint is
-``aem_bench.checkpoint_eval``'s.
+The evaluator sits above the tasks (it makes them by id) and below what uses it: it may import the
+foundations (``errors``, ``seeds``, ``stats``, ``progress``, ``provenance``, ``media``, ``demos``,
+``registration``) and ``aem_bench.expert``; it never imports the policy zoo, the leaderboard or
+the command line; evaluating a zoo checkpoint is ``aem_bench.checkpoint_eval``'s.
 """
 
 from aem_bench.evaluator.backends import (

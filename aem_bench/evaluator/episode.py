@@ -1,11 +1,12 @@
 """One episode of a policy on an environment, and the record it leaves.
 
 What lives here: the :class:`Policy` protocol (what the evaluator needs from a policy),
-:class:`EvaluationError`, :class:`EpisodeRecord` with its two serialisations (the episode log's
-full line and the results file's summary), the check of a policy's action
-(:func:`invalid_action`) and :func:`run_episode`. Every other module of the package builds on
-these. It imports Gymnasium and NumPy, and of aem-bench only ``aem_bench.media`` (to write a
-video); never the tasks, the policy zoo or anything above the evaluator.
+:class:`EpisodeRecord` with its two serialisations (the episode log's full line and the results
+file's summary), the check of a policy's action (:func:`invalid_action`) and :func:`run_episode`,
+which raises :class:`EvaluationError` (``aem_bench.errors``). Every other module of the package
+builds on these. It imports Gymnasium and NumPy, and of aem-bench only ``aem_bench.errors`` and
+``aem_bench.media`` (to write a video); never the tasks, the policy zoo or anything above the
+evaluator.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Protocol
 import gymnasium as gym
 import numpy as np
 
+from aem_bench.errors import EvaluationError
+
 
 class Policy(Protocol):
     """What the evaluator needs from a policy.
@@ -31,11 +34,6 @@ class Policy(Protocol):
     def reset(self, seed: int | None = None) -> None: ...
 
     def act(self, observation: dict) -> np.ndarray: ...
-
-
-class EvaluationError(RuntimeError):
-    """An evaluation stopped before its last episode (the policy raised, a worker died). The
-    episodes finished before are in the episode log, and rerunning resumes after them."""
 
 
 def latency_summary(latencies_ms: list[float]) -> dict:

@@ -51,6 +51,13 @@ checkpoint naming ``tiny`` loads wherever the package is installed), and by
 :func:`installed_encoders`. A name with a colon, ``"package.module:Class"``, is an import
 reference and is resolved the same way, for encoders of packages without an entry point.
 ``examples/aem_bench_tiny_encoder`` is a package to copy.
+
+Layout and layer
+----------------
+``base`` (the interface and the registry), one module per built-in encoder (``resnet``,
+``dinov2``, ``clip``, ``r3m``) and ``weights`` (finding pretrained weights offline). Part of the
+policy zoo: encoders import torch, timm, open_clip and each other, never the rest of the zoo
+(a head or a policy), the tasks, the evaluator or anything above.
 """
 
 from __future__ import annotations

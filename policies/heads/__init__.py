@@ -9,6 +9,9 @@ sampler, and offers two calls on normalised actions in [-1, 1]::
 - ``diffusion``: DDPM training, DDIM sampling (Diffusion Policy, Chi et al. 2023).
 - ``flow``: flow matching with few-step Euler sampling, optionally with a consistency loss in
   the spirit of ManiFlow (Yan et al. 2025) for 1-2 step sampling.
+
+Part of the policy zoo: heads import torch and the zoo's ``unet1d`` (their denoising network),
+never an encoder, the tasks, the evaluator or anything above.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Registration here is lazy: ``import aem_bench`` registers the ids with Gymnasium
 importing ManiSkill3 (seconds of import time); the first ``gym.make`` imports the module, which
 registers the class with ManiSkill3, and builds the env the way ManiSkill3's own ``gym.make``
 does (its time-limit wrapper, no passive checker).
+
+Layer: with the tasks, at the bottom. The ports import ManiSkill3, Gymnasium and the constants
+of the SAPIEN tasks they port (``_memory_cues``, ``remember_color``: the palette, the slots, the
+cue's timeline), so that both versions pose the same episode; never anything above the tasks.
 """
 
 from __future__ import annotations

@@ -1,0 +1,235 @@
+"""Commands that end in a leaderboard: ``leaderboard`` (render results files), ``pipeline``
+(demonstrations, training, evaluation and table on a small default), ``submit`` (an encoder under
+the fixed protocol) and ``sweep`` (policy rows x tasks x scenes, cached and resumable). Over
+``aem_bench.leaderboard``, ``aem_bench.submit``, ``aem_bench.sweep`` and, for the pipeline, the
+functions the other commands run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from aem_bench.cli.common import (
+    DEFAULT_TASK,
+    RESULTS_DIR,
+    add_command,
+    check_at_least,
+    check_output,
+    check_tasks,
+)
+from aem_bench.errors import UsageError, bad_value
+from aem_bench.seeds import EVAL_SEED_START
+
+
+def cmd_leaderboard(args) -> int:
+    from aem_bench.leaderboard.publish import write_leaderboard
+
+    if Path(args.results).is_file():
+        raise UsageError("--results", f"{args.results} is a file; expected a folder of results "
+                         "files")
+    if not Path(args.results).exists():
+        raise UsageError("--results", f"{args.results}: no such folder")
+    check_output("--out", args.out, folder=False)
+    for path in write_leaderboard(args.results, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    """Demonstrations -> training -> evaluation -> leaderboard table, on a small default."""
+    import shutil
+
+    from aem_bench.checkpoint_eval import evaluate_checkpoint
+    from aem_bench.cli.evaluation import write_result
+    from aem_bench.expert import record_demos
+    from aem_bench.leaderboard.publish import write_leaderboard
+    from aem_bench.policies import POLICIES
+    from aem_bench.policies.training import train
+
+    check_tasks("--task", [args.task])
+    if args.policy not in POLICIES or args.policy.startswith("aem-"):  # aem needs a pretraining
+        raise bad_value("--policy", args.policy, "a zoo policy that trains from scratch: "
+                        + ", ".join(name for name in POLICIES if not name.startswith("aem-")))
+    check_at_least(args, 1, "demos", "train_steps", "batch_size", "eval_episodes")
+    out = Path(args.out)
+    check_output("--out", out, folder=True)
+    demos = out / "demos.h5"
+    checkpoint = out / "checkpoint"
+    results = out / "results"
+    videos = out / "videos"
+    if not args.overwrite and any(path.exists() for path in (demos, checkpoint, results)):
+        raise UsageError("--out", f"{out} holds a pipeline run; pass --overwrite to replace it")
+    for path in (checkpoint, results, videos):  # with --overwrite: nothing of the old run resumed
+        shutil.rmtree(path, ignore_errors=True)
+    results_file = results / f"{args.policy}_{args.task.replace('/', '_')}.json"
+    log = results_file.with_suffix(".jsonl")
+    started = time.perf_counter()
+
+    def stage(name: str) -> None:
+        print(f"\n== {name} ({time.perf_counter() - started:.0f} s so far) ==", flush=True)
+
+    stage("demos")
+    try:
+        tried = record_demos(args.task, args.demos, demos, seed=0)
+    except ValueError as err:  # the expert came short: not bad input
+        print(f"error: {err}\npipeline stopped at 'demos'", file=sys.stderr)
+        return 1
+    print(f"wrote {args.demos} successful episodes ({tried} seeds tried) to {demos}")
+    stage("train")
+    train(args.policy, demos, checkpoint, steps=args.train_steps, batch_size=args.batch_size,
+          seed=0, command=args.command_line)
+    print(f"checkpoint written to {checkpoint}")
+    stage("eval")
+    report = evaluate_checkpoint(
+        checkpoint, args.task, args.eval_episodes, EVAL_SEED_START,
+        name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)", log=log,
+        video_dir=videos, video_episodes=2)
+    if not write_result(report, results_file, log, as_json=False):
+        print("pipeline stopped at 'eval'", file=sys.stderr)
+        return 1
+    stage("leaderboard")
+    for path in write_leaderboard(results, out / "LEADERBOARD.md"):
+        print(f"wrote {path}")
+    print(f"\npipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from aem_bench.policies.encoders import encoder_class
+    from aem_bench.policies.encoders.weights import MissingWeightsError
+    from aem_bench.submit import get_protocol, submit
+
+    example = "a JSON object of the encoder's options, e.g. '{\"channels\": 32}'"
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as err:
+        raise bad_value("--options", args.options, f"{example} (not JSON: {err})") from None
+    if not isinstance(options, dict):
+        raise bad_value("--options", args.options, example)
+    try:
+        encoder_class(args.encoder)
+    except KeyError as err:  # the zoo's unknown name
+        raise UsageError("--encoder", err.args[0]) from None
+    check_output("--out", args.out, folder=True)
+    if args.results_dir:
+        check_output("--results-dir", args.results_dir, folder=True)
+    protocol = get_protocol(args.protocol)
+    try:
+        paths = submit(args.encoder, protocol, args.out, encoder_options=options,
+                       results_dir=args.results_dir)
+    except MissingWeightsError as err:
+        # The hint is the training command's (--config); submit takes the options themselves.
+        raise MissingWeightsError(str(err).replace(
+            """in encoder_options (e.g. --config '{"encoder_options": {"weights": "/path/to/file"}}'""",
+            """in the encoder's options (e.g. --options '{"weights": "/path/to/file"}'""")) from None
+    for path in paths:
+        print(f"results written to {path}")
+    if protocol.name != "standard":
+        print(f"note: the '{protocol.name}' protocol checks a submission's plumbing; "
+              "leaderboard entries come from --protocol standard")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from aem_bench.recipe import get_protocol
+    from aem_bench.registration import TASKS, VARIANT_SUFFIXES
+    from aem_bench.sweep import ROWS, Sweep, cells, run, status_table
+
+    protocol = get_protocol(args.protocol)
+    if args.demos is not None:
+        check_at_least(args, 1, "demos")
+        protocol = protocol.with_demos(args.demos)
+    unknown = [name for name in args.rows if name not in ROWS]
+    if unknown:
+        raise UsageError("--rows", f"unknown rows {unknown}; rows: {', '.join(sorted(ROWS))}")
+    tasks = args.tasks or list(protocol.tasks)
+    check_tasks("--tasks", tasks, scene="clean")
+    for scene in args.scenes or []:
+        if scene not in VARIANT_SUFFIXES:
+            raise bad_value("--scenes", scene, f"one of {', '.join(VARIANT_SUFFIXES)}")
+    oracle_rows = [name for name in args.rows if ROWS[name].reads_oracle]
+    no_oracle = [task for task in tasks if TASKS[task].memory is None]
+    if oracle_rows and no_oracle:
+        raise UsageError("--rows", f"{oracle_rows[0]} reads a memory task's oracle; "
+                         f"{no_oracle[0]} is not a memory task")
+    check_at_least(args, 1, "workers")
+    check_output("--results-dir", args.results_dir, folder=True)
+    cache = args.cache or Path("runs/sweep") / protocol.name
+    check_output("--cache", cache, folder=True)
+    if args.video:
+        check_output("--video", args.video, folder=True)
+    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line,
+                  video_dir=args.video)
+    todo = cells(protocol, args.rows, tasks, args.scenes)
+    print(status_table(sweep, todo), flush=True)
+    if args.dry_run:
+        return 0
+    started = time.perf_counter()
+    errors = run(sweep, todo, workers=args.workers)
+    print(f"\n{status_table(sweep, todo)}\n\nsweep ran for "
+          f"{(time.perf_counter() - started) / 60:.1f} min")
+    return 1 if errors else 0
+
+
+def add_commands(sub) -> None:
+    p = add_command(sub, "leaderboard", cmd_leaderboard,
+                    "render results files: Markdown, a self-contained web page, plots",
+                    "aem-bench leaderboard --results runs/demo/results --out runs/demo/README.md")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument("--out", type=Path, default=Path("leaderboard/README.md"),
+                   help="the Markdown file; index.html and plots/ are written beside it")
+
+    p = add_command(sub, "pipeline", cmd_pipeline,
+                    "demos, training, evaluation and table on a small default",
+                    "aem-bench pipeline --task AEM/HandoverBlock-v0 --out runs/demo")
+    p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--policy", default="singleframe-dp")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--demos", type=int, default=10)
+    p.add_argument("--train-steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+
+    p = add_command(sub, "submit", cmd_submit,
+                    "run the fixed protocol for an encoder and write leaderboard results files",
+                    "aem-bench submit --encoder tiny --protocol smoke")
+    p.add_argument("--encoder", required=True,
+                   help="a registered or installed encoder name, or package.module:Class")
+    p.add_argument("--protocol", default="standard", choices=["standard", "smoke"],
+                   help="standard: the leaderboard's (estimated half an hour per task on 2 "
+                   "CPU cores); smoke: a minute, to check that the package works")
+    p.add_argument("--options", help='JSON of the encoder\'s options, e.g. \'{"channels": 32}\'')
+    p.add_argument("--out", type=Path, default=Path("runs/submit"),
+                   help="work directory: demonstrations (recorded once, shared by submissions), "
+                   "checkpoints, results (default runs/submit)")
+    p.add_argument("--results-dir", type=Path, help="where results files go (default OUT/results)")
+
+    from aem_bench.recipe import protocol_names
+    from aem_bench.sweep import MEMORY_ROWS
+
+    p = add_command(sub, "sweep", cmd_sweep,
+                    "policy rows x tasks x scenes under one protocol, every stage cached and "
+                    "resumable",
+                    "aem-bench sweep --protocol demo --tasks AEM/ShellGame-v0 --workers 2 --dry-run")
+    p.add_argument("--protocol", default="certificate-budget", choices=protocol_names(),
+                   help="certificate-budget: the memory suite at each task's certificate budget; "
+                   "demo: what `make demo` runs")
+    p.add_argument("--rows", nargs="+", default=list(MEMORY_ROWS),
+                   help="policy rows (default: the memory suite's)")
+    p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
+    p.add_argument("--scenes", nargs="+", help="scenes to evaluate in (default: the protocol's)")
+    p.add_argument("--workers", type=int, default=1, help="processes, one core each")
+    p.add_argument("--demos", type=int,
+                   help="demonstrations per task instead of the protocol's (a study of how many "
+                        "a policy needs); the protocol is then named PROTOCOL-{N}demos")
+    p.add_argument("--cache", type=Path,
+                   help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
+    p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
+    p.add_argument("--video", type=Path,
+                   help="write a GIF of each cell's first evaluation episode under VIDEO/ROW/")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells, their state and the core-minutes left; run nothing")
