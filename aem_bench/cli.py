@@ -8,7 +8,8 @@
     aem-bench demos       --task ID --episodes N --out FILE.h5   record successful expert episodes
     aem-bench train       --policy NAME --demos FILE.h5 --out DIR
     aem-bench eval        --policy DIR (--task ID ... | --suite S [--variant V]) --episodes N
-                          [--workers W] [--video DIR]   success, intervals, latency, memory
+                          [--workers W] [--video DIR] [--interval clopper-pearson]
+                          success, intervals, latency, memory
     aem-bench leaderboard [--results DIR] [--out FILE.md]
     aem-bench body-leak   [--tasks ID ...] [--episodes N]   does the joint state tell the fact?
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
@@ -791,13 +792,16 @@ def cmd_eval(args) -> int:
         reports.append(report)
         summary = report.summary()
         write_report(report, out)
+        interval = _success_interval(summary, getattr(args, "interval", "wilson"))
         if args.json:
-            _print_json({**summary, "results_file": str(out), "episode_log": str(log)})
+            _print_json({**summary, "interval": interval, "results_file": str(out),
+                         "episode_log": str(log)})
         else:
-            lo, hi = summary["success_ci95"]
+            lo, hi = interval["ci95"]
             encoder = summary["encoder_latency_ms"]["median"]
             print(f"{task}: success {100 * summary['success_rate']:.1f}% "
-                  f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) over {summary['episodes']} episodes; "
+                  f"(95% {interval['method'].title()} CI {100 * lo:.1f}-{100 * hi:.1f}) "
+                  f"over {summary['episodes']} episodes; "
                   f"policy latency median {summary['latency_ms']['median']:.1f} ms, "
                   f"p95 {summary['latency_ms']['p95']:.1f} ms"
                   + (f", encoder {encoder:.1f} ms" if encoder is not None else "")
@@ -810,6 +814,15 @@ def cmd_eval(args) -> int:
         _write_aggregate(reports, results_dir / "aggregates" /
                          f"{label}_{args.episodes}ep_seed{args.seed}.json", args.json)
     return 1 if failed else 0
+
+
+def _success_interval(summary: dict, method: str) -> dict:
+    """The 95% interval of a summary's success rate that ``--interval`` asks for. The results
+    file keeps Wilson's (``success_ci95``), the one the leaderboard compares across files."""
+    from aem_bench.stats import binomial_interval
+
+    successes, episodes = summary["successes"], summary["episodes"]
+    return {"method": method, "ci95": list(binomial_interval(successes, episodes, 0.95, method))}
 
 
 def _write_aggregate(reports, path: Path, as_json: bool) -> None:
@@ -1030,6 +1043,8 @@ def cmd_submit(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aem_bench.stats import INTERVALS
+
     parser = argparse.ArgumentParser(prog="aem-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1171,6 +1186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-seed", type=int, action="append",
                    help="with --video: the episode with this seed instead, repeatable")
     p.add_argument("--video-format", choices=["gif", "mp4"], default="gif")
+    p.add_argument("--interval", choices=list(INTERVALS), default="wilson",
+                   help="the success rate's 95%% interval to print: Wilson's (default) or the "
+                   "exact Clopper-Pearson; the results file keeps Wilson's, which the leaderboard "
+                   "compares")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
