@@ -11,7 +11,8 @@
                           [--workers W] [--video DIR] [--interval clopper-pearson]
                           success, intervals, latency, memory
     aem-bench leaderboard [--results DIR] [--out FILE.md]
-    aem-bench body-leak   [--tasks ID ...] [--episodes N]   does the joint state tell the fact?
+    aem-bench body-leak   [--tasks ID ...] [--episodes N] [--what qpos scene]
+                          do the joint state or the scene after the cue tell the fact?
     aem-bench pipeline    --task ID --out DIR                      all of the above, small default
     aem-bench encoders    [--json]                  built-in and installed (entry-point) encoders
     aem-bench submit      --encoder REF [--protocol standard|smoke]   an encoder's leaderboard run
@@ -870,7 +871,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_body_leak(args) -> int:
-    from aem_bench.leaks import LEAK_RULE, body_leak, leak_table
+    from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table
     from aem_bench.registration import TASKS, current_tasks
 
     if args.tasks is not None:
@@ -889,9 +890,10 @@ def cmd_body_leak(args) -> int:
     ids = args.tasks or [env_id for env_id, spec in current_tasks().items()
                          if spec.memory is not None and spec.scene == "clean"]
     results = []
-    for env_id in progress_bar(ids, desc="body leak", unit="task", disable=args.json):
-        results.append(body_leak(env_id, episodes=args.episodes, first_seed=args.first_seed,
-                                 folds=args.folds, seed=args.seed))
+    what = list(dict.fromkeys(args.what))  # each once, in the order given
+    for env_id in progress_bar(ids, desc="leak check", unit="task", disable=args.json):
+        results += leak_checks(env_id, what, episodes=args.episodes, first_seed=args.first_seed,
+                               folds=args.folds, seed=args.seed)
         if args.out:  # written after every task: an interrupted run keeps what it measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -1207,11 +1209,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("body-leak", help="does the joint state tell a memory task's hidden "
-                       "fact once the cue is gone? a linear probe on expert episodes")
+    p = sub.add_parser("body-leak", help="do the joint state or the scene tell a memory task's "
+                       "hidden fact once the cue is gone? a linear probe on expert episodes")
     p.add_argument("--tasks", nargs="*", help="memory task ids (default: the memory suite's "
                    "clean tasks)")
     p.add_argument("--episodes", type=int, default=100, help="successful expert episodes per task")
+    p.add_argument("--what", nargs="+", choices=["qpos", "scene"], default=["qpos"],
+                   help="what is probed: the joint state (qpos, default), the scene (the state "
+                   "observation's object poses), or both, on the same expert episodes")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle")
