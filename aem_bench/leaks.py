@@ -40,8 +40,8 @@ LEAK_RULE = ("the probed vector carries the fact at a moment when the lower end 
 # What can be probed: a description for the results, and how to read it from the task.
 PROBED: dict[str, tuple[str, Callable[[gym.Env], np.ndarray]]] = {
     "qpos": ("joint state (env.unwrapped.qpos)", lambda task: task.qpos),
-    "scene": ("object poses (the state observation: position and quaternion of every task "
-              "object, env.unwrapped.object_state())", lambda task: task.object_state()),
+    "scene": (("object poses (the state observation: position and quaternion of every task "
+               "object, env.unwrapped.object_state())"), lambda task: task.object_state()),
 }
 
 
@@ -82,7 +82,8 @@ def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed:
             # Read before each action: trace[k] is the state after k steps, the indexing of
             # cue_hidden_at and decision_at.
             trace: list[dict[str, np.ndarray]] = []
-            result = run_expert(env, episode_seed, on_step=lambda _: trace.append(read()))
+            result = run_expert(env, episode_seed,
+                                on_step=lambda _, into=trace: into.append(read()))
             if not result.success:
                 continue  # a failed episode may have no decision; the demonstrations skip it too
             trace.append(read())
