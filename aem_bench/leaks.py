@@ -1,22 +1,30 @@
-"""Does anything but memory carry a memory task's hidden fact? The body-leak check.
+"""Does anything but memory carry a memory task's hidden fact? The leak checks.
 
 A memory task is only a memory task if, once the cue is gone, nothing a policy observes still
-tells the fact. The first place it can hide is the robot's own body: an arm that already reacted
-to the cue, or that reached the decision along a path that depends on the fact, carries the fact
-in its joint angles, and a policy that reads them needs no memory (PutBackBlock-v0 was such a
-task). :func:`body_leak` runs the expert on a task in state mode, takes the joint state
-(``env.unwrapped.qpos``) at the step the cue leaves the frame (``cue_hidden_at``) and at the
-decision step (``decision_at``), and fits the probe's linear classifier
-(:func:`aem_bench.probe._probe_accuracy`: logistic regression on standardised inputs, stratified
-k-fold cross-validation) to ``hidden_fact()``.
+tells the fact. Two places can hide it, each probed the same way (``PROBED``):
 
-The rule (``LEAK_RULE``): the body carries the fact at a moment when the lower end of the probe
-accuracy's 95% Wilson interval lies above the share of the commonest value (what always guessing
-it scores). The check covers the joint state only, not the scene after the cue (a lid left
-ajar, a cube's position).
+- ``"qpos"``, the robot's own body: an arm that already reacted to the cue, or that reached the
+  decision along a path that depends on the fact, carries the fact in its joint angles, and a
+  policy that reads them needs no memory (PutBackBlock-v0 was such a task);
+- ``"scene"``, the objects: the state observation (``obs_mode="state"``, the position and
+  quaternion of every task object, :meth:`TableTopEnv.object_state`) after the cue, where a
+  layout that depends on the fact, or a cue still on the table, would give it away. It holds
+  objects the cameras cannot see (a ball under a cup) and no colours, so a leak found here is a
+  leak to a policy that reads the state observation, not necessarily to one that reads pixels.
+
+:func:`leak_checks` runs the expert on a task in state mode, takes the probed vectors at the step
+the cue leaves the frame (``cue_hidden_at``) and at the decision step (``decision_at``), and fits
+the probe's linear classifier (:func:`aem_bench.probe._probe_accuracy`: logistic regression on
+standardised inputs, stratified k-fold cross-validation over episodes) to ``hidden_fact()``.
+
+The rule (``LEAK_RULE``): the probed vector carries the fact at a moment when the lower end of the
+probe accuracy's 95% Wilson interval lies above the share of the commonest value (what always
+guessing it scores).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -27,42 +35,64 @@ from aem_bench.provenance import git_commit
 from aem_bench.stats import wilson_interval
 
 LEAK_MOMENTS = ("cue_hidden", "decision")
-LEAK_RULE = ("the joint state carries the fact at a moment when the lower end of the probe's "
+LEAK_RULE = ("the probed vector carries the fact at a moment when the lower end of the probe's "
              "95% Wilson interval lies above the commonest value's share")
+# What can be probed: a description for the results, and how to read it from the task.
+PROBED: dict[str, tuple[str, Callable[[gym.Env], np.ndarray]]] = {
+    "qpos": ("joint state (env.unwrapped.qpos)", lambda task: task.qpos),
+    "scene": (("object poses (the state observation: position and quaternion of every task "
+               "object, env.unwrapped.object_state())"), lambda task: task.object_state()),
+}
 
 
-def body_leak(env_id: str, episodes: int = 100, first_seed: int = 0, folds: int = 5,
-              seed: int = 0, **env_kwargs) -> dict:
-    """Probe the joint state for ``env_id``'s hidden fact on the expert's first ``episodes``
-    successful episodes from ``first_seed`` on (at most ``2 * episodes + 10`` seeds tried)."""
+def _check_arguments(what: Sequence[str], episodes: int, folds: int) -> None:
+    if not what:
+        raise ValueError(f"nothing to probe: what must name one or more of {', '.join(PROBED)}")
+    for name in what:
+        if name not in PROBED:
+            raise ValueError(f"unknown probed vector {name!r}; expected one of "
+                             f"{', '.join(map(repr, PROBED))}")
     if episodes < 2 * folds:
         raise ValueError(f"episodes must be at least 2 * folds = {2 * folds}, got {episodes}")
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
+
+
+def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed: int,
+                    **env_kwargs) -> dict:
+    """The probed vectors at each moment of the expert's first ``episodes`` successful episodes
+    from ``first_seed`` on (at most ``2 * episodes + 10`` seeds tried), with their facts."""
     env = gym.make(env_id, obs_mode="state", **env_kwargs)
     task = env.unwrapped
     if task.fact_size == 0:
         env.close()
         raise ValueError(f"{env_id} declares no hidden fact: the check needs a memory task")
-    rows: dict[str, list[np.ndarray]] = {moment: [] for moment in LEAK_MOMENTS}
+    readers = {name: PROBED[name][1] for name in what}
+    rows = {name: {moment: [] for moment in LEAK_MOMENTS} for name in what}
     steps: dict[str, list[int]] = {moment: [] for moment in LEAK_MOMENTS}
     facts, seeds = [], []
     tries = range(first_seed, first_seed + 2 * episodes + 10)
+
+    def read() -> dict[str, np.ndarray]:
+        return {name: np.asarray(reader(task), dtype=np.float64)
+                for name, reader in readers.items()}
+
     try:
         for episode_seed in tries:
-            trace: list[np.ndarray] = []
-            # qpos before each action: trace[k] is the joint state after k steps, the indexing
-            # of cue_hidden_at and decision_at.
+            # Read before each action: trace[k] is the state after k steps, the indexing of
+            # cue_hidden_at and decision_at.
+            trace: list[dict[str, np.ndarray]] = []
             result = run_expert(env, episode_seed,
-                                on_step=lambda _, into=trace: into.append(task.qpos.astype(np.float64)))
+                                on_step=lambda _, into=trace: into.append(read()))
             if not result.success:
                 continue  # a failed episode may have no decision; the demonstrations skip it too
-            trace.append(task.qpos.astype(np.float64))
+            trace.append(read())
             marks = moments_after_episode(env_id, task, episode_seed)
             for moment in LEAK_MOMENTS:
                 step = min(marks.steps[moment], len(trace) - 1)
-                rows[moment].append(trace[step])
                 steps[moment].append(step)
+                for name in what:
+                    rows[name][moment].append(trace[step][name])
             facts.append(marks.fact)
             seeds.append(episode_seed)
             if len(facts) == episodes:
@@ -72,30 +102,50 @@ def body_leak(env_id: str, episodes: int = 100, first_seed: int = 0, folds: int 
     if len(facts) < episodes:
         raise ValueError(f"the expert of {env_id} solved only {len(facts)} of seeds "
                          f"{tries.start}-{tries.stop - 1}, not the {episodes} asked for")
-    labels = np.array(facts)
+    return {"rows": rows, "steps": steps, "facts": np.array(facts), "seeds": seeds}
+
+
+def leak_checks(env_id: str, what: Sequence[str] = ("qpos",), episodes: int = 100,
+                first_seed: int = 0, folds: int = 5, seed: int = 0, **env_kwargs) -> list[dict]:
+    """Probe each vector named in ``what`` (keys of ``PROBED``) for ``env_id``'s hidden fact, on
+    the same expert episodes (one run of the expert for all): one result per name."""
+    what = list(what)
+    _check_arguments(what, episodes, folds)
+    vectors = _expert_vectors(env_id, what, episodes, first_seed, **env_kwargs)
+    labels = vectors["facts"]
     values, counts = np.unique(labels, return_counts=True)
     majority = float(counts.max() / counts.sum())
-    moments = []
-    for moment in LEAK_MOMENTS:
-        correct = _probe_accuracy(np.stack(rows[moment]), labels, folds, seed)
-        low, high = wilson_interval(int(correct.sum()), len(correct))
-        moments.append({"moment": moment, "step_median": float(np.median(steps[moment])),
-                        "accuracy": float(correct.mean()), "ci95": [low, high],
-                        "body_carries_fact": bool(low > majority)})
-    return {
-        "task": env_id,
-        "input": "joint state (env.unwrapped.qpos), expert episodes, state mode",
-        "episodes": len(labels),
-        "seeds": seeds,
-        "fact_values": len(values),
-        "majority_rate": majority,
-        "moments": moments,
-        "body_carries_fact": any(entry["body_carries_fact"] for entry in moments),
-        "rule": LEAK_RULE,
-        "probe": "logistic regression on standardised inputs, stratified "
-                 f"{folds}-fold cross-validation over episodes",
-        "git_commit": git_commit(),
-    }
+    results = []
+    for name in what:
+        moments = []
+        for moment in LEAK_MOMENTS:
+            correct = _probe_accuracy(np.stack(vectors["rows"][name][moment]), labels, folds, seed)
+            low, high = wilson_interval(int(correct.sum()), len(correct))
+            moments.append({"moment": moment,
+                            "step_median": float(np.median(vectors["steps"][moment])),
+                            "accuracy": float(correct.mean()), "ci95": [low, high],
+                            "carries_fact": bool(low > majority)})
+        results.append({
+            "task": env_id,
+            "probed": name,
+            "input": f"{PROBED[name][0]}, expert episodes, state mode",
+            "episodes": len(labels),
+            "seeds": vectors["seeds"],
+            "fact_values": len(values),
+            "majority_rate": majority,
+            "moments": moments,
+            "carries_fact": any(entry["carries_fact"] for entry in moments),
+            "rule": LEAK_RULE,
+            "probe": "logistic regression on standardised inputs, stratified "
+                     f"{folds}-fold cross-validation over episodes",
+            "git_commit": git_commit(),
+        })
+    return results
+
+
+def leak_check(env_id: str, what: str = "qpos", **kwargs) -> dict:
+    """:func:`leak_checks` for one probed vector."""
+    return leak_checks(env_id, (what,), **kwargs)[0]
 
 
 def leak_table(results: list[dict], table_format: str = "simple") -> str:
@@ -108,12 +158,12 @@ def leak_table(results: list[dict], table_format: str = "simple") -> str:
     rows = []
     for result in results:
         by_moment = {entry["moment"]: entry for entry in result["moments"]}
-        rows.append([result["task"], result["episodes"], result["fact_values"],
+        rows.append([result["task"], result["probed"], result["episodes"], result["fact_values"],
                      f"{100 * result['majority_rate']:.0f}%",
                      f"{by_moment['cue_hidden']['step_median']:g}", cell(by_moment["cue_hidden"]),
                      f"{by_moment['decision']['step_median']:g}", cell(by_moment["decision"]),
-                     "yes" if result["body_carries_fact"] else "no"])
-    return tabulate(rows, headers=["task", "episodes", "values", "commonest value",
-                                   "cue hidden (median step)", "qpos probe there",
-                                   "decision (median step)", "qpos probe there",
-                                   "body carries the fact"], tablefmt=table_format)
+                     "yes" if result["carries_fact"] else "no"])
+    return tabulate(rows, headers=["task", "probed", "episodes", "values", "commonest value",
+                                   "cue hidden (median step)", "probe there",
+                                   "decision (median step)", "probe there",
+                                   "carries the fact"], tablefmt=table_format)

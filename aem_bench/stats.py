@@ -1,14 +1,18 @@
 """The statistics of the benchmark, in one place: evaluation, certificates, probes and the
 leaderboard all draw their intervals from here.
 
-- :func:`wilson_interval`: a binomial proportion (a success rate on one task, a probe's accuracy).
+- :func:`wilson_interval`: a binomial proportion (a success rate on one task, a probe's accuracy),
+  the default everywhere.
+- :func:`clopper_pearson_interval`: the exact interval of the same proportion, for a reader who
+  wants coverage of at least the nominal level at every true rate rather than about it on average;
+  :func:`binomial_interval` picks either by name (``INTERVALS``).
 - :func:`aggregate_success`: one policy across several tasks, the mean and the interquartile mean
   (IQM) of the per-task success rates with 95% percentile intervals from a stratified bootstrap,
   following rliable (Agarwal et al., 2021). The bootstrap resamples episodes within each task, so
   every task keeps its weight and its episode count.
 
-Only NumPy at import, so the leaderboard can use it without the simulator; rliable, slow to
-import, is imported by the bootstrap that needs it.
+Only NumPy at import, so the leaderboard can use it without the simulator; rliable and SciPy, slow
+to import, are imported by the functions that need them.
 """
 
 from __future__ import annotations
@@ -20,18 +24,22 @@ import warnings
 import numpy as np
 
 
+def _check_binomial(name: str, successes: int, n: int, confidence: float) -> None:
+    if n <= 0:
+        raise ValueError(f"{name} needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion.
 
     Chosen over the normal ("Wald") interval because it stays inside [0, 1] and does not collapse
     to zero width at 0/n or n/n, which are common outcomes for weak or strong policies.
     """
-    if n <= 0:
-        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_binomial("wilson_interval", successes, n, confidence)
     z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / n
     denominator = 1 + z * z / n
@@ -42,6 +50,40 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     lo = 0.0 if successes == 0 else max(0.0, center - half_width)
     hi = 1.0 if successes == n else min(1.0, center + half_width)
     return lo, hi
+
+
+def clopper_pearson_interval(successes: int, n: int,
+                             confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson ("exact") interval for a binomial proportion, from the beta quantiles.
+
+    It inverts two one-sided binomial tests, so its coverage is at least ``confidence`` at every
+    true rate; the price is width: at small n it is wider than Wilson's, whose coverage is close
+    to nominal on average but dips below it at some rates.
+    """
+    _check_binomial("clopper_pearson_interval", successes, n, confidence)
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    lo = 0.0 if successes == 0 else float(beta.ppf(tail, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(beta.ppf(1 - tail, successes + 1, n - successes))
+    return lo, hi
+
+
+INTERVALS = {"wilson": wilson_interval, "clopper-pearson": clopper_pearson_interval}
+
+
+def check_interval(method: str) -> str:
+    """``method`` if it names an interval in ``INTERVALS``; a ValueError naming them if not."""
+    if method not in INTERVALS:
+        raise ValueError(f"unknown interval {method!r}; expected one of "
+                         f"{', '.join(map(repr, INTERVALS))}")
+    return method
+
+
+def binomial_interval(successes: int, n: int, confidence: float = 0.95,
+                      method: str = "wilson") -> tuple[float, float]:
+    """The ``method`` interval (a name in ``INTERVALS``) of ``successes`` out of ``n``."""
+    return INTERVALS[check_interval(method)](successes, n, confidence)
 
 
 def _success_matrix(results: list[dict]) -> tuple[list[str], np.ndarray]:

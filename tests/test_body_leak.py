@@ -1,13 +1,33 @@
-"""The body-leak check: a linear probe on the joint state of expert episodes, for the fact."""
+"""The leak checks: a linear probe on the joint state or the scene of expert episodes, for the
+fact."""
 
+import gymnasium as gym
 import pytest
+import sapien
 
-from aem_bench.leaks import body_leak, leak_table
+from aem_bench.cli import build_parser
+from aem_bench.leaks import PROBED, leak_check, leak_checks, leak_table
+from aem_bench.tasks._memory_cues import HIDDEN_Z
+from aem_bench.tasks.shell_game import CUE_STEPS, ShellGameEnv
+
+
+class BallTakenAwayEnv(ShellGameEnv):
+    """ShellGame whose ball is taken away, to the same place in every episode, when the cups come
+    down: the scene keeps nothing of where it lay."""
+
+    def _after_step(self) -> None:
+        super()._after_step()
+        if self.elapsed_steps == CUE_STEPS:
+            self.ball.set_pose(sapien.Pose([0.0, 0.0, HIDDEN_Z]))
+
+
+BALL_TAKEN_AWAY = "AEMTest/ShellGame-BallTakenAway-v0"
+gym.register(BALL_TAKEN_AWAY, entry_point=BallTakenAwayEnv, max_episode_steps=120)
 
 
 @pytest.fixture(scope="module")
 def put_back_block():
-    return {version: body_leak(f"AEM/PutBackBlock-{version}", episodes=24)
+    return {version: leak_check(f"AEM/PutBackBlock-{version}", episodes=24)
             for version in ("v0", "v1")}
 
 
@@ -18,9 +38,9 @@ def at(result, moment):
 def test_put_back_block_v0_carries_the_mat_in_its_joints(put_back_block):
     """v0's arms reach the decision with elbows that depend on the starting mat."""
     v0 = put_back_block["v0"]
-    assert v0["episodes"] == 24 and v0["fact_values"] == 4
+    assert v0["probed"] == "qpos" and v0["episodes"] == 24 and v0["fact_values"] == 4
     assert at(v0, "decision")["accuracy"] >= 0.9
-    assert at(v0, "decision")["body_carries_fact"] and v0["body_carries_fact"]
+    assert at(v0, "decision")["carries_fact"] and v0["carries_fact"]
 
 
 def test_put_back_block_v1_returns_the_arms_before_the_decision(put_back_block):
@@ -32,16 +52,50 @@ def test_put_back_block_v1_returns_the_arms_before_the_decision(put_back_block):
     assert at(v1, "decision")["step_median"] > at(v1, "cue_hidden")["step_median"]
 
 
-def test_the_table_has_a_row_per_task(put_back_block):
+def test_the_table_has_a_row_per_task_and_vector(put_back_block):
     table = leak_table(list(put_back_block.values()))
-    assert "AEM/PutBackBlock-v0" in table and "AEM/PutBackBlock-v1" in table
+    assert "AEM/PutBackBlock-v0  qpos" in table and "AEM/PutBackBlock-v1  qpos" in table
+
+
+@pytest.fixture(scope="module")
+def shell_game():
+    """The same 24 expert episodes of ShellGame, as registered and with the ball taken away,
+    each probed in the joints and in the scene."""
+    return {env_id: {result["probed"]: result
+                     for result in leak_checks(env_id, ("qpos", "scene"), episodes=24)}
+            for env_id in ("AEM/ShellGame-v0", BALL_TAKEN_AWAY)}
+
+
+def test_shell_game_state_observation_holds_the_ball_under_its_cup(shell_game):
+    """The ball stays on its spot under the cup: no camera sees it, the state observation gives
+    its position. The arm, still until the cups are down, tells nothing."""
+    registered = shell_game["AEM/ShellGame-v0"]
+    assert registered["scene"]["carries_fact"]
+    assert at(registered["scene"], "decision")["accuracy"] >= 0.9
+    assert not registered["qpos"]["carries_fact"]
+    assert registered["scene"]["seeds"] == registered["qpos"]["seeds"]  # one expert run for both
+
+
+def test_with_the_ball_taken_away_the_scene_carries_nothing(shell_game):
+    taken_away = shell_game[BALL_TAKEN_AWAY]
+    assert not taken_away["scene"]["carries_fact"]
+    assert at(taken_away["scene"], "decision")["accuracy"] <= taken_away["scene"]["majority_rate"] + 0.1
+    assert taken_away["scene"]["seeds"] == shell_game["AEM/ShellGame-v0"]["scene"]["seeds"]
+
+
+def test_the_command_offers_what_the_module_probes():
+    action = next(action for action in build_parser()._subparsers._group_actions[0]
+                  .choices["body-leak"]._actions if action.dest == "what")
+    assert action.choices == list(PROBED) and action.default == ["qpos"]
 
 
 @pytest.mark.parametrize(("env_id", "kwargs", "message"), [
     ("AEM/ClickBell-v0", {}, "no hidden fact"),
     ("AEM/ShellGame-v0", {"episodes": 9}, "at least 2 \\* folds"),
     ("AEM/ShellGame-v0", {"folds": 1, "episodes": 10}, "folds must be at least 2"),
+    ("AEM/ShellGame-v0", {"what": ("pixels",)}, "unknown probed vector 'pixels'"),
+    ("AEM/ShellGame-v0", {"what": ()}, "nothing to probe"),
 ])
 def test_bad_arguments_are_refused(env_id, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        body_leak(env_id, **kwargs)
+        leak_checks(env_id, **kwargs)

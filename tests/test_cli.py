@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from aem_bench.cli import build_parser, main
+from aem_bench.stats import clopper_pearson_interval, wilson_interval
 
 TASK = "AEM/HandoverBlock-v0"
 
@@ -43,11 +44,17 @@ def test_two_episode_evaluation_and_leaderboard(trained, capsys):
     results = root / "results"
     out = results / "tiny.json"
     assert main(["eval", "--policy", str(checkpoint), "--task", TASK, "--episodes", "2",
-                 "--json", "--out", str(out), "--name", "tiny-dp"]) == 0
+                 "--json", "--out", str(out), "--name", "tiny-dp",
+                 "--interval", "clopper-pearson"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"] == 2 and summary["seeds"] == [100_000, 100_001]
     lo, hi = summary["success_ci95"]
     assert 0.0 <= lo <= summary["success_rate"] <= hi <= 1.0
+    # The interval asked for is printed; the results file keeps the Wilson one.
+    successes = summary["successes"]
+    assert summary["interval"] == {"method": "clopper-pearson",
+                                   "ci95": list(clopper_pearson_interval(successes, 2))}
+    assert json.loads(out.read_text())["success_ci95"] == list(wilson_interval(successes, 2))
     assert summary["latency_ms"]["median"] > 0
     assert 0 < summary["encoder_latency_ms"]["median"] <= summary["latency_ms"]["p95"]
     assert (summary["encoder"], summary["head"]) == ("singleframe", "dp")
@@ -136,6 +143,16 @@ def test_two_tasks_give_a_results_file_each_an_aggregate_and_videos(trained, tmp
     aggregate = json.loads((tmp_path / "aggregates" / "tasks_2ep_seed100000.json").read_text())
     assert aggregate["tasks"] == tasks and aggregate["episodes_per_task"] == 2
     assert aggregate["mean_ci95"][0] <= aggregate["mean"] <= aggregate["mean_ci95"][1]
+
+
+def test_eval_interval_is_wilson_unless_named_and_refuses_an_unknown_name(capsys):
+    assert build_parser().parse_args(["eval", "--policy", "ckpt"]).interval == "wilson"
+    args = build_parser().parse_args(["eval", "--policy", "ckpt", "--interval", "clopper-pearson"])
+    assert args.interval == "clopper-pearson"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--policy", "ckpt", "--interval", "exact"])
+    assert "invalid choice: 'exact' (choose from 'wilson', 'clopper-pearson')" in (
+        capsys.readouterr().err)
 
 
 def test_a_suite_and_variant_name_their_tasks():

@@ -33,9 +33,22 @@ def test_a_policy_fails_when_the_whole_interval_is_below_min_rate():
     with pytest.raises(AssertionError) as failure:
         assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=0.9, episodes=20, seed=10)
     message = str(failure.value)
-    assert "AEMTest/Countdown-v0: success 10/20 = 50.0%, 95% interval [29.9%, 70.1%]" in message
+    assert ("AEMTest/Countdown-v0: success 10/20 = 50.0%, 95% wilson interval [29.9%, 70.1%]"
+            in message)
     assert "below min_rate 90.0%" in message
     assert "failed seeds [11, 13, 15, 17, 19, 21, 23, 25, 27, 29]" in message
+
+
+def test_the_exact_interval_is_chosen_by_name():
+    # 10/20: Clopper-Pearson's upper end is 72.8%, Wilson's 70.1%; min_rate 0.71 tells them apart.
+    assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=0.71, episodes=20,
+                        interval="clopper-pearson")
+    with pytest.raises(AssertionError, match=re.escape("95% wilson interval [29.9%, 70.1%]")):
+        assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=0.71, episodes=20)
+    with pytest.raises(AssertionError,
+                       match=re.escape("95% clopper-pearson interval [27.2%, 72.8%]")):
+        assert_success_rate(HoldPosePolicy(), COUNTDOWN, min_rate=0.73, episodes=20,
+                            interval="clopper-pearson")
 
 
 def test_min_rate_outside_zero_one_is_refused():
@@ -48,6 +61,7 @@ def test_min_rate_outside_zero_one_is_refused():
     ({"episodes": -3}, "episodes must be a positive integer, got -3"),
     ({"episodes": 2.5}, "episodes must be a positive integer, got 2.5"),
     ({"confidence": 1.0}, "confidence must be in"),
+    ({"interval": "exact"}, "unknown interval 'exact'; expected one of 'wilson', 'clopper"),
 ])
 def test_bad_episodes_or_confidence_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -95,47 +109,69 @@ FIRST_K = "AEMTest/FirstK-v0"
 gym.register(FIRST_K, entry_point=FirstKEnv, max_episode_steps=5)
 
 
-def largest_failing_count(episodes: int, min_rate: float) -> int:
+def largest_failing_count(episodes: int, min_rate: float, interval: str = "wilson") -> int:
     """The most successes of ``episodes`` for which assert_success_rate fails (-1: none)."""
     largest = -1
     for k in range(episodes + 1):
         try:
             report = assert_success_rate(HoldPosePolicy(), FIRST_K, min_rate, episodes=episodes,
-                                         seed=0, env_kwargs={"successes_below": k})
+                                         seed=0, interval=interval,
+                                         env_kwargs={"successes_below": k})
             assert report.successes == k
         except AssertionError:
             largest = k
     return largest
 
 
-def docstring_table() -> list[list[float]]:
-    rows = []
+def docstring_tables() -> dict[str, list[list[float]]]:
+    """The docstring's rows of numbers under each ``interval="NAME"`` heading."""
+    tables, rows = {}, None
     for line in testing.__doc__.splitlines():
+        heading = re.fullmatch(r'\s*interval="([a-z-]+)"', line)
+        if heading:
+            rows = tables.setdefault(heading.group(1), [])
         cells = line.replace("%", "").split()
         if len(cells) == 7 and all(re.fullmatch(r"[0-9.]+", cell) for cell in cells):
             rows.append([float(cell) for cell in cells])
-    return rows
+    return tables
 
 
-def test_the_docstring_states_the_exact_binomial_error_rates():
-    rows = docstring_table()
+def test_the_docstring_has_a_table_per_interval():
+    assert {name: len(rows) for name, rows in docstring_tables().items()} == {
+        "wilson": 6, "clopper-pearson": 6}
+
+
+@pytest.mark.parametrize("interval", ["wilson", "clopper-pearson"])
+def test_the_docstring_states_the_exact_binomial_error_rates(interval):
+    rows = docstring_tables()[interval]
     assert len(rows) == 6
     for episodes, min_rate, fails_at, *rates in rows:
         n, m = int(episodes), min_rate / 100
         # The decisions of the function itself, not of a copy of its rule.
-        k = largest_failing_count(n, m) if n <= 20 else max(
-            (k for k in range(n + 1) if fails_min_rate(k, n, m)), default=-1)
+        k = largest_failing_count(n, m, interval) if n <= 20 else max(
+            (k for k in range(n + 1) if fails_min_rate(k, n, m, interval=interval)), default=-1)
         assert k == fails_at, (n, m)
         exact = [binom.cdf(k, n, m), binom.cdf(k, n, m + 0.1),
                  binom.sf(k, n, m - 0.2), binom.sf(k, n, m - 0.1)]
         assert [round(100 * rate, 1) for rate in exact] == rates, (n, m)
 
 
+@pytest.mark.parametrize("interval", ["wilson", "clopper-pearson"])
 @pytest.mark.parametrize("episodes, min_rate", [(20, 0.5), (20, 0.8), (10, 0.9)])
-def test_fails_min_rate_is_the_rule_assert_success_rate_applies(episodes, min_rate):
-    largest = largest_failing_count(episodes, min_rate)
-    assert [fails_min_rate(k, episodes, min_rate) for k in range(episodes + 1)] == [
-        k <= largest for k in range(episodes + 1)]
+def test_fails_min_rate_is_the_rule_assert_success_rate_applies(episodes, min_rate, interval):
+    largest = largest_failing_count(episodes, min_rate, interval)
+    assert [fails_min_rate(k, episodes, min_rate, interval=interval)
+            for k in range(episodes + 1)] == [k <= largest for k in range(episodes + 1)]
+
+
+@pytest.mark.parametrize("episodes", [5, 10, 20, 30, 50, 100])
+def test_with_clopper_pearson_a_policy_at_min_rate_fails_at_most_the_nominal_rate(episodes):
+    # The exact binomial test: unlike Wilson's (7% at 10 episodes and min_rate 0.9), never above
+    # 2.5% at confidence 0.95.
+    for min_rate in [0.1, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95]:
+        failing = [k for k in range(episodes + 1)
+                   if fails_min_rate(k, episodes, min_rate, interval="clopper-pearson")]
+        assert binom.cdf(max(failing, default=-1), episodes, min_rate) <= 0.025, min_rate
 
 
 @pytest.mark.parametrize("episodes, min_rate, true_rate, false_fail, false_pass", [

@@ -121,7 +121,7 @@ def cmd_eval(args) -> int:
             video_dir=args.video, video_format=args.video_format,
             video_episodes=args.video_seed or args.video_episodes, backend=args.backend,
             address=args.address)
-        if write_result(report, out, log, args.json):
+        if write_result(report, out, log, args.json, args.interval):
             reports.append(report)
     if len(reports) > 1:
         # In a folder of its own: the results folder holds only results files (the leaderboard
@@ -132,7 +132,8 @@ def cmd_eval(args) -> int:
     return 0 if len(reports) == len(outputs) else 1
 
 
-def write_result(report, out: Path, log: Path, as_json: bool) -> bool:
+def write_result(report, out: Path, log: Path, as_json: bool,
+                 interval_method: str = "wilson") -> bool:
     """Write an evaluation's results file and say what it holds, unless every episode errored:
     then it is not a result (0% of nothing that ran), nothing is written, and False."""
     from aem_bench.evaluator import write_report
@@ -150,19 +151,31 @@ def write_result(report, out: Path, log: Path, as_json: bool) -> bool:
               file=sys.stderr)
     summary = report.summary()
     write_report(report, out)
+    interval = _success_interval(summary, interval_method)
     if as_json:
-        print_json({**summary, "results_file": str(out), "episode_log": str(log)})
+        print_json({**summary, "interval": interval, "results_file": str(out),
+                    "episode_log": str(log)})
         return True
-    lo, hi = summary["success_ci95"]
+    lo, hi = interval["ci95"]
     encoder = summary["encoder_latency_ms"]["median"]
     print(f"{task}: success {100 * summary['success_rate']:.1f}% "
-          f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) over {summary['episodes']} episodes; "
+          f"(95% {interval['method'].title()} CI {100 * lo:.1f}-{100 * hi:.1f}) "
+          f"over {summary['episodes']} episodes; "
           f"policy latency median {summary['latency_ms']['median']:.1f} ms, "
           f"p95 {summary['latency_ms']['p95']:.1f} ms"
           + (f", encoder {encoder:.1f} ms" if encoder is not None else "")
           + f"; peak memory {summary['peak_rss_mb']:.0f} MB; "
           f"{summary['episodes_per_hour']:.0f} episodes/hour/worker; written to {out}")
     return True
+
+
+def _success_interval(summary: dict, method: str) -> dict:
+    """The 95% interval of a summary's success rate that ``--interval`` asks for. The results
+    file keeps Wilson's (``success_ci95``), the one the leaderboard compares across files."""
+    from aem_bench.stats import binomial_interval
+
+    successes, episodes = summary["successes"], summary["episodes"]
+    return {"method": method, "ci95": list(binomial_interval(successes, episodes, 0.95, method))}
 
 
 def _write_aggregate(reports, path: Path, as_json: bool) -> None:
@@ -275,7 +288,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_body_leak(args) -> int:
-    from aem_bench.leaks import LEAK_RULE, body_leak, leak_table
+    from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table
     from aem_bench.registration import TASKS, current_tasks
 
     if args.tasks is not None:
@@ -294,9 +307,10 @@ def cmd_body_leak(args) -> int:
     ids = args.tasks or [env_id for env_id, spec in current_tasks().items()
                          if spec.memory is not None and spec.scene == "clean"]
     results = []
-    for env_id in progress_bar(ids, desc="body leak", unit="task", disable=args.json):
-        results.append(body_leak(env_id, episodes=args.episodes, first_seed=args.first_seed,
-                                 folds=args.folds, seed=args.seed))
+    what = list(dict.fromkeys(args.what))  # each once, in the order given
+    for env_id in progress_bar(ids, desc="leak check", unit="task", disable=args.json):
+        results += leak_checks(env_id, what, episodes=args.episodes, first_seed=args.first_seed,
+                               folds=args.folds, seed=args.seed)
         if args.out:  # written after every task: an interrupted run keeps what it measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -309,6 +323,8 @@ def cmd_body_leak(args) -> int:
 
 
 def add_commands(sub) -> None:
+    from aem_bench.stats import INTERVALS
+
     p = add_command(sub, "eval", cmd_eval,
                     "evaluate a checkpoint: success rate, CI, latency",
                     "aem-bench eval --policy runs/shell/sf-dp --task AEM/ShellGame-v0")
@@ -343,6 +359,10 @@ def add_commands(sub) -> None:
     p.add_argument("--video-seed", type=int, action="append",
                    help="with --video: the episode with this seed instead, repeatable")
     p.add_argument("--video-format", choices=["gif", "mp4"], default="gif")
+    p.add_argument("--interval", choices=list(INTERVALS), default="wilson",
+                   help="the success rate's 95%% interval to print: Wilson's (default) or the "
+                   "exact Clopper-Pearson; the results file keeps Wilson's, which the leaderboard "
+                   "compares")
     p.add_argument("--json", action="store_true")
 
     p = add_command(sub, "certify", cmd_certify,
@@ -382,13 +402,16 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true")
 
     p = add_command(sub, "body-leak", cmd_body_leak,
-                    "does the joint state give a memory task's hidden fact away?",
-                    "aem-bench body-leak --tasks AEM/ShellGame-v0 --episodes 100",
-                    description="does the joint state tell a memory task's hidden fact once the "
-                    "cue is gone? a linear probe on expert episodes")
+                    "do the joint state or the scene give a memory task's hidden fact away?",
+                    "aem-bench body-leak --tasks AEM/ShellGame-v0 --episodes 100 --what qpos scene",
+                    description="do the joint state or the scene tell a memory task's hidden "
+                    "fact once the cue is gone? a linear probe on expert episodes")
     p.add_argument("--tasks", nargs="*", help="memory task ids (default: the memory suite's "
                    "clean tasks)")
     p.add_argument("--episodes", type=int, default=100, help="successful expert episodes per task")
+    p.add_argument("--what", nargs="+", choices=["qpos", "scene"], default=["qpos"],
+                   help="what is probed: the joint state (qpos, default), the scene (the state "
+                   "observation's object poses), or both, on the same expert episodes")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle")

@@ -447,8 +447,7 @@ class TableTopEnv(gym.Env):
     def _get_obs(self) -> dict[str, np.ndarray]:
         qpos = np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
         if self.obs_mode == "state":
-            obs = {"state": np.concatenate([np.concatenate([e.pose.p, e.pose.q])
-                                            for e, _ in self._task_objects]).astype(np.float32)}
+            obs = {"state": self.object_state().astype(np.float32)}
             self._last_obs = None  # render() takes its own picture
         else:
             obs = self._take_pictures()
@@ -462,6 +461,13 @@ class TableTopEnv(gym.Env):
     @property
     def qpos(self) -> np.ndarray:
         return np.concatenate([self.arms["left"].qpos, self.arms["right"].qpos])
+
+    def object_state(self) -> np.ndarray:
+        """Position and quaternion of every task object, in the order they were made: the
+        ``state`` observation, which includes objects the cameras cannot see (a hidden cue under
+        the table, a ball under a cup) and no colours."""
+        return np.concatenate([np.concatenate([entity.pose.p, entity.pose.q])
+                               for entity, _ in self._task_objects])
 
     def grasping_arms(self, actor: sapien.Entity) -> set[str]:
         """Names of the arms whose two fingers both push on ``actor``."""
