@@ -297,6 +297,8 @@ def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dic
     entry = certificate_entry(env_id, rates, budget, command, started)
     entry["trained_by"] = {name: r["command"] for name, r in recipes.items()}
     entry["git_commit"] = recipe.get("git_commit") or entry.get("git_commit")
+    # The machine and threads the policies were evaluated with, not this process's.
+    entry["hardware"] = without_oracle.get("hardware") or entry.get("hardware")
     return entry
 
 
