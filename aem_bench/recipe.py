@@ -45,6 +45,9 @@ class Protocol:
     corpus_seed: int = 2000
     pretrain_steps: int = 1000
     budgets: tuple[tuple[str, int, int], ...] = ()
+    # Appended to each row's name in the results files of a variant of a named protocol, so that
+    # the leaderboard's matrix keeps the variant's results in rows of their own.
+    policy_suffix: str = ""
 
     @property
     def head(self) -> str:
@@ -66,7 +69,8 @@ class Protocol:
         if demos < 1:
             raise ValueError(f"demos must be at least 1, got {demos}")
         return replace(self, name=f"{self.name}-{demos}demos", demos=demos,
-                       budgets=tuple((task, demos, steps) for task, _, steps in self.budgets))
+                       budgets=tuple((task, demos, steps) for task, _, steps in self.budgets),
+                       policy_suffix=f"{self.policy_suffix}-{demos}demos")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks), "scenes": list(self.scenes),

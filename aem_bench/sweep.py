@@ -227,7 +227,7 @@ class Sweep:
         p = self.protocol
         report = evaluate_checkpoint(
             checkpoint, cell.eval_task, p.eval_episodes, p.eval_seed,
-            name=cell.row.name, threads=p.threads,
+            name=cell.row.name + p.policy_suffix, threads=p.threads,
             progress=self.progress, log=checkpoint / f"eval_{cell.scene}.jsonl",
             video_dir=self.video_dir and self.video_dir / cell.row.name, video_episodes=1)
         if all(record.error is not None for record in report.records):

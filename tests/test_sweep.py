@@ -123,11 +123,11 @@ def test_the_fact_row_reads_the_fact_alone(tmp_path):
 def test_a_protocol_with_other_demos_is_named_apart():
     protocol = get_protocol("certificate-budget")
     more = protocol.with_demos(200)
-    assert more.name == "certificate-budget-200demos"
+    assert more.name == "certificate-budget-200demos" and more.policy_suffix == "-200demos"
     for task in protocol.tasks:
         assert more.budget(task) == (200, protocol.budget(task)[1])
     assert dataclasses.replace(more, name=protocol.name, demos=protocol.demos,
-                               budgets=protocol.budgets) == protocol
+                               budgets=protocol.budgets, policy_suffix="") == protocol
     with pytest.raises(ValueError, match="demos must be at least 1"):
         protocol.with_demos(0)
 
