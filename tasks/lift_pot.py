@@ -9,6 +9,8 @@ arms grasping it.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import sapien
 
@@ -52,11 +54,17 @@ class LiftPotEnv(TableTopEnv):
         self.pot = build_composite(self, "pot", _pot_parts(), radius=HANDLE_Y + HANDLE_HALF_SIZE[1],
                                    density=300.0)
 
+    # The layout's randomisation (a new version of the task widens it): near the middle, where
+    # both arms reach their handle.
+    pot_max_x: ClassVar[float] = POT_XY
+    pot_max_y: ClassVar[float] = POT_XY
+    pot_max_yaw: ClassVar[float] = POT_YAW
+
     def _initialize_episode(self, rng: np.random.Generator) -> None:
-        # Near the middle, where both arms reach their handle.
-        pot_xy = rng.uniform(-POT_XY, POT_XY, 2)
-        self.set_actor_pose(self.pot, sapien.Pose([*pot_xy, POT_HALF_HEIGHT],
-                                                  yaw_quat(rng.uniform(-POT_YAW, POT_YAW))))
+        reach = np.array([self.pot_max_x, self.pot_max_y])
+        pot_xy = rng.uniform(-reach, reach)
+        yaw = rng.uniform(-self.pot_max_yaw, self.pot_max_yaw)
+        self.set_actor_pose(self.pot, sapien.Pose([*pot_xy, POT_HALF_HEIGHT], yaw_quat(yaw)))
 
     # --- geometry ----------------------------------------------------------------------------
     def _handle(self, side: str) -> np.ndarray:
@@ -125,7 +133,6 @@ class LiftPotV1Env(LiftPotEnv):
     --pairs 50``): a policy could succeed without looking.
     """
 
-    def _initialize_episode(self, rng: np.random.Generator) -> None:
-        pot_xy = rng.uniform([-POT_X_V1, -POT_Y_V1], [POT_X_V1, POT_Y_V1])
-        self.set_actor_pose(self.pot, sapien.Pose([*pot_xy, POT_HALF_HEIGHT],
-                                                  yaw_quat(rng.uniform(-POT_YAW_V1, POT_YAW_V1))))
+    pot_max_x = POT_X_V1
+    pot_max_y = POT_Y_V1
+    pot_max_yaw = POT_YAW_V1
