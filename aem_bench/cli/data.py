@@ -411,6 +411,6 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the file --out if it exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obs-mode", default="rgb", choices=["rgb", "rgb+oracle"],
-                   help="rgb+oracle also records the hidden fact of a memory task")
+                   help="rgb+oracle also records a memory task's oracle and hidden fact")
     p.add_argument("--camera", type=int, default=128,
                    help="square camera side (pixels); the memory certificates use 64")
