@@ -14,23 +14,25 @@ from aem_bench.stats import (
     wilson_interval,
 )
 
+# 95% intervals to 4 d.p. The first four cases of each method are Newcombe (1998), Statistics in
+# Medicine 17:857, Table I (Wilson: method 3; Clopper-Pearson, "exact": method 5); the rest are
+# the usual textbook n=10 cases.
+PUBLISHED = {
+    "wilson": [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+               (1, 29, 0.0061, 0.1718), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0),
+               (5, 10, 0.2366, 0.7634)],
+    "clopper-pearson": [(81, 263, 0.2527, 0.3676), (15, 148, 0.0578, 0.1617),
+                        (0, 20, 0.0, 0.1684), (1, 29, 0.0009, 0.1776), (0, 10, 0.0, 0.3085),
+                        (10, 10, 0.6915, 1.0), (5, 10, 0.1871, 0.8129)],
+}
 
-# 95% Wilson score intervals to 4 d.p.: the first four are Newcombe (1998), Statistics in Medicine
-# 17:857, Table I (method 3); the rest are the usual textbook n=10 cases.
-@pytest.mark.parametrize(
-    "successes, n, lo, hi",
-    [
-        (81, 263, 0.2553, 0.3662),
-        (15, 148, 0.0624, 0.1605),
-        (0, 20, 0.0, 0.1611),
-        (1, 29, 0.0061, 0.1718),
-        (0, 10, 0.0, 0.2775),
-        (10, 10, 0.7225, 1.0),
-        (5, 10, 0.2366, 0.7634),
-    ],
-)
-def test_wilson_interval_matches_published_values(successes, n, lo, hi):
-    got_lo, got_hi = wilson_interval(successes, n)
+
+@pytest.mark.parametrize(("method", "successes", "n", "lo", "hi"),
+                         [(method, *case) for method, cases in PUBLISHED.items()
+                          for case in cases])
+def test_intervals_match_published_values(method, successes, n, lo, hi):
+    interval = {"wilson": wilson_interval, "clopper-pearson": clopper_pearson_interval}[method]
+    got_lo, got_hi = interval(successes, n)
     assert got_lo == pytest.approx(lo, abs=1e-4)
     assert got_hi == pytest.approx(hi, abs=1e-4)
 
@@ -56,26 +58,6 @@ def test_wilson_interval_edges_are_exact_and_wider_at_higher_confidence():
 def test_intervals_reject_bad_input(interval, successes, n, confidence, message):
     with pytest.raises(ValueError, match=message):
         interval(successes, n, confidence)
-
-
-# 95% Clopper-Pearson ("exact") intervals to 4 d.p.: the first four are Newcombe (1998), Statistics
-# in Medicine 17:857, Table I (method 5); the rest are the usual textbook n=10 cases.
-@pytest.mark.parametrize(
-    "successes, n, lo, hi",
-    [
-        (81, 263, 0.2527, 0.3676),
-        (15, 148, 0.0578, 0.1617),
-        (0, 20, 0.0, 0.1684),
-        (1, 29, 0.0009, 0.1776),
-        (0, 10, 0.0, 0.3085),
-        (10, 10, 0.6915, 1.0),
-        (5, 10, 0.1871, 0.8129),
-    ],
-)
-def test_clopper_pearson_interval_matches_published_values(successes, n, lo, hi):
-    got_lo, got_hi = clopper_pearson_interval(successes, n)
-    assert got_lo == pytest.approx(lo, abs=1e-4)
-    assert got_hi == pytest.approx(hi, abs=1e-4)
 
 
 def coverage(interval, n: int, rate: float) -> float:

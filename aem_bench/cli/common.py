@@ -36,6 +36,16 @@ def print_json(data: dict) -> None:
     print(json.dumps(data, indent=2))
 
 
+def check_task_list(argument: str, values, scene: str | None = None) -> None:
+    """An optional list of task ids: absent (None: the command's default tasks), else at least
+    one, each registered (of ``scene``, if given)."""
+    if values is None:
+        return
+    if not values:
+        raise UsageError(argument, "expected at least one task id")
+    check_tasks(argument, values, scene)
+
+
 def check_tasks(argument: str, values, scene: str | None = None) -> None:
     """Each of ``values`` a registered task id (of ``scene``, if given)."""
     from aem_bench.registration import TASKS

@@ -16,6 +16,7 @@ from aem_bench.cli.common import (
     add_command,
     check_at_least,
     check_output,
+    check_task_list,
     check_tasks,
     print_json,
 )
@@ -145,7 +146,7 @@ def _measure_experts(args) -> int:
     from aem_bench.expert import blind_replay_rate, expert_rollouts
     from aem_bench.registration import TASKS, expert_success_file, measured_expert_success
 
-    _check_ids(args)
+    check_task_list("--ids", args.ids)
     args.episodes = 100 if args.episodes is None else args.episodes
     check_at_least(args, 1, "episodes")
     _check_pairs(args)
@@ -185,14 +186,6 @@ def _measure_experts(args) -> int:
     return 0
 
 
-def _check_ids(args) -> None:
-    """``--ids`` of the measuring commands: absent (every task), else registered task ids."""
-    if args.ids is not None:
-        if not args.ids:
-            raise UsageError("--ids", "expected at least one task id")
-        check_tasks("--ids", args.ids)
-
-
 def _check_pairs(args) -> None:
     check_at_least(args, 1, "pairs")
     most = BLIND_REPLAY_SEED // 2 - 10
@@ -210,7 +203,7 @@ def _measure_blind(args) -> int:
     from aem_bench.expert import blind_replay_rate
     from aem_bench.registration import current_tasks
 
-    _check_ids(args)
+    check_task_list("--ids", args.ids)
     args.pairs = 20 if args.pairs is None else args.pairs
     _check_pairs(args)
     if args.out:
@@ -243,12 +236,9 @@ def cmd_gallery(args) -> int:
     from aem_bench.media import contact_sheet
     from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
 
-    if args.tasks is not None:
-        if not args.tasks:
-            raise UsageError("--tasks", "expected at least one task id")
-        if args.memory:
-            raise UsageError("--memory", "picks the tasks when --tasks does not: give one")
-        check_tasks("--tasks", args.tasks, scene="clean")
+    check_task_list("--tasks", args.tasks, scene="clean")
+    if args.tasks is not None and args.memory:
+        raise UsageError("--memory", "picks the tasks when --tasks does not: give one")
     check_at_least(args, 1, "size")
     check_at_least(args, 0, "seed")
     check_output("--out", args.out, folder=False)

@@ -18,6 +18,7 @@ from aem_bench.cli.common import (
     check_checkpoint,
     check_input_file,
     check_output,
+    check_task_list,
     check_tasks,
     print_json,
 )
@@ -291,10 +292,8 @@ def cmd_body_leak(args) -> int:
     from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table
     from aem_bench.registration import TASKS, current_tasks
 
+    check_task_list("--tasks", args.tasks)
     if args.tasks is not None:
-        if not args.tasks:
-            raise UsageError("--tasks", "expected at least one task id")
-        check_tasks("--tasks", args.tasks)
         for env_id in args.tasks:
             if TASKS[env_id].memory is None:
                 raise bad_value("--tasks", env_id, "a memory task (`aem-bench tasks --memory`)")
