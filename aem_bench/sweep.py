@@ -76,6 +76,19 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         description="AEM's Mamba from random weights, trained with the head"),
     Row("aem-dp-full", "aem-dp", encoder_from="singleframe-dp", aem_ablation="full",
         description="AEM as in the paper: 32-step windows, frozen history"),
+    # The paper's ablation table (`ABLATION_ROWS`), each one change from "full".
+    Row("aem-dp-feature-add", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="feature-add",
+        description="the history added to the frame's features instead of concatenated"),
+    Row("aem-dp-no-pretraining", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="no-pretraining",
+        description="a fresh Mamba over the last 16 steps, trained with the head"),
+    Row("aem-dp-memory-only", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="memory-only",
+        description="the head reads the history vector alone, not the current frame"),
+    Row("aem-dp-no-actions", "aem-dp", encoder_from="singleframe-dp",
+        aem_ablation="no-actions",
+        description="AEM pretrained on frames alone, without the action tokens"),
 )}
 
 
@@ -83,6 +96,11 @@ ROWS: dict[str, Row] = {row.name: row for row in (
 # over its frozen frame encoder.
 MEMORY_ROWS = ("singleframe-dp", "singleframe-dp-with-oracle", "framestack-dp", "gru-dp",
                "aem-dp-episode-causal", "aem-dp-episode-causal-finetune")
+# The AEM paper's ablation table (its Table: full, feature-add, no-pretraining, memory-only,
+# no-actions), reproduced on HandoverBlock and PlaceObjectBasket under the standard protocol.
+ABLATION_ROWS = ("singleframe-dp", "aem-dp-full", "aem-dp-feature-add", "aem-dp-no-pretraining",
+                 "aem-dp-memory-only", "aem-dp-no-actions")
+ABLATION_TASKS = ("AEM/HandoverBlock-v0", "AEM/PlaceObjectBasket-v0")
 
 
 @dataclass(frozen=True)
