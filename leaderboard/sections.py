@@ -16,6 +16,7 @@ from typing import Any
 
 from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
 from aem_bench.stats import aggregate_success
+from aem_bench.sweep import ABLATION_ROWS, ABLATION_TASKS
 
 SUITES = ("manipulation", "memory")
 VARIANTS = tuple(VARIANT_SUFFIXES)  # clean, cluttered, randomized
@@ -285,6 +286,50 @@ def _task_table(task: str, results: list[dict]) -> Table:
     return _table(title, TASK_COLUMNS, ranked, NO_RECIPE_NOTE if unrecorded else "")
 
 
+# The AEM paper's ablation table (Cai et al., arXiv 2606.12499): success on RoboTwin 2.0's Handover
+# Block and Place Object Basket, with a frozen DINOv2 and 100 evaluation episodes per task.
+ABLATION_TITLE = "AEM ablations, as in the paper's table"
+PAPER_ABLATIONS = {  # sweep row: (the paper's name, its rate on each of ABLATION_TASKS)
+    "singleframe-dp": ("not in the paper's table", None, None),
+    "aem-dp-full": ("full AEM", 0.96, 0.76),
+    "aem-dp-feature-add": ("feature add", 0.88, 0.52),
+    "aem-dp-no-pretraining": ("Mamba without pretraining", 0.60, 0.60),
+    "aem-dp-memory-only": ("memory only", 0.44, 0.36),
+    "aem-dp-no-actions": ("no actions in pretraining", 0.68, 0.44),
+}
+
+
+def _ablation_table(results: list[dict]) -> Table | None:
+    """The paper's ablation rows on its two tasks: this suite's success (and interval) beside
+    the paper's, from the latest results file of each sweep row; None without any."""
+    mine = [r for r in results if r["task"] in ABLATION_TASKS and r["policy"] in PAPER_ABLATIONS]
+    if not any(PAPER_ABLATIONS[r["policy"]][1] is not None for r in mine):
+        return None  # no ablation of AEM measured: nothing to set beside the paper
+    latest = {(r["policy"], r["task"]): r for r in sorted(mine, key=lambda r: r["created"])}
+    columns = [Column("Row", False, None), Column("Paper's name", False, None)]
+    for task in ABLATION_TASKS:
+        columns += [Column(f"{short_task(task)} % (95% CI)", True, None),
+                    Column(f"{short_task(task)} paper %", True, None)]
+    rows = []
+    for policy in ABLATION_ROWS:
+        paper_name, *paper_rates = PAPER_ABLATIONS[policy]
+        cells = [policy, paper_name]
+        for task, paper_rate in zip(ABLATION_TASKS, paper_rates):
+            result = latest.get((policy, task))
+            cells.append(NO_VALUE if result is None else
+                         f"{result['successes']}/{result['episodes']}: "
+                         + format_rate(result["success_rate"], result["success_ci95"]))
+            cells.append(NO_VALUE if paper_rate is None else f"{100 * paper_rate:.0f}")
+        rows.append(cells)
+    return Table(ABLATION_TITLE, tuple(columns), rows,
+                 "The AEM paper's ablations (one change each from its full method) made by "
+                 "`aem-bench sweep --protocol standard --rows` with these rows, beside the paper's "
+                 "success rates. The settings differ: the paper pretrains over a frozen DINOv2 "
+                 "and evaluates 100 episodes; here AEM reads the single-frame DP's frozen ResNet "
+                 "(64x64 camera, 50 demonstrations, 2,000 steps, 50 episodes, one training seed),"
+                 " so compare the order of the rows more than their values.")
+
+
 def build_sections(results: list[dict]) -> list[Section]:
     """Validated results grouped by suite and variant, each with its matrix (policies x tasks),
     its aggregate table and a table per task."""
@@ -306,5 +351,8 @@ def build_sections(results: list[dict]) -> list[Section]:
                 if aggregate := _aggregate_table(aggregates, left_out):
                     tables.insert(0, aggregate)
                 tables.insert(0, _matrix_table(current, {a["policy"]: a for a in aggregates}))
+            if (suite, variant) == ("manipulation", "clean") and (ablations := _ablation_table(mine)):
+                # After the matrix and the aggregates, before the tables of single tasks.
+                tables.insert(len(tables) - len({r["task"] for r in mine}), ablations)
             sections.append(Section(suite, variant, tables))
     return sections

@@ -575,3 +575,27 @@ def test_page_in_a_headless_browser_sorts_tables_and_shows_plots(browser, tmp_pa
     assert "0123456" in page_text and "100000-100009" in page_text  # commit, seeds
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+
+
+def test_the_papers_ablation_table_sets_this_suites_rates_beside_the_papers():
+    basket = "AEM/PlaceObjectBasket-v0"
+    results = [make_result("aem-dp-full", successes=8), make_result("singleframe-dp", successes=6),
+               make_result("aem-dp-full", successes=3, task=basket),
+               make_result("aem-dp-memory-only", successes=2, task=basket),
+               make_result("not-an-ablation", successes=9)]
+    heading = "### AEM ablations, as in the paper's table"
+    markdown = markdown_of(results)
+    headings = re.findall(r"^### .*", _section(markdown, "## Manipulation suite, clean scene"),
+                          flags=re.MULTILINE)
+    assert headings.index(heading) == 2  # after the matrix and the aggregates, before the tasks
+    rows = {row[0]: row[1:] for row in _table_rows(markdown, heading)}
+    assert list(rows) == ["singleframe-dp", "aem-dp-full", "aem-dp-feature-add",
+                          "aem-dp-no-pretraining", "aem-dp-memory-only", "aem-dp-no-actions"]
+    assert rows["aem-dp-full"] == ["full AEM", "8/10: " + format_rate(0.8, wilson_interval(8, 10)),
+                                   "96", "3/10: " + format_rate(0.3, wilson_interval(3, 10)), "76"]
+    assert rows["aem-dp-memory-only"][1:] == ["-", "44", rows["aem-dp-memory-only"][3], "36"]
+    assert rows["singleframe-dp"][1:] == ["6/10: " + format_rate(0.6, wilson_interval(6, 10)),
+                                          "-", "-", "-"]
+    assert rows["aem-dp-no-actions"][1:] == ["-", "68", "-", "44"]
+    # the single frame alone is no ablation: no table to set beside the paper's
+    assert heading not in markdown_of([make_result("singleframe-dp", successes=6)])
