@@ -180,14 +180,11 @@ class Sweep:
 
     def pretraining(self, task: str, ablation: str, encoder: Path) -> Path:
         """AEM pretrained under ``ablation`` on the task's corpus, over ``encoder``'s frames."""
-        from aem_bench.policies.configuration_aem import ABLATIONS
         from aem_bench.policies.configuration_aem import ablation as settings
+        from aem_bench.policies.configuration_aem import pretraining_run
         from aem_bench.policies.pretraining import pretrain
 
-        # Ablations that share their pretraining settings share the run, named after the one
-        # that changes nothing downstream ("full", "episode-causal").
-        same = min((bool(ABLATIONS[name]["policy"]), name) for name in ABLATIONS
-                   if ABLATIONS[name]["pretrain"] == ABLATIONS[ablation]["pretrain"])[1]
+        same = pretraining_run(ablation)
         path = self.task_dir(task) / f"aem-pre-{same}"
         corpus = self.demos(task, corpus=True)
         with _locked(path):

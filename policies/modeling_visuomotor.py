@@ -337,6 +337,7 @@ class VisuomotorPolicy(nn.Module):
         else:
             self._history_steps[-1]["action"] = action
 
+    @torch.inference_mode()  # run time only: a history fine-tuned with the head has gradients
     def _current_history(self) -> torch.Tensor:
         """The history vector at the latest frame."""
         if self._recurrent:

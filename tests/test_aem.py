@@ -119,10 +119,14 @@ def test_the_policy_at_run_time_sees_the_history_it_was_trained_on(pretrained, w
     torch.testing.assert_close(torch.stack(seen), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("extra", [{}, {"history_fusion": "add"}, {"history_fusion": "memory_only"},
+FROZEN = {"freeze_history": True}
+
+
+@pytest.mark.parametrize("extra", [FROZEN, {**FROZEN, "history_fusion": "add"},
+                                   {**FROZEN, "history_fusion": "memory_only"},
                                    {"pretrained_history": False,
                                     "history": {"inference_window": 4}},
-                                   {"freeze_history": False}, {"pretrained_history": False}])
+                                   {}, {"pretrained_history": False}])
 def test_aem_policies_train_save_and_load_to_identical_actions(pretrained, extra, tmp_path):
     demos, run = pretrained
     policy = train("aem-flow", demos, tmp_path / "p", steps=3, batch_size=4,
@@ -135,8 +139,7 @@ def test_aem_policies_train_save_and_load_to_identical_actions(pretrained, extra
         outputs.append(np.stack([p.act(observation(32, seed=t)) for t in range(6)]))
     np.testing.assert_array_equal(*outputs)
     pretrained_weights = load_policy(run).encoder.layers[0].mixer.A_log
-    trained_with_head = (extra.get("pretrained_history") is False
-                         or extra.get("freeze_history") is False)
+    trained_with_head = extra.get("freeze_history") is not True  # fine-tuned by default
     # a frozen history keeps the pretrained Mamba; one trained with the head moves
     assert torch.equal(loaded.history.layers[0].mixer.A_log, pretrained_weights) == (
         not trained_with_head)
@@ -158,6 +161,26 @@ def test_aem_policies_name_what_is_missing(pretrained, tmp_path):
               progress=False)
     with pytest.raises(ValueError, match="reads either a window"):
         make_policy("aem-dp", history={}, pretrained_history=False)
+
+
+def test_the_paper_is_an_ablation_and_the_defaults_are_the_measured_choice():
+    from aem_bench.policies.configuration_aem import pretraining_run
+    from aem_bench.policies.configuration_visuomotor import PolicyConfig
+
+    paper = AEMConfig(**ablation("full", "pretrain"))
+    assert (paper.window_start, paper.window, paper.future_actions) == ("random", 32, 0)
+    assert ablation("full", "policy") == {"freeze_history": True}
+    chosen = ablation("episode-causal-finetune", "pretrain")
+    assert {key: getattr(AEMConfig(), key) for key in chosen} == chosen
+    assert PolicyConfig().freeze_history == ablation("episode-causal-finetune",
+                                                         "policy")["freeze_history"]
+    # ablations that change only the downstream policy share their pretraining run
+    assert {name: pretraining_run(name) for name in ABLATIONS} == {
+        "full": "full", "no-actions": "no-actions", "no-pretraining": "full",
+        "memory-only": "full", "feature-add": "full", "mask-0.5": "mask-0.5",
+        "mask-0.9": "mask-0.9", "bottleneck": "bottleneck", "episode": "episode",
+        "episode-bottleneck": "episode-bottleneck", "episode-causal": "episode-causal",
+        "episode-causal-finetune": "episode-causal", "episode-no-pretraining": "episode-causal"}
 
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
@@ -223,11 +246,12 @@ def test_episode_windows_start_at_step_zero_and_span_the_shortest_episode(tmp_pa
     assert StepWindows(demos, 8).rows.shape == (13 + 7 + 13, 8)  # the paper's: every start
 
 
-@pytest.mark.parametrize("extra", [{"decoder_reads": "history"}, {"future_actions": 4}])
+@pytest.mark.parametrize("extra", [{"decoder_reads": "history", "future_actions": 0},
+                                   {"future_actions": 4}])
 def test_long_memory_options_train_on_a_fixed_batch(extra):
     model, batch = model_and_fixed_batch(**extra)
     with torch.no_grad():
-        assert ("future" in model.compute_loss(batch)) == ("future_actions" in extra)
+        assert ("future" in model.compute_loss(batch)) == (extra["future_actions"] > 0)
     assert loss_ratio_after_training(model, batch, steps=40) < 0.8
 
 
