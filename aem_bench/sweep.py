@@ -15,6 +15,12 @@ and the cell's results file, ``RESULTS/ROW_TASK_PROTOCOL.json``. Each stage is r
 from its episode log), so a sweep killed at any point continues where it stopped, and a cell whose
 results file exists is done. A stage is built under a file lock, so workers that need the same
 demonstrations or encoder wait for one of them to build it.
+
+The cells run in worker processes on this machine or as Ray tasks (:func:`run`). Either way the
+workers share the cache through the filesystem and its locks (``fcntl``), so on a Ray cluster of
+several machines the cache and the results folder must be on storage that every node mounts at
+the same path and whose locks hold across machines (NFSv4 or another POSIX filesystem with
+working ``flock``), given as absolute paths.
 """
 
 from __future__ import annotations
@@ -343,32 +349,89 @@ def _run_in_worker(args: tuple[Sweep, Cell]) -> tuple[str, str | None]:
     try:
         return str(sweep.run_cell(cell)), None
     except Exception as err:  # noqa: BLE001 -- reported per cell; the other cells go on
-        return f"{cell.row.name} on {cell.eval_task}", f"{type(err).__name__}: {err}"
+        return _cell_name(cell), f"{type(err).__name__}: {err}"
 
 
-def run(sweep: Sweep, all_cells: list[Cell], workers: int = 1) -> list[str]:
-    """Run the cells in ``workers`` processes, each pinned to a core of its own while there are
-    enough; the errors, one line per failed cell (the other cells go on)."""
-    import multiprocessing
+def _cell_name(cell: Cell) -> str:
+    return f"{cell.row.name} on {cell.eval_task}"
 
+
+def run(sweep: Sweep, all_cells: list[Cell], workers: int = 1, backend: str = "local",
+        address: str | None = None) -> list[str]:
+    """Run the cells, at most ``workers`` at once, in the order given (rows that others build on
+    first); the errors, one line per failed cell (the other cells go on).
+
+    ``backend="local"``: this process for one worker, else worker processes, each pinned to a
+    core of its own while there are enough. ``"ray"``: each cell a Ray task of one CPU, on the
+    cluster at ``address``, on the instance this process already joined, or on a local instance
+    started for it (:func:`aem_bench.evaluator.backends.connect_ray`); Ray places the tasks by
+    CPU count and does not pin them to cores. Its workers reach the cache and the results folder
+    by the paths in ``sweep``: on a cluster of several machines, absolute paths on shared
+    storage (see the module's docstring).
+    """
+    from aem_bench.evaluator.backends import check_backend_choice
+
+    check_backend_choice(backend, address)
     jobs = [(sweep, cell) for cell in all_cells]
-    pool = None
-    if workers == 1:
-        outcomes = map(_run_in_worker, jobs)
-    else:
-        context = multiprocessing.get_context("spawn")
-        cores = context.Queue()
-        allowed = sorted(os.sched_getaffinity(0))
-        for i in range(workers):
-            cores.put(allowed[i % len(allowed)])
-        pool = context.Pool(workers, initializer=_pin_worker, initargs=(cores,))
-        outcomes = pool.imap_unordered(_run_in_worker, jobs)
+    outcomes = (_on_ray(jobs, workers, address) if backend == "ray"
+                else _in_processes(jobs, workers))
     errors = []
     for what, error in outcomes:
         if error is not None:
             errors.append(f"{what}: {error}")
             print(f"aem-bench sweep: error: {what}: {error}", flush=True)
-    if pool is not None:
-        pool.close()
-        pool.join()
     return errors
+
+
+def _in_processes(jobs: list[tuple[Sweep, Cell]], workers: int):
+    import multiprocessing
+
+    if workers == 1:
+        yield from map(_run_in_worker, jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    cores = context.Queue()
+    allowed = sorted(os.sched_getaffinity(0))
+    for i in range(workers):
+        cores.put(allowed[i % len(allowed)])
+    pool = context.Pool(workers, initializer=_pin_worker, initargs=(cores,))
+    yield from pool.imap_unordered(_run_in_worker, jobs)
+    pool.close()
+    pool.join()
+
+
+def _on_ray(jobs: list[tuple[Sweep, Cell]], workers: int, address: str | None):
+    from aem_bench.evaluator.backends import connect_ray, describe_ray_error
+
+    ray = connect_ray(address)
+    from ray.exceptions import RayError  # Ray is there: connect_ray would have said otherwise
+
+    # max_retries=0: a worker that died (the OOM killer, a native crash, a lost node) is
+    # reported for its cell rather than run again unseen.
+    run_cell = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)
+    queue = iter(jobs)
+    running = {}  # ObjectRef of a cell's task -> the cell
+
+    def submit() -> None:
+        job = next(queue, None)
+        if job is not None:
+            running[run_cell.remote(job)] = job[1]
+
+    try:
+        for _ in range(workers):
+            submit()
+        while running:
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            cell = running.pop(ready)
+            submit()  # before reporting: the freed CPU takes the next cell at once
+            try:
+                outcome = ray.get(ready)
+            except RayError as err:
+                outcome = _cell_name(cell), ("its Ray worker died (killed, out of memory, crashed "
+                                             "in native code, or its node lost): "
+                                             + describe_ray_error(err))
+            yield outcome
+    finally:
+        # On an interrupt or an abandoned generator, stop the running cells: each stage resumes.
+        for ref in running:
+            ray.cancel(ref, force=True)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import gymnasium as gym
 import pytest
 
@@ -33,3 +35,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance for the test module (two CPUs, no dashboard), skipped without Ray.
+    Its workers import test helpers (``tests/test_evaluator.py``'s environments and policy
+    factory), so the tests folder goes on their PYTHONPATH."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent)}})
+    yield ray
+    ray.shutdown()

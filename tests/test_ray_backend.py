@@ -1,18 +1,16 @@
 """Ray backend of the evaluator: the same records as a local run, and a dead actor names its seed.
 
-The tests start one local Ray instance for the module (two CPUs, no dashboard). Its workers
-import the test environments and the policy factory from ``tests/test_evaluator.py``, so the
-tests directory goes on their PYTHONPATH.
+The tests share one local Ray instance for the module (conftest's ``local_ray``). Its workers
+import the test environments and the policy factory from ``tests/test_evaluator.py``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 
 from test_evaluator import (
     COUNTDOWN,
@@ -22,19 +20,9 @@ from test_evaluator import (
 
 from aem_bench.evaluator import EvaluationError, evaluate
 
-TESTS_DIR = str(Path(__file__).resolve().parent)
-
 
 def _key(report):
     return [(r.seed, r.success, r.steps, r.error) for r in report.records]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": TESTS_DIR}})
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -2,13 +2,15 @@
 
 import dataclasses
 import json
+import os
 import re
+import sys
 
 import pytest
 
 from aem_bench.cli import main
 from aem_bench.recipe import Protocol, get_protocol
-from aem_bench.sweep import ROWS, Sweep, cell_state, cells, check_result, run
+from aem_bench.sweep import ROWS, Cell, Row, Sweep, cell_state, cells, check_result, run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -97,6 +99,8 @@ def test_the_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys):
     (["--scenes", "dusty"], "--scenes"),
     (["--workers", "0"], "--workers"),
     (["--demos", "0"], "--demos"),
+    (["--address", "head:6379"], "--address"),
+    (["--backend", "ray", "--address", "head:6379", "--cache", "runs/c"], "--cache"),
 ])
 def test_bad_sweep_arguments_are_named(argv, argument, tmp_path, capsys):
     assert main(["sweep", "--cache", str(tmp_path / "c"), "--results-dir", str(tmp_path / "r"),
@@ -138,20 +142,96 @@ def test_every_row_builds_on_rows_that_exist():
         assert (row.aem_ablation is not None) == (row.policy.startswith("aem-"))
 
 
+SMOKE_ROWS = ["singleframe-dp", "gru-dp"]
+
+
+@pytest.fixture(scope="module")
+def smoke_demo(tmp_path_factory):
+    """`make demo`'s sweep on the smoke protocol: two worker processes (the second row waits for
+    the first's encoder), a GIF per cell; its folder."""
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["sweep", "--protocol", "smoke", "--rows", *SMOKE_ROWS, "--workers", "2",
+                 "--cache", str(out / "cache"), "--results-dir", str(out / "results"),
+                 "--video", str(out / "videos")]) == 0
+    return out
+
+
 @pytest.mark.slow
-def test_what_make_demo_runs_in_two_workers_with_videos(tmp_path):
-    """`make demo`'s commands on the smoke protocol: two worker processes (the second row waits
-    for the first's encoder), a GIF per cell, the leaderboard of the results."""
-    out = tmp_path / "demo"
-    assert main(["sweep", "--protocol", "smoke", "--rows", "singleframe-dp", "gru-dp",
-                 "--workers", "2", "--cache", str(out / "cache"), "--results-dir",
-                 str(out / "results"), "--video", str(out / "videos")]) == 0
+def test_what_make_demo_runs_in_two_workers_with_videos(smoke_demo):
+    """`make demo`'s commands on the smoke protocol: the sweep's cells, a GIF each, the
+    leaderboard of the results."""
+    out = smoke_demo
     assert sorted(p.name for p in (out / "results").iterdir()) == [
         "gru-dp_ClickBell-v0_smoke.json", "singleframe-dp_ClickBell-v0_smoke.json"]
-    assert [len(list((out / "videos" / row).glob("*.gif"))) for row in
-            ("singleframe-dp", "gru-dp")] == [1, 1]
+    assert [len(list((out / "videos" / row).glob("*.gif"))) for row in SMOKE_ROWS] == [1, 1]
     log = (out / "cache" / "ClickBell-v0" / "singleframe-dp" / "train_log.jsonl").read_text()
     assert len(log.splitlines()) == 1  # trained once, though both cells needed it
     assert main(["leaderboard", "--results", str(out / "results"),
                  "--out", str(out / "LEADERBOARD.md")]) == 0
     assert "gru-dp" in (out / "LEADERBOARD.md").read_text()
+
+
+def _outcomes(results_dir):
+    """Each results file's episodes: what must not depend on where the cells ran."""
+    return {path.name: (result["successes"], result["seeds"],
+                        [(r["seed"], r["success"], r["steps"]) for r in result["records"]])
+            for path in sorted(results_dir.iterdir())
+            for result in [json.loads(path.read_text())]}
+
+
+def _mtimes(folder):
+    return {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.slow
+def test_ray_tasks_give_the_local_results_name_a_failed_cell_and_resume(smoke_demo, local_ray,
+                                                                       tmp_path):
+    """The same sweep as Ray tasks on two CPUs, beside a cell whose training raises (it waits
+    for the demonstrations' lock, then fails): the worker processes' results, the failed cell
+    named, and a second run, from the command line, that touches nothing."""
+    smoke = get_protocol("smoke")
+    sweep = Sweep(smoke, tmp_path / "cache", tmp_path / "results", progress=False)
+    broken = Cell(Row("no-such-policy", "no-such-policy"), "AEM/ClickBell-v0", "clean")
+    errors = run(sweep, [*cells(smoke, SMOKE_ROWS), broken], workers=2, backend="ray")
+    assert len(errors) == 1 and errors[0].startswith(
+        "no-such-policy on AEM/ClickBell-v0: KeyError: \"unknown policy 'no-such-policy'")
+    assert _outcomes(sweep.results_dir) == _outcomes(smoke_demo / "results")
+    log = sweep.task_dir("AEM/ClickBell-v0") / "singleframe-dp" / "train_log.jsonl"
+    assert len(log.read_text().splitlines()) == 1  # trained once, though both cells needed it
+    before = _mtimes(tmp_path)
+    assert main(["sweep", "--protocol", "smoke", "--rows", *SMOKE_ROWS, "--backend", "ray",
+                 "--workers", "2", "--cache", str(sweep.cache),
+                 "--results-dir", str(sweep.results_dir)]) == 0
+    assert _mtimes(tmp_path) == before
+
+
+class _SweepWhoseCellDies(Sweep):
+    """A cell of the row "dies" ends its worker process as the OOM killer would; the others are
+    done at once."""
+
+    def run_cell(self, cell):
+        if cell.row.name == "dies":
+            os._exit(9)
+        return self.results_dir / cell.row.name
+
+
+@pytest.mark.slow  # Ray's start
+def test_a_ray_worker_that_dies_is_reported_for_its_cell_and_the_others_go_on(local_ray,
+                                                                               tmp_path):
+    sweep = _SweepWhoseCellDies(TINY, tmp_path / "cache", tmp_path / "results", progress=False)
+    dies, lives = (Cell(Row(name, "singleframe-dp"), "AEM/ShellGame-v0", "clean")
+                   for name in ("dies", "lives"))
+    errors = run(sweep, [dies, lives], workers=1, backend="ray")
+    assert len(errors) == 1 and errors[0].startswith(
+        "dies on AEM/ShellGame-v0: its Ray worker died (killed, out of memory, crashed in native "
+        "code, or its node lost): ")
+
+
+def test_without_ray_the_ray_backend_is_refused_naming_the_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is missing
+    assert main(["sweep", "--backend", "ray", "--cache", str(tmp_path / "c"),
+                 "--results-dir", str(tmp_path / "r"), "--dry-run"]) == 2
+    assert "error: --backend: the Ray backend needs Ray, which is not installed: pip install " \
+           "'aem-bench[ray]'" in capsys.readouterr().err
+    with pytest.raises(ModuleNotFoundError, match=re.escape("aem-bench[ray]")):
+        run(Sweep(TINY, tmp_path / "c", tmp_path / "r"), [], backend="ray")

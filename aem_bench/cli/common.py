@@ -32,6 +32,31 @@ def add_command(sub, name: str, func: Callable, summary: str, example: str,
     return parser
 
 
+def add_backend_arguments(parser, runs: str, cluster_note: str = "") -> None:
+    """``--backend`` and ``--address``: where ``runs`` (episodes, cells) run."""
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help=f"where {runs} run: this machine's processes, or Ray (pip install "
+                        f"'aem-bench[ray]'){cluster_note}")
+    parser.add_argument("--address", help="with --backend ray: the cluster to join (e.g. "
+                        "ray://HOST:10001 or HOST:6379; default: a local Ray instance)")
+
+
+def check_backend(args) -> None:
+    """An ``--address`` only with ``--backend ray``, and Ray installed for it: a run asked for
+    Ray never falls back to local processes."""
+    if args.address and args.backend != "ray":
+        raise UsageError("--address", "is a Ray cluster's: it needs --backend ray")
+    if args.backend == "ray":
+        from aem_bench.evaluator.backends import import_ray
+
+        try:
+            import_ray()
+        except ModuleNotFoundError as err:
+            if err.name != "ray":
+                raise
+            raise UsageError("--backend", str(err)) from None
+
+
 def print_json(data: dict) -> None:
     print(json.dumps(data, indent=2))
 

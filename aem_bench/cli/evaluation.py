@@ -13,8 +13,10 @@ from pathlib import Path
 
 from aem_bench.cli.common import (
     DEFAULT_TASK,
+    add_backend_arguments,
     add_command,
     check_at_least,
+    check_backend,
     check_checkpoint,
     check_input_file,
     check_output,
@@ -102,8 +104,7 @@ def cmd_eval(args) -> int:
             raise bad_value("--video-seed", seed, "a seed of at least 0")
     if args.video_seed and not args.video:
         raise UsageError("--video-seed", "applies with --video DIR")
-    if args.address and args.backend != "ray":
-        raise UsageError("--address", "is a Ray cluster's: it needs --backend ray")
+    check_backend(args)
     outputs = _eval_outputs(args, tasks)
     if args.video:
         check_output("--video", args.video, folder=True)
@@ -345,11 +346,7 @@ def add_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for the policy")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel episode processes (or Ray actors with --backend ray)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="where episodes run: this machine's processes, or Ray actors "
-                   "(pip install 'aem-bench[ray]')")
-    p.add_argument("--address", help="with --backend ray: the cluster to join (e.g. "
-                   "ray://HOST:10001 or HOST:6379; default: a local Ray instance)")
+    add_backend_arguments(p, "episodes")
     p.add_argument("--log", help="episode log (JSONL) to append to and resume from "
                    "(default: the results file's name with .jsonl)")
     p.add_argument("--video", metavar="DIR", help="write rollout videos to DIR")

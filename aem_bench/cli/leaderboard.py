@@ -15,8 +15,10 @@ from pathlib import Path
 from aem_bench.cli.common import (
     DEFAULT_TASK,
     RESULTS_DIR,
+    add_backend_arguments,
     add_command,
     check_at_least,
+    check_backend,
     check_output,
     check_tasks,
 )
@@ -161,6 +163,14 @@ def cmd_sweep(args) -> int:
     check_output("--cache", cache, folder=True)
     if args.video:
         check_output("--video", args.video, folder=True)
+    check_backend(args)
+    if args.address:
+        # A cluster's workers resolve a relative path in their own working directory.
+        for argument, path in (("--cache", cache), ("--results-dir", args.results_dir),
+                               ("--video", args.video)):
+            if path is not None and not Path(path).is_absolute():
+                raise UsageError(argument, f"{path} is relative; with --address give an "
+                                 "absolute path that every node of the cluster reaches")
     sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line,
                   video_dir=args.video)
     todo = cells(protocol, args.rows, tasks, args.scenes)
@@ -168,7 +178,7 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         return 0
     started = time.perf_counter()
-    errors = run(sweep, todo, workers=args.workers)
+    errors = run(sweep, todo, workers=args.workers, backend=args.backend, address=args.address)
     print(f"\n{status_table(sweep, todo)}\n\nsweep ran for "
           f"{(time.perf_counter() - started) / 60:.1f} min")
     return 1 if errors else 0
@@ -222,7 +232,12 @@ def add_commands(sub) -> None:
                    help="policy rows (default: the memory suite's)")
     p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
     p.add_argument("--scenes", nargs="+", help="scenes to evaluate in (default: the protocol's)")
-    p.add_argument("--workers", type=int, default=1, help="processes, one core each")
+    p.add_argument("--workers", type=int, default=1,
+                   help="cells at once: processes, one core each (or Ray tasks of one CPU with "
+                   "--backend ray)")
+    add_backend_arguments(p, "cells", "; the workers share --cache through file locks, so "
+                          "on a cluster of several machines --cache and --results-dir must be "
+                          "absolute paths on storage that every node mounts")
     p.add_argument("--demos", type=int,
                    help="demonstrations per task instead of the protocol's (a study of how many "
                         "a policy needs); the protocol is then named PROTOCOL-{N}demos")

@@ -5,10 +5,11 @@ What lives here: :class:`Backend` (given a policy, a task and seeds, yield one
 (this process), :class:`ProcessPoolBackend` (worker processes on this machine) and
 :class:`RayBackend` (Ray actors, on this machine or a Ray cluster); :func:`make_backend` picks one
 from ``evaluate``'s arguments. Every implementation runs :func:`run_episode`, so the records do
-not depend on where they were made. It imports the episode module and Gymnasium; Ray, an optional
-dependency, only inside :class:`RayBackend`, so that the package imports without it. Never the
-tasks (environments are made by id through Gymnasium) or the policy zoo (a worker's policy comes
-from the caller's picklable factory).
+not depend on where they were made. :func:`connect_ray` is the one Ray set-up, shared with the
+sweep's Ray backend. It imports the episode module and Gymnasium; Ray, an optional dependency,
+only inside the functions that use it (:func:`import_ray`), so that the package imports without
+it. Never the tasks (environments are made by id through Gymnasium) or the policy zoo (a worker's
+policy comes from the caller's picklable factory).
 """
 
 from __future__ import annotations
@@ -99,6 +100,42 @@ class ProcessPoolBackend(Backend):
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+RAY_MISSING = "the Ray backend needs Ray, which is not installed: pip install 'aem-bench[ray]'"
+
+
+def import_ray():
+    """The ``ray`` module, or an error that says which extra installs it: Ray is optional, and a
+    run asked to use it never falls back to another backend."""
+    try:
+        import ray
+    except ModuleNotFoundError as err:
+        if err.name != "ray":  # Ray is there but broken: its own error says more
+            raise
+        raise ModuleNotFoundError(RAY_MISSING, name="ray") from err
+    return ray
+
+
+def connect_ray(address: str | None = None):
+    """Join the Ray cluster at ``address``, or start a local instance when there is none; the
+    ``ray`` module.
+
+    An instance this process already joined (``ray.init`` called by the caller) is used as is. A
+    local instance started here lives until the process exits, so that evaluating several tasks
+    in a row does not pay Ray's start-up each time; a cluster is never shut down from here.
+    """
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address)
+    return ray
+
+
+def describe_ray_error(err: Exception) -> str:
+    """A Ray error in one line: its type and the first line of its message (the rest is Ray's
+    traceback of the worker, already in the worker's log)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 class EpisodeRunner:
     """The state of one Ray worker: a policy and an environment, made once."""
 
@@ -126,25 +163,12 @@ class RayBackend(Backend):
         self.workers = workers
         self.address = address
 
-    def connect(self) -> None:
-        """Join the Ray cluster at ``address``, or start a local instance when there is none.
-
-        An instance this process already joined (``ray.init`` called by the caller) is used as
-        is. A local instance started here lives until the process exits, so that evaluating
-        several tasks in a row does not pay Ray's start-up each time; a cluster is never shut
-        down from here.
-        """
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=self.address)
-
     def episodes(self, policy, env_id, env_kwargs, seeds, videos):
-        import ray  # before anything: without Ray, backend="ray" fails even with nothing to run
+        ray = import_ray()  # before anything: without Ray, backend="ray" fails with nothing to run
 
         if not seeds:
             return
-        self.connect()
+        connect_ray(self.address)
         # max_restarts=0: a restarted actor would rerun nothing by itself, and a crash must surface.
         runner_class = ray.remote(num_cpus=1, max_restarts=0)(EpisodeRunner)
         runners = [runner_class.remote(policy, env_id, env_kwargs)
@@ -189,19 +213,24 @@ def _ray_result(ref, seed: int) -> EpisodeRecord:
         raise EvaluationError(
             f"the Ray worker running seed {seed} died (killed, out of memory, crashed in native "
             f"code, its node lost, or its policy or environment failed to build): "
-            f"{type(err).__name__}: {_first_line(err)}") from err
+            f"{describe_ray_error(err)}") from err
 
 
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else ""
+BACKENDS = ("local", "ray")
+
+
+def check_backend_choice(backend: str, address: str | None) -> None:
+    """A backend name (:data:`BACKENDS`), and a Ray cluster's address only with "ray"."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"address={address!r} is a Ray cluster's: it needs backend='ray'")
 
 
 def make_backend(backend: str, workers: int, address: str | None = None) -> Backend:
     """The backend that ``evaluate(backend=..., workers=..., address=...)`` names: "local" is
     this process for one worker and a process pool for more, "ray" is Ray actors."""
+    check_backend_choice(backend, address)
     if backend == "ray":
         return RayBackend(workers, address)
-    if backend != "local":
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     return InlineBackend() if workers == 1 else ProcessPoolBackend(workers)

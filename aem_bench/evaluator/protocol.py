@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from aem_bench.evaluator.backends import make_backend
+from aem_bench.evaluator.backends import check_backend_choice, make_backend
 from aem_bench.evaluator.episode import EvaluationError, Policy
 from aem_bench.evaluator.log import EpisodeLog, checkpoint_digest
 from aem_bench.evaluator.report import EvalReport
@@ -66,10 +66,7 @@ def evaluate(
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if address is not None and backend != "ray":
-        raise ValueError(f"address={address!r} is a Ray cluster's: it needs backend='ray'")
+    check_backend_choice(backend, address)
     is_factory = callable(policy) and not hasattr(policy, "act")
     if workers > 1 and not is_factory:
         raise ValueError("workers > 1 needs a function that makes the policy, not a policy")
