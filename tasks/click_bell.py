@@ -10,6 +10,8 @@ least 60% of its travel, and now it is back up (under 30%) with every hand clear
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import sapien
 
@@ -76,11 +78,16 @@ class ClickBellEnv(TableTopEnv):
         self.track(self.cap_link.entity, CAP_RADIUS)
         self.was_pressed = False
 
+    # The layout's randomisation (a new version of the task widens it). The bell is round, so
+    # turning it would change nothing a camera or the arm meets: its place is all there is.
+    bell_x: ClassVar[tuple[float, float]] = BELL_X
+    bell_abs_y: ClassVar[tuple[float, float]] = BELL_ABS_Y
+
     def _initialize_episode(self, rng: np.random.Generator) -> None:
         self.side = "left" if rng.uniform() < 0.5 else "right"
         sign = 1.0 if self.side == "left" else -1.0
-        x = rng.uniform(*BELL_X)
-        y = sign * rng.uniform(*BELL_ABS_Y)
+        x = rng.uniform(*self.bell_x)
+        y = sign * rng.uniform(*self.bell_abs_y)
         reset_articulation(self.bell, sapien.Pose([x, y, 0.0]), [0.0])
         self.was_pressed = False
 
@@ -142,3 +149,30 @@ class ClickBellEnv(TableTopEnv):
         yield from plan.hold(3)
         yield from plan.move(15, **{side: sapien.Pose(touch + [0.0, 0.0, HOVER], quat)})
 
+
+
+# v1: the bell anywhere over most of the arm's reachable half of the table. The expert reaches
+# |y| up to 0.32 m at every x in +-0.3 m (at 0.34 m the bell is too near the arm's base for a
+# top-down press), so 0.30 leaves a margin.
+BELL_X_V1 = (-0.25, 0.25)
+BELL_ABS_Y_V1 = (0.04, 0.30)
+
+
+@register_task("AEM/ClickBell-v1", max_episode_steps=100, arms=1, skills=("press",),
+               supersedes="AEM/ClickBell-v0")
+class ClickBellV1Env(ClickBellEnv):
+    """ClickBell with the bell's place randomised widely enough to need eyes.
+
+    Description / Success: as ``AEM/ClickBell-v0``.
+
+    Randomizations: the bell's x in ``BELL_X_V1`` and its distance from the table's middle line
+    in ``BELL_ABS_Y_V1``, on the left or the right half (v0: x +-10 cm, 10 to 25 cm).
+
+    Why a new version: a blind press lands within about 4 cm of where the expert pressed, and
+    v0's bell stands in a 20 by 15 cm patch per side, so the expert's actions of one seed,
+    replayed open-loop on another, ring it 12% of the time (6/50, ``aem-bench tasks
+    --measure-blind --pairs 50``): a policy could succeed without looking.
+    """
+
+    bell_x = BELL_X_V1
+    bell_abs_y = BELL_ABS_Y_V1
