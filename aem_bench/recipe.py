@@ -97,7 +97,7 @@ STANDARD = Protocol(
 # evaluate? Its success rate means nothing. ClickBell is the shortest task (100 steps).
 SMOKE = Protocol(
     name="smoke",
-    tasks=("AEM/ClickBell-v0",),
+    tasks=("AEM/ClickBell-v1",),
     demos=2,
     train_steps=5,
     batch_size=8,

@@ -9,7 +9,7 @@ memory (see ``aem_bench/sb3.py``). Needs ``pip install 'aem-bench[sb3]'``.
 
 Examples::
 
-    python examples/sb3_ppo.py --algo ppo --task AEM/ClickBell-v0 --steps 20000
+    python examples/sb3_ppo.py --algo ppo --task AEM/ClickBell-v1 --steps 20000
     python examples/sb3_ppo.py --algo recurrent-ppo --task AEM/ShellGame-v0 --envs 4
     python examples/sb3_ppo.py --algo recurrent-ppo --aem runs/aem --camera 128
 
@@ -79,7 +79,7 @@ def success_rate(model, env: gym.Env, episodes: int, seed: int, recurrent: bool)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", choices=["ppo", "recurrent-ppo"], default="ppo")
-    parser.add_argument("--task", default="AEM/ClickBell-v0")
+    parser.add_argument("--task", default="AEM/ClickBell-v1")
     parser.add_argument("--encoder", default="resnet", help="a zoo encoder (resnet trains with "
                         "PPO; dinov2, clip, r3m are pretrained and frozen)")
     parser.add_argument("--feature-dim", type=int, default=64, help="resnet's feature size")

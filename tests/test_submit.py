@@ -250,7 +250,7 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     submit_smoke()
     [path] = sorted((tmp_path / "results").glob("*.json"))
     result = validate_result(json.loads(path.read_text()), source=str(path))
-    checkpoint = tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v0"
+    checkpoint = tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v1"
     weights = (checkpoint / "model.safetensors").read_bytes()
 
     # The same command again resumes: nothing is trained or evaluated twice.

@@ -162,9 +162,9 @@ def test_what_make_demo_runs_in_two_workers_with_videos(smoke_demo):
     leaderboard of the results."""
     out = smoke_demo
     assert sorted(p.name for p in (out / "results").iterdir()) == [
-        "gru-dp_ClickBell-v0_smoke.json", "singleframe-dp_ClickBell-v0_smoke.json"]
+        "gru-dp_ClickBell-v1_smoke.json", "singleframe-dp_ClickBell-v1_smoke.json"]
     assert [len(list((out / "videos" / row).glob("*.gif"))) for row in SMOKE_ROWS] == [1, 1]
-    log = (out / "cache" / "ClickBell-v0" / "singleframe-dp" / "train_log.jsonl").read_text()
+    log = (out / "cache" / "ClickBell-v1" / "singleframe-dp" / "train_log.jsonl").read_text()
     assert len(log.splitlines()) == 1  # trained once, though both cells needed it
     assert main(["leaderboard", "--results", str(out / "results"),
                  "--out", str(out / "LEADERBOARD.md")]) == 0
