@@ -191,12 +191,13 @@ def test_ray_tasks_give_the_local_results_name_a_failed_cell_and_resume(smoke_de
     named, and a second run, from the command line, that touches nothing."""
     smoke = get_protocol("smoke")
     sweep = Sweep(smoke, tmp_path / "cache", tmp_path / "results", progress=False)
-    broken = Cell(Row("no-such-policy", "no-such-policy"), "AEM/ClickBell-v0", "clean")
+    task = smoke.tasks[0]
+    broken = Cell(Row("no-such-policy", "no-such-policy"), task, "clean")
     errors = run(sweep, [*cells(smoke, SMOKE_ROWS), broken], workers=2, backend="ray")
     assert len(errors) == 1 and errors[0].startswith(
-        "no-such-policy on AEM/ClickBell-v0: KeyError: \"unknown policy 'no-such-policy'")
+        f"no-such-policy on {task}: KeyError: \"unknown policy 'no-such-policy'")
     assert _outcomes(sweep.results_dir) == _outcomes(smoke_demo / "results")
-    log = sweep.task_dir("AEM/ClickBell-v0") / "singleframe-dp" / "train_log.jsonl"
+    log = sweep.task_dir(task) / "singleframe-dp" / "train_log.jsonl"
     assert len(log.read_text().splitlines()) == 1  # trained once, though both cells needed it
     before = _mtimes(tmp_path)
     assert main(["sweep", "--protocol", "smoke", "--rows", *SMOKE_ROWS, "--backend", "ray",
