@@ -277,7 +277,9 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
         "fact_values": len(values),
         "majority_rate": float(counts.max() / counts.sum()),
         "probe": "logistic regression on standardised inputs, stratified "
-                 f"{folds}-fold cross-validation over whole episodes",
+                 f"{folds}-fold cross-validation over whole episodes"
+                 + (" (the pooled probe: stratified group k-fold, each episode's rows in one "
+                    "fold)" if pooled_probe else ""),
         "demos": str(demos_path),
         "git_commit": git_commit(),
         "command": command or command_line(),
