@@ -284,6 +284,7 @@ def cmd_probe(args) -> int:
     print(f"{result['task']}: {result['memory']} memory of {args.policy}, {result['episodes']} "
           f"episodes, {result['fact_values']} values of the hidden fact (the commonest "
           f"{100 * result['majority_rate']:.0f}%)")
+    print(f"the result: {result['probed']}")
     print(probe_table(result))
     print(f"written to {path}")
     return 0

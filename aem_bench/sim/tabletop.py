@@ -150,6 +150,11 @@ class TableTopEnv(gym.Env):
     obs_modes: ClassVar[tuple[str, ...]] = OBS_MODES
     oracle_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``oracle()``
     fact_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``fact()``
+    # What `aem-bench probe` asks of a memory when the hidden fact at one moment is not what the
+    # memory must hold (once the phase is known, the layout may give the fact away): a short
+    # name and a sentence for a label read at several moments of each episode and pooled
+    # (``pooled_probe_rows()``). None: the probe reads ``hidden_fact()`` at the decision step.
+    pooled_probe: ClassVar[tuple[str, str] | None] = None
 
     def __init__(
         self,
@@ -340,6 +345,11 @@ class TableTopEnv(gym.Env):
         code = np.zeros(self.fact_size, dtype=np.float32)
         code[self.hidden_fact()] = 1.0
         return code
+
+    def pooled_probe_rows(self) -> list[tuple[int, int]]:
+        """Tasks with a ``pooled_probe``, after an expert episode: ``(step, label)`` for each
+        moment of it that the probe reads."""
+        raise NotImplementedError
 
     def _after_step(self) -> None:
         """Runs after each step's physics, before the observation: timed scene changes."""
