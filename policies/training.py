@@ -37,6 +37,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from safetensors.torch import load_file, save_file
 
 from aem_bench.demos import DemoSet, load_demos
+from aem_bench.errors import UsageError
 from aem_bench.policies import (
     CONFIG_NAME,
     POLICIES,
@@ -196,18 +197,19 @@ def aem_overrides(overrides: dict):
     path = overrides.get("aem_checkpoint")
     if path is None:
         if overrides.get("pretrained_history", True):
-            raise ValueError("an AEM policy needs the pretraining run it builds on: --config "
-                             "'{\"aem_checkpoint\": \"DIR\"}' (DIR from `aem-bench pretrain`)")
+            raise UsageError("aem_checkpoint", "an AEM policy needs the pretraining run it builds "
+                             "on: --config '{\"aem_checkpoint\": \"DIR\"}' (DIR from `aem-bench "
+                             "pretrain`)")
         return overrides, None
     aem = load_policy(path)
     if not isinstance(aem, AEMPretrainer):
-        raise ValueError(  # noqa: TRY004 -- bad input, reported by the CLI as such
-            f"{path} is a checkpoint of '{aem.config.policy_type}', not of AEM "
-                         "pretraining")
+        raise UsageError("aem_checkpoint", f"{path} is a checkpoint of "
+                         f"'{aem.config.policy_type}', not of AEM pretraining")
     config = aem.config
     if tuple(config.image_size) != tuple(overrides["image_size"]):
-        raise ValueError(f"{path} was pretrained on {tuple(config.image_size)} images, the "
-                         f"demonstrations have {tuple(overrides['image_size'])}")
+        raise UsageError("aem_checkpoint", f"{path} was pretrained on "
+                         f"{tuple(config.image_size)} images, the demonstrations have "
+                         f"{tuple(overrides['image_size'])}")
     history = {**config.to_dict(), **(overrides.get("history") or {})}
     return {**overrides, "aem_checkpoint": str(path), "encoder": config.encoder,
             "encoder_options": config.encoder_options, "crop_size": config.crop_size,
@@ -220,11 +222,12 @@ def encoder_overrides(overrides: dict) -> tuple[dict, torch.nn.Module]:
     path = overrides["encoder_checkpoint"]
     source = load_policy(path)
     if not hasattr(source, "encoder") or not hasattr(source.config, "crop_size"):
-        raise ValueError(f"encoder_checkpoint {path} is not a trained policy")
+        raise UsageError("encoder_checkpoint", f"{path} is not a trained policy")
     config = source.config
     if tuple(config.image_size) != tuple(overrides["image_size"]):
-        raise ValueError(f"encoder_checkpoint {path} was trained on {tuple(config.image_size)} "
-                         f"images, the demonstrations have {tuple(overrides['image_size'])}")
+        raise UsageError("encoder_checkpoint", f"{path} was trained on "
+                         f"{tuple(config.image_size)} images, the demonstrations have "
+                         f"{tuple(overrides['image_size'])}")
     return {**overrides, "encoder_checkpoint": str(path), "encoder": config.encoder,
             "encoder_options": config.encoder_options, "crop_size": config.crop_size,
             "freeze_encoder": True}, source
@@ -278,7 +281,7 @@ def episode_state(episode, state_keys: tuple[str, ...]) -> np.ndarray:
     for key in state_keys:
         part = getattr(episode, key, None)
         if part is None:
-            raise ValueError(f"the demonstrations have no '{key}'; record them with "
+            raise UsageError("state_keys", f"the demonstrations have no '{key}'; record them with "
                              f"`aem-bench demos --obs-mode rgb+oracle` on a memory task (at "
                              f"this version of aem-bench, for 'fact')")
         parts.append(part)
@@ -305,12 +308,13 @@ def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) ->
         return False
     saved = json.loads((out_dir / CONFIG_NAME).read_text())
     if saved.get(type_key) != type_value:
-        raise ValueError(f"{out_dir} holds a run of '{saved.get(type_key)}', not '{type_value}'")
+        raise UsageError("resume", f"{out_dir} holds a run of '{saved.get(type_key)}', not "
+                         f"'{type_value}'")
     conflicts = {key: (value, saved.get(key)) for key, value in overrides.items()
                  if json.loads(json.dumps(value)) != saved.get(key)}
     if conflicts:
-        raise ValueError(f"resuming {out_dir} with other settings than it was started with "
-                         f"(given, saved): {conflicts}")
+        raise UsageError("resume", f"{out_dir} was started with other settings (given, "
+                         f"saved): {conflicts}")
     return True
 
 
@@ -486,7 +490,8 @@ def train(
     state_keys = tuple(overrides.get("state_keys", ("qpos",)))
     for key, value in _data_shapes(demos, state_keys).items():
         if key in overrides and not np.array_equal(overrides[key], value):
-            raise ValueError(f"config override {key}={overrides[key]} but {demos_path} has {value}")
+            raise UsageError(key, f"the config says {overrides[key]} but {demos_path} has "
+                             f"{value}")
         overrides[key] = value
 
     aem = encoder_source = None

@@ -66,6 +66,8 @@ import importlib
 from dataclasses import dataclass
 from importlib import metadata
 
+from aem_bench.errors import InputError, UsageError
+
 # The base lives in its own module so that the built-in encoders import it, not this package.
 from aem_bench.policies.encoders.base import (  # noqa: F401  (the package's interface)
     ENCODERS,
@@ -77,7 +79,7 @@ from aem_bench.policies.encoders.base import (  # noqa: F401  (the package's int
 ENTRY_POINT_GROUP = "aem_bench.encoders"
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(InputError):
     """An encoder from another package (entry point or import reference) cannot be used."""
 
 
@@ -189,8 +191,9 @@ def encoder_class(name: str) -> type[Encoder]:
         return _register(name, cls, EncoderSource(name, *distribution_of(cls.__module__)))
     points = installed_entry_points()
     if name not in points:
-        raise KeyError(f"unknown encoder '{name}'; registered: {sorted(ENCODERS)}, installed "
-                       f"through entry points: {sorted(points)}; or give 'package.module:Class'")
+        raise UsageError("encoder", f"unknown encoder '{name}'; registered: {sorted(ENCODERS)}, "
+                         f"installed through entry points: {sorted(points)}; or give "
+                         "'package.module:Class'")
     return _load_entry_point(points[name])
 
 
@@ -228,7 +231,7 @@ def make_encoder(name: str, load_weights: bool = True, **options) -> Encoder:
     try:
         return cls(load_weights=load_weights, **options) if cls.pretrained else cls(**options)
     except TypeError as err:
-        raise ValueError(f"encoder '{name}': bad encoder_options {options}: {err}") from None
+        raise UsageError("encoder_options", f"{options} for encoder '{name}': {err}") from None
 
 
 def build_encoder(config, load_weights: bool = True) -> tuple[Encoder, bool]:
