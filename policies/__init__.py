@@ -1,13 +1,13 @@
 """Policy zoo.
 
-Every policy is a :class:`VisuomotorPolicy`: an image encoder (``encoders/``), a history of
-``obs_horizon`` observations and an action head (``heads/``). A named policy is a set of config
-defaults, ``ENCODER-HEAD``:
+Every policy is a :class:`VisuomotorPolicy`: an image encoder (``encoders/``), a window of
+``obs_horizon`` observations, a memory for some, and an action head (``heads/``). A named policy
+is a set of config defaults, ``ENCODER-HEAD``:
 
 =============  ==============================================================================
 encoder        ``singleframe`` (ResNet from scratch, 1 frame), ``framestack`` (the same, 8
                frames), ``dinov2``, ``clip``, ``r3m`` (pretrained, frozen, features cached),
-               ``aem`` (the frame and AEM's one-vector history, from ``aem-bench pretrain``)
+               ``aem`` (the frame and AEM's history vector, from ``aem-bench pretrain``)
 head           ``dp`` (Diffusion Policy: DDPM training, DDIM sampling), ``flow`` (flow
                matching, few Euler steps)
 =============  ==============================================================================
@@ -56,14 +56,15 @@ WEIGHTS_NAME = "model.safetensors"
 
 ENCODER_DEFAULTS = {
     "singleframe": {"encoder": "resnet", "obs_horizon": 1},
-    # k = 8 frames, each through the same ResNet, features side by side: the history a frame
-    # stack sees, to compare with AEM's one-vector history on equal terms.
+    # k = 8 frames, each through the same ResNet, features side by side: the past a frame stack
+    # sees, to compare with AEM's one history vector on equal terms.
     "framestack": {"encoder": "resnet", "obs_horizon": 8},
     "dinov2": {"encoder": "dinov2"},
     "clip": {"encoder": "clip"},
     "r3m": {"encoder": "r3m"},
     # AEM: one frame plus the history vector of a pretrained action-effect memory encoder
-    # (``aem-bench pretrain``); train() takes the encoder and history from aem_checkpoint.
+    # (``aem-bench pretrain``); train() takes the frame encoder and the history encoder from
+    # aem_checkpoint.
     "aem": {"encoder": "resnet", "obs_horizon": 1, "history": {}},
     # A GRU memory trained with the head through whole episodes over a frozen frame encoder
     # (``memory.py``): memory without AEM pretraining.

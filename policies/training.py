@@ -96,8 +96,8 @@ class DemoWindows:
         self.obs_index = np.concatenate(obs_index)  # (N, obs_horizon) rows into rgb / state
         self.action_index = np.concatenate(action_index)  # (N, pred_horizon) rows into actions
         self.episode_start = np.concatenate(episode_start)  # (N,) first row of each's episode
-        self.history: np.ndarray | None = None  # (N, M) precomputed AEM history vectors
-        self.history_window: int | None = None  # or: windows for a trained history
+        self.history_vectors: np.ndarray | None = None  # (N, M) of a frozen history encoder
+        self.history_window: int | None = None  # or: windows, for a history encoder in training
 
     def window_rows(self, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``window`` steps ending at each of ``rows``: (B, window) rows (clipped to the
@@ -111,14 +111,15 @@ class DemoWindows:
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The samples ``rows`` stacked: rgb (B, To, H, W, 3) or features (B, To, F), state
-        (B, To, D), actions (B, Tp, A)."""
+        (B, To, D), actions (B, Tp, A); for AEM, the history vectors (B, M) or each row's window
+        of steps."""
         obs, act = self.obs_index[rows], self.action_index[rows]
         images = ({"rgb": torch.from_numpy(self.rgb[obs])} if self.features is None
                   else {"features": torch.from_numpy(self.features[obs])})
         batch = {**images, "state": torch.from_numpy(self.state[obs]),
                  "actions": torch.from_numpy(self.actions[act])}
-        if self.history is not None:
-            batch["history"] = torch.from_numpy(self.history[rows])
+        if self.history_vectors is not None:
+            batch["memory_vector"] = torch.from_numpy(self.history_vectors[rows])
         elif self.history_window is not None:
             window, valid = self.window_rows(rows, self.history_window)
             batch["window_features"] = torch.from_numpy(self.features[window])
@@ -128,8 +129,8 @@ class DemoWindows:
 
 
 class EpisodeBatches:
-    """Training batches of whole episodes, for a policy with a recurrent memory (or an AEM
-    history trained through whole episodes).
+    """Training batches of whole episodes, for a policy with a recurrent memory (or with AEM's
+    history encoder trained through whole episodes).
 
     Step s takes ``episodes`` episodes (seeded permutations of the episodes, cut into groups, as
     :func:`batch_rows` does with steps), pads them to the longest, and draws ``steps`` of their
@@ -166,9 +167,11 @@ class EpisodeBatches:
 
 
 @torch.inference_mode()
-def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> np.ndarray:
-    """(N, M) history vectors of a frozen AEM encoder at every step of the dataset, as the policy
-    computes them at run time: over the whole episode so far (recurrent) or over a window."""
+def precompute_history_vectors(history, dataset: DemoWindows,
+                               batch_size: int = 256) -> np.ndarray:
+    """(N, M) history vectors of a frozen AEM history encoder at every step of the dataset, as
+    the policy computes them at run time: over the whole episode so far (recurrent) or over a
+    window."""
     history.eval()
     window = history.config.inference_window
     features = torch.from_numpy(dataset.features)
@@ -190,8 +193,8 @@ def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> 
 
 
 def aem_overrides(overrides: dict):
-    """For a policy with an AEM history: the overrides completed from the pretraining run named
-    by ``aem_checkpoint`` (its encoder, crop and AEMConfig), and that run's model."""
+    """For a policy with AEM's history encoder: the overrides completed from the pretraining run
+    named by ``aem_checkpoint`` (its encoder, crop and AEMConfig), and that run's model."""
     from aem_bench.policies.modeling_aem import AEMPretrainer
 
     path = overrides.get("aem_checkpoint")
@@ -502,7 +505,7 @@ def train(
     resume = resume and saved_run(out_dir, "policy_type", policy_name, overrides)
     policy = load_policy(out_dir) if resume else make_policy(policy_name, **overrides)
     config = policy.config
-    if aem is not None and not resume:  # start from the pretrained encoder (and history)
+    if aem is not None and not resume:  # start from the pretrained encoders (frame and history)
         policy.encoder.load_state_dict(aem.encoder.vision.state_dict())
         if config.pretrained_history:
             policy.history.load_state_dict({k: v for k, v in aem.encoder.state_dict().items()
@@ -527,7 +530,7 @@ def train(
         if not config.pretrained_history:
             policy.history.action_normalizer.fit(dataset.actions)
         if config.history_frozen:
-            dataset.history = precompute_history(policy.history, dataset)
+            dataset.history_vectors = precompute_history_vectors(policy.history, dataset)
         else:
             dataset.history_window = policy.history.config.inference_window
 

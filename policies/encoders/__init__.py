@@ -28,12 +28,12 @@ one feature vector per frame::
 - **State**: none. An encoder is a function of one frame: the policy may call it on any frames in
   any order and batch them as it likes. Memory of the past belongs to the policy: ``obs_horizon``
   stacks the features of the last k frames (``framestack-*``), and AEM's history encoder
-  (``modeling_aem.HistoryEncoder``) is the recurrent one: ``initial_state(batch)`` gives its
-  state, ``forward(tokens, state)``/``step(token, state)`` return outputs and the next state, and
-  the policy resets that state in ``reset()`` and carries it from step to step (or re-reads a
-  window of recent steps). An encoder that wants a recurrent state of its own is therefore a
-  history model, not an image encoder: submit its per-frame part here, and the recurrent part as
-  a history module of a policy like ``aem-*``.
+  (``modeling_aem.HistoryEncoder``) is a recurrent memory: ``initial_state(batch)`` gives its
+  recurrent state, ``forward(tokens, state)``/``step(token, state)`` return outputs and the next
+  state, and the policy resets that state in ``reset()`` and carries it from step to step (or
+  re-reads a window of recent steps). An encoder that wants a recurrent state of its own is
+  therefore a memory, not an image encoder: submit its per-frame part here, and the recurrent
+  part as the memory of a policy like ``aem-*`` (its history encoder) or ``gru-*``.
 
 Registration
 ------------
