@@ -35,8 +35,9 @@ import gymnasium as gym
 import numpy as np
 
 from aem_bench.demos import DemoWriter
+from aem_bench.errors import UsageError
 from aem_bench.evaluator import collect_provenance, evaluate
-from aem_bench.expert import expert_rollouts, run_expert
+from aem_bench.expert import ExpertShortfall, expert_rollouts, run_expert
 from aem_bench.registration import get_task, task_class
 from aem_bench.stats import wilson_interval
 
@@ -190,7 +191,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
             if written == budget.demos:
                 break
     if written < budget.demos:
-        raise ValueError(f"the expert of {env_id} solved only {written} seeds")
+        raise ExpertShortfall(f"the expert of {env_id} solved only {written} seeds")
 
     torch.set_num_threads(budget.threads)
     rates = {}
@@ -222,8 +223,8 @@ def certificate_entry(env_id: str, rates: dict, budget: CertificateBudget, comma
     spec = get_task(env_id)
     seeds = rates["without_oracle"]["seeds"]
     if rates["with_oracle"]["seeds"] != seeds:
-        raise ValueError(f"{env_id}: the two policies were evaluated on different seeds, so no "
-                         "one best fixed guess applies to both")
+        raise UsageError("rates", f"{env_id}: the two policies were evaluated on different "
+                         "seeds, so no one best fixed guess applies to both")
     guess = best_fixed_guess(env_id, seeds)
     expert = list(expert_rollouts(env_id, range(budget.expert_episodes), obs_mode="state"))
     cue_steps = _cue_steps(env_id, range(min(20, budget.expert_episodes)))
@@ -273,20 +274,20 @@ def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dic
     for name, result, oracle in (("without_oracle", without_oracle, False),
                                  ("with_oracle", with_oracle, True)):
         if result.get("task") != env_id:
-            raise ValueError(f"the {name} result is of {result.get('task')}, not {env_id}")
+            raise UsageError(name, f"the result is of {result.get('task')}, not {env_id}")
         if ("oracle" in (result.get("observations") or [])) != oracle:
-            raise ValueError(f"the {name} result's policy {'does not read' if oracle else 'reads'}"
+            raise UsageError(name, f"the result's policy {'does not read' if oracle else 'reads'}"
                              f" the oracle (observations: {result.get('observations')})")
         recipe = (result.get("training") or {}).get("recipe")
         if not recipe:
-            raise ValueError(f"the {name} result does not record its training recipe")
+            raise UsageError(name, "the result does not record its training recipe")
         recipes[name] = recipe
     same = ("demos_sha256", "demo_episodes", "policy", "steps", "batch_size", "seed")
     differ = [key for key in same if recipes["with_oracle"].get(key)
               != recipes["without_oracle"].get(key)]
     if differ:
-        raise ValueError(f"the two results were trained differently in {differ}: a certificate "
-                         "compares policies that differ only in the oracle")
+        raise UsageError("with_oracle", f"the two results were trained differently in {differ}: "
+                         "a certificate compares policies that differ only in the oracle")
     recipe = recipes["without_oracle"]
     camera = recipe["config_overrides"]["image_size"][0]
     budget = CertificateBudget(demos=recipe["demo_episodes"], train_steps=recipe["steps"],

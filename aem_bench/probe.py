@@ -47,9 +47,10 @@ import numpy as np
 import torch
 
 from aem_bench.demos import load_demos
+from aem_bench.errors import InputError, UsageError
 from aem_bench.expert import run_expert
 from aem_bench.provenance import command_line, git_commit
-from aem_bench.registration import get_task, task_class
+from aem_bench.registration import TASKS, task_class
 from aem_bench.stats import wilson_interval
 
 PROBE_DIR = Path("leaderboard/probes")
@@ -72,7 +73,8 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
     task = env.unwrapped
     if task.fact_size == 0:
         env.close()
-        raise ValueError(f"{env_id} declares no hidden fact: the probe needs a memory task")
+        raise UsageError("env_id", f"{env_id} declares no hidden fact: the probe needs a memory "
+                         "task")
     moments = []
     try:
         for seed in seeds:
@@ -204,15 +206,20 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
         policy = PretrainedHistory(policy)
     memory_name = policy.memory_name
     if memory_name is None:
-        raise ValueError(f"{checkpoint}: a {policy.config.policy_type} policy has no memory to "
-                         "probe (it reads one frame)")
+        raise UsageError("checkpoint", f"{checkpoint}: a {policy.config.policy_type} policy has "
+                         "no memory to probe (it reads one frame)")
     demos = load_demos(demos_path)
-    get_task(demos.env_id)  # a registered id, or a clear error
+    if demos.env_id not in TASKS:
+        raise InputError(f"{demos_path}: demonstrations of {demos.env_id!r}, not a registered "
+                         "task")
     if tuple(demos.episodes[0].rgb.shape[1:3]) != tuple(policy.config.image_size):
-        raise ValueError(f"{demos_path} has {demos.episodes[0].rgb.shape[1:3]} images, the policy "
+        raise InputError(f"{demos_path} has {demos.episodes[0].rgb.shape[1:3]} images, the policy "
                          f"reads {tuple(policy.config.image_size)}")
     moments = episode_moments(demos.env_id, demos.env_kwargs, [ep.seed for ep in demos.episodes])
     pooled_probe = task_class(demos.env_id).pooled_probe
+    if len({marks.fact for marks in moments}) < 2:
+        raise InputError(f"{demos_path}: every episode has the same hidden fact; the probe needs "
+                         "episodes with at least two of its values")
     random_policy = random_memory_copy(policy, seed) if memory_name != "framestack" else None
 
     rows = {moment: {name: [] for name in INPUTS} for moment in MOMENTS}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from aem_bench.errors import UsageError
 from aem_bench.seeds import EVAL_SEED_START
 
 
@@ -140,8 +141,8 @@ def get_protocol(name: str) -> Protocol:
     if name == "certificate-budget":
         return certificate_protocol()
     if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol '{name}'; protocols: "
-                       f"{sorted([*PROTOCOLS, 'certificate-budget'])}")
+        raise UsageError("protocol", f"unknown protocol '{name}'; protocols: "
+                         f"{sorted([*PROTOCOLS, 'certificate-budget'])}")
     return PROTOCOLS[name]
 
 

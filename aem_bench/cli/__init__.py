@@ -21,15 +21,15 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from aem_bench.cli import data, evaluation, leaderboard, training
-from aem_bench.errors import EvaluationError, UsageError
+from aem_bench.errors import EvaluationError, InputError, UsageError
 
 GROUPS = (data, training, evaluation, leaderboard)
 
-# Bad input: an argument refused before the work (UsageError), or a file found damaged or of
-# another run while reading it (CheckpointError, DemoFileError, ResultsFileError and the library's
-# other ValueErrors; MissingWeightsError, a FileNotFoundError). One clear line, not a traceback;
-# a KeyError, or anything else, is a bug's and shows one.
-BAD_INPUT = (UsageError, ValueError, FileNotFoundError)
+# Bad input: an argument refused (UsageError), or a file it named found damaged, of another run
+# or not fitting while reading it (InputError: CheckpointError, DemoFileError, ResultsFileError,
+# MissingWeightsError...). One clear line, not a traceback; any other exception, a ValueError
+# included, is a bug's and shows one.
+BAD_INPUT = (UsageError, InputError)
 
 
 def build_parser() -> argparse.ArgumentParser:

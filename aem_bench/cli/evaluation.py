@@ -40,6 +40,8 @@ def _eval_tasks(args) -> list[str]:
     if not args.suite:
         tasks = args.task or [DEFAULT_TASK]
         check_tasks("--task", tasks)
+        if twice := sorted({task for task in tasks if tasks.count(task) > 1}):
+            raise UsageError("--task", f"{', '.join(twice)} given twice")
         return tasks
     suites = {"manipulation": lambda spec: spec.memory is None,
               "memory": lambda spec: spec.memory is not None, "all": lambda spec: True}
@@ -93,7 +95,8 @@ def _check_logs_are_of(args, logs: list[Path]) -> None:
 
 
 def cmd_eval(args) -> int:
-    from aem_bench.checkpoint_eval import evaluate_checkpoint, load_for_eval
+    from aem_bench.checkpoint_eval import env_kwargs_for, evaluate_checkpoint, load_for_eval
+    from aem_bench.registration import TASKS
 
     tasks = _eval_tasks(args)
     check_checkpoint("--policy", args.policy)
@@ -108,12 +111,17 @@ def cmd_eval(args) -> int:
     outputs = _eval_outputs(args, tasks)
     if args.video:
         check_output("--video", args.video, folder=True)
+    if not args.overwrite:
+        _check_logs_are_of(args, [log for _, _, log in outputs])
+    policy = load_for_eval(args.policy, args.threads)  # loaded once, for every task
+    if env_kwargs_for(policy.config).get("obs_mode") == "rgb+oracle":
+        for task in tasks:
+            if TASKS[task].memory is None:
+                raise UsageError("--suite" if args.suite else "--task", f"{task} is not a memory "
+                                 f"task, and {args.policy} reads a memory task's oracle or fact")
     if args.overwrite:  # a fresh evaluation: no episode of the old one kept
         for _, _, log in outputs:
             log.unlink(missing_ok=True)
-    else:
-        _check_logs_are_of(args, [log for _, _, log in outputs])
-    policy = load_for_eval(args.policy, args.threads)  # loaded once, for every task
     results_dir = Path(args.results_dir or Path(args.policy) / "eval")
     reports = []
     for task, out, log in outputs:
@@ -201,6 +209,7 @@ def _write_aggregate(reports, path: Path, as_json: bool) -> None:
 def cmd_certify(args) -> int:
     from aem_bench.certify import CERTIFICATE_NAME, CertificateBudget, certificates_file, certify
     from aem_bench.registration import TASKS
+    from aem_bench.sim.tabletop import MIN_CAMERA_SIDE
 
     check_tasks("--task", [args.task], scene="clean")
     if TASKS[args.task].memory is None:
@@ -208,6 +217,7 @@ def cmd_certify(args) -> int:
     budget_args = [name for name in ("demos", "train_steps", "episodes", "camera", "threads")
                    if getattr(args, name) is not None]
     check_at_least(args, 1, *budget_args)
+    check_at_least(args, MIN_CAMERA_SIDE, "camera")
     out = args.out or Path("runs/certify") / args.task.split("/")[-1]
     check_output("--out", out, folder=True)
     # The folder's demos, checkpoints and certificate are all of one run.
@@ -254,7 +264,14 @@ def _certificate_from_results(args, out: Path, record: Path | None) -> dict:
     results = []
     for path in args.from_results:
         check_input_file("--from-results", path)
-        results.append(json.loads(Path(path).read_text()))
+        try:
+            result = json.loads(Path(path).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UsageError("--from-results",
+                             f"{path}: not a results file (not JSON: {err})") from None
+        if not isinstance(result, dict):
+            raise UsageError("--from-results", f"{path}: not a results file (not a JSON object)")
+        results.append(result)
     entry = certificate_from_results(args.task, *results, command=args.command_line)
     out.mkdir(parents=True, exist_ok=True)
     (out / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")

@@ -64,6 +64,7 @@ TABLE_HALF_SIZE = (0.4, 0.75, 0.02)
 HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
 HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
 HEAD_CAMERA_FOVY = np.deg2rad(52)
+MIN_CAMERA_SIDE = 16  # pixels
 SCENES = ("clean", "cluttered", "randomized")
 OBS_MODES = ("rgb", "state", "rgb+oracle")
 
@@ -175,8 +176,9 @@ class TableTopEnv(gym.Env):
             raise ValueError(f"obs_mode 'rgb+oracle' needs a memory task; {type(self).__name__} "
                              f"has nothing hidden to reveal")
         height, width = (int(v) for v in camera_size)
-        if height < 16 or width < 16:
-            raise ValueError(f"camera_size must be at least (16, 16), got {camera_size!r}")
+        if min(height, width) < MIN_CAMERA_SIDE:
+            raise ValueError(f"camera_size must be at least ({MIN_CAMERA_SIDE}, "
+                             f"{MIN_CAMERA_SIDE}), got {camera_size!r}")
         self.render_mode = render_mode
         self.camera_size = (height, width)
         self.wrist_cameras = wrist_cameras
