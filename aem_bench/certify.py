@@ -208,11 +208,39 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
     command = (f"aem-bench certify --task {env_id} --demos {budget.demos} --train-steps "
                f"{budget.train_steps} --episodes {budget.eval_episodes} --camera {budget.camera}")
     entry = certificate_entry(env_id, rates, budget, command, started)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    write_certificate(entry, out_dir, record)
+    return entry
+
+
+def write_certificate(entry: dict, out_dir: str | Path, record: str | Path | None = None) -> dict:
+    """Write ``entry`` to ``out_dir/certificate.json``, merge it into the table ``record`` if
+    given, and return it."""
+    path = Path(out_dir) / CERTIFICATE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     if record is not None:
         record_certificate(entry, record)
     return entry
+
+
+def describe_certificate(entry: dict) -> str:
+    """A certificate in words: each policy's rate, the best fixed guess, the verdict, chance, the
+    expert's rate and the minutes it took."""
+    task = entry["task"]
+    lines = []
+    for name in ("with_oracle", "without_oracle"):
+        rate = entry[name]
+        lines.append(f"{task} {name}: {rate['successes']}/{rate['episodes']} "
+                     f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
+                     f"{100 * rate['ci95'][1]:.0f}%)")
+    guess = entry["best_fixed_guess"]
+    lines.append(f"{task} best fixed guess on the same seeds: {guess['successes']}/"
+                 f"{guess['episodes']} ({100 * guess['rate']:.0f}%, 95% CI "
+                 f"{100 * guess['ci95'][0]:.0f}-{100 * guess['ci95'][1]:.0f}%)")
+    lines.append(f"verdict: {entry['verdict']}")
+    lines.append(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
+                 f"{entry['expert']['episodes']}; {entry['minutes']} min")
+    return "\n".join(lines)
 
 
 def certificate_entry(env_id: str, rates: dict, budget: CertificateBudget, command: str,

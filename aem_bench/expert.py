@@ -95,6 +95,19 @@ def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
         env.close()
 
 
+def expert_summary(env_id: str, results: list[ExpertResult]) -> dict:
+    """The expert's success rate, failed seeds and mean episode length over ``results``."""
+    successes = sum(r.success for r in results)
+    return {
+        "task": env_id,
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": successes / len(results),
+        "failed_seeds": [r.seed for r in results if not r.success],
+        "mean_steps": sum(r.steps for r in results) / len(results),
+    }
+
+
 def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int = 0,
                  progress: bool = True, **env_kwargs) -> int:
     """Record the expert's first ``episodes`` successful episodes from ``seed`` on to ``out``

@@ -3,8 +3,8 @@
 ``data`` (tasks, gallery, expert, demos), ``training`` (train, pretrain, policies, encoders),
 ``evaluation`` (eval, certify, probe, body-leak) and ``leaderboard`` (leaderboard, pipeline,
 submit, sweep) each declare their commands' arguments in ``add_commands`` and run each command in
-a ``cmd_*`` function: its arguments checked (``common``), then the library's functions, then what
-to print. :func:`main` turns aem-bench's own errors into one line and an exit code. The top
+a ``cmd_*`` function: its arguments checked (``common``, or a ``_check_*`` helper beside it), then
+the library's functions, then what to print; a few lines each (``tests/test_thin_cli.py``). :func:`main` turns aem-bench's own errors into one line and an exit code. The top
 layer: it may import every layer, lazily, inside the commands, so that ``aem-bench --help`` and
 ``aem-bench leaderboard`` load neither torch nor the simulator; nothing imports it.
 """
