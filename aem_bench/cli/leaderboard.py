@@ -18,6 +18,7 @@ from aem_bench.cli.common import (
     RESULTS_DIR,
     add_backend_arguments,
     add_command,
+    add_protocol_arguments,
     check_at_least,
     check_backend,
     check_output,
@@ -246,10 +247,8 @@ def add_commands(sub) -> None:
     p.add_argument("--task", default=DEFAULT_TASK)
     p.add_argument("--policy", default="singleframe-dp")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--demos", type=int, default=10)
-    p.add_argument("--train-steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    add_protocol_arguments(p, {"demos": 10, "train_steps": 1500, "batch_size": 64,
+                               "eval_episodes": 10})
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
 
     p = add_command(sub, "submit", cmd_submit,
@@ -286,9 +285,9 @@ def add_commands(sub) -> None:
     add_backend_arguments(p, "cells", "; the workers share --cache through file locks, so "
                           "on a cluster of several machines --cache and --results-dir must be "
                           "absolute paths on storage that every node mounts")
-    p.add_argument("--demos", type=int,
-                   help="demonstrations per task instead of the protocol's (a study of how many "
-                        "a policy needs); the protocol is then named PROTOCOL-{N}demos")
+    add_protocol_arguments(p, {"demos": None}, notes={
+        "demos": "instead of the protocol's (a study of how many a policy needs); the protocol "
+                 "is then named PROTOCOL-{N}demos"})
     p.add_argument("--cache", type=Path,
                    help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
