@@ -35,8 +35,9 @@ import gymnasium as gym
 import numpy as np
 
 from aem_bench.demos import DemoWriter
+from aem_bench.errors import UsageError
 from aem_bench.evaluator import collect_provenance, evaluate
-from aem_bench.expert import expert_rollouts, run_expert
+from aem_bench.expert import ExpertShortfall, expert_rollouts, run_expert
 from aem_bench.registration import get_task, task_class
 from aem_bench.stats import wilson_interval
 
@@ -190,7 +191,7 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
             if written == budget.demos:
                 break
     if written < budget.demos:
-        raise ValueError(f"the expert of {env_id} solved only {written} seeds")
+        raise ExpertShortfall(f"the expert of {env_id} solved only {written} seeds")
 
     torch.set_num_threads(budget.threads)
     rates = {}
@@ -207,11 +208,39 @@ def certify(env_id: str, out_dir: str | Path, budget: CertificateBudget | None =
     command = (f"aem-bench certify --task {env_id} --demos {budget.demos} --train-steps "
                f"{budget.train_steps} --episodes {budget.eval_episodes} --camera {budget.camera}")
     entry = certificate_entry(env_id, rates, budget, command, started)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    write_certificate(entry, out_dir, record)
+    return entry
+
+
+def write_certificate(entry: dict, out_dir: str | Path, record: str | Path | None = None) -> dict:
+    """Write ``entry`` to ``out_dir/certificate.json``, merge it into the table ``record`` if
+    given, and return it."""
+    path = Path(out_dir) / CERTIFICATE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     if record is not None:
         record_certificate(entry, record)
     return entry
+
+
+def describe_certificate(entry: dict) -> str:
+    """A certificate in words: each policy's rate, the best fixed guess, the verdict, chance, the
+    expert's rate and the minutes it took."""
+    task = entry["task"]
+    lines = []
+    for name in ("with_oracle", "without_oracle"):
+        rate = entry[name]
+        lines.append(f"{task} {name}: {rate['successes']}/{rate['episodes']} "
+                     f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
+                     f"{100 * rate['ci95'][1]:.0f}%)")
+    guess = entry["best_fixed_guess"]
+    lines.append(f"{task} best fixed guess on the same seeds: {guess['successes']}/"
+                 f"{guess['episodes']} ({100 * guess['rate']:.0f}%, 95% CI "
+                 f"{100 * guess['ci95'][0]:.0f}-{100 * guess['ci95'][1]:.0f}%)")
+    lines.append(f"verdict: {entry['verdict']}")
+    lines.append(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
+                 f"{entry['expert']['episodes']}; {entry['minutes']} min")
+    return "\n".join(lines)
 
 
 def certificate_entry(env_id: str, rates: dict, budget: CertificateBudget, command: str,
@@ -222,8 +251,8 @@ def certificate_entry(env_id: str, rates: dict, budget: CertificateBudget, comma
     spec = get_task(env_id)
     seeds = rates["without_oracle"]["seeds"]
     if rates["with_oracle"]["seeds"] != seeds:
-        raise ValueError(f"{env_id}: the two policies were evaluated on different seeds, so no "
-                         "one best fixed guess applies to both")
+        raise UsageError("rates", f"{env_id}: the two policies were evaluated on different "
+                         "seeds, so no one best fixed guess applies to both")
     guess = best_fixed_guess(env_id, seeds)
     expert = list(expert_rollouts(env_id, range(budget.expert_episodes), obs_mode="state"))
     cue_steps = _cue_steps(env_id, range(min(20, budget.expert_episodes)))
@@ -273,20 +302,20 @@ def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dic
     for name, result, oracle in (("without_oracle", without_oracle, False),
                                  ("with_oracle", with_oracle, True)):
         if result.get("task") != env_id:
-            raise ValueError(f"the {name} result is of {result.get('task')}, not {env_id}")
+            raise UsageError(name, f"the result is of {result.get('task')}, not {env_id}")
         if ("oracle" in (result.get("observations") or [])) != oracle:
-            raise ValueError(f"the {name} result's policy {'does not read' if oracle else 'reads'}"
+            raise UsageError(name, f"the result's policy {'does not read' if oracle else 'reads'}"
                              f" the oracle (observations: {result.get('observations')})")
         recipe = (result.get("training") or {}).get("recipe")
         if not recipe:
-            raise ValueError(f"the {name} result does not record its training recipe")
+            raise UsageError(name, "the result does not record its training recipe")
         recipes[name] = recipe
     same = ("demos_sha256", "demo_episodes", "policy", "steps", "batch_size", "seed")
     differ = [key for key in same if recipes["with_oracle"].get(key)
               != recipes["without_oracle"].get(key)]
     if differ:
-        raise ValueError(f"the two results were trained differently in {differ}: a certificate "
-                         "compares policies that differ only in the oracle")
+        raise UsageError("with_oracle", f"the two results were trained differently in {differ}: "
+                         "a certificate compares policies that differ only in the oracle")
     recipe = recipes["without_oracle"]
     camera = recipe["config_overrides"]["image_size"][0]
     budget = CertificateBudget(demos=recipe["demo_episodes"], train_steps=recipe["steps"],

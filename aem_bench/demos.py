@@ -26,11 +26,13 @@ from typing import Self
 import h5py
 import numpy as np
 
+from aem_bench.errors import InputError
+
 FORMAT_VERSION = 1
 EPISODE_PREFIX = "episode_"
 
 
-class DemoFileError(ValueError):
+class DemoFileError(InputError):
     """A demonstration file is missing, truncated or does not follow the layout above."""
 
 

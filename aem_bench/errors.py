@@ -1,5 +1,6 @@
-"""aem-bench's own errors: bad input, which the command line reports in one line with exit code
-2, and an evaluation that stopped, which it reports with exit code 1.
+"""aem-bench's own errors: bad input (an argument refused, or a file it named found unusable),
+which the command line reports in one line with exit code 2, and a run of episodes that stopped,
+which it reports with exit code 1. Any other exception is a bug's, and shows its traceback.
 
 They live here, below every layer, so that the command line can catch them by type without
 importing what raises them (the evaluator imports the tasks, and with them the simulator).
@@ -12,7 +13,9 @@ from collections.abc import Iterable
 
 
 class UsageError(ValueError):
-    """An argument, or a combination of them, refused before any work starts.
+    """An argument, or a combination of them, refused: by the command line before any work
+    starts (``argument`` is the flag), or by a library function (its parameter, or the config
+    field).
 
     A ValueError too, so that code catching bad values keeps catching it; the command line catches
     it by type, so that a ValueError from a bug is not mistaken for the user's."""
@@ -20,6 +23,19 @@ class UsageError(ValueError):
     def __init__(self, argument: str, message: str):
         super().__init__(f"{argument}: {message}")
         self.argument = argument
+        self.message = message
+
+    def __reduce__(self):  # rebuilt from both parts when it crosses to another process
+        return type(self), (self.argument, self.message)
+
+
+class InputError(ValueError):
+    """A file or folder an argument named, found unusable once read: damaged, of another kind or
+    another run (a checkpoint, an episode log, a results folder), or not fitting what it is used
+    with (demonstrations of another image size); or an encoder package that does not load.
+
+    Raised where the file is read, which knows the file (the message names it) but not the
+    argument that named it. A ValueError too, like :class:`UsageError`."""
 
 
 def bad_value(argument: str, value: object, expected: str) -> UsageError:
@@ -37,5 +53,7 @@ def closest(word: str, choices: Iterable[str], count: int = 3) -> list[str]:
 
 
 class EvaluationError(RuntimeError):
-    """An evaluation stopped before its last episode (the policy raised, a worker died). The
-    episodes finished before are in the episode log, and rerunning resumes after them."""
+    """A run of episodes stopped before its last one: an evaluation whose policy raised or whose
+    worker died (the episodes finished before are in the episode log, and rerunning resumes
+    after them), or an expert that solved fewer seeds than were asked for
+    (:class:`aem_bench.expert.ExpertShortfall`)."""

@@ -12,7 +12,14 @@ import numpy as np
 
 import aem_bench  # noqa: F401  (registers the tasks)
 from aem_bench.demos import DemoWriter, Episode
+from aem_bench.errors import EvaluationError
 from aem_bench.sim.motion import ExpertFailure
+
+
+class ExpertShortfall(EvaluationError, ValueError):
+    """The expert solved fewer seeds than were asked for: neither bad input nor a bug, so the
+    command line says so in one line (exit code 1). A ValueError too: a count of seeds the
+    expert cannot supply is a request it refuses."""
 
 
 @dataclass
@@ -88,6 +95,19 @@ def expert_rollouts(env_id: str, seeds: Iterable[int], record: bool = False,
         env.close()
 
 
+def expert_summary(env_id: str, results: list[ExpertResult]) -> dict:
+    """The expert's success rate, failed seeds and mean episode length over ``results``."""
+    successes = sum(r.success for r in results)
+    return {
+        "task": env_id,
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": successes / len(results),
+        "failed_seeds": [r.seed for r in results if not r.success],
+        "mean_steps": sum(r.steps for r in results) / len(results),
+    }
+
+
 def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int = 0,
                  progress: bool = True, **env_kwargs) -> int:
     """Record the expert's first ``episodes`` successful episodes from ``seed`` on to ``out``
@@ -115,8 +135,8 @@ def record_demos(env_id: str, episodes: int, out: str | os.PathLike, seed: int =
                 if written == episodes:
                     break
         if written < episodes:
-            raise ValueError(f"the expert of {env_id} solved only {written} of seeds "
-                             f"{seeds.start}-{seeds.stop - 1}, not the {episodes} asked for")
+            raise ExpertShortfall(f"the expert of {env_id} solved only {written} of seeds "
+                                  f"{seeds.start}-{seeds.stop - 1}, not the {episodes} asked for")
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -150,8 +170,9 @@ def solvable_seeds(env_id: str, count: int, start: int = 0, **env_kwargs) -> lis
                     return seeds
     finally:
         with_state.close()
-    raise ValueError(f"the expert of {env_id} solved only {len(seeds)} of seeds "
-                     f"{start}-{start + max_tries - 1}; it cannot supply {count} solvable seeds")
+    raise ExpertShortfall(f"the expert of {env_id} solved only {len(seeds)} of seeds "
+                          f"{start}-{start + max_tries - 1}; it cannot supply {count} solvable "
+                          "seeds")
 
 
 def replay_actions(env: gym.Env, seed: int, actions: list[np.ndarray]) -> bool:
@@ -194,8 +215,9 @@ def blind_replay_rate(env_id: str, pairs: int = 20, first_seed: int = 0,
                 if len(recorded) == pairs:
                     break
         if len(recorded) < pairs:
-            raise ValueError(f"the expert of {env_id} solved only {len(recorded)} of seeds "
-                             f"{sources.start}-{sources.stop - 1}, not the {pairs} asked for")
+            raise ExpertShortfall(f"the expert of {env_id} solved only {len(recorded)} of "
+                                  f"seeds {sources.start}-{sources.stop - 1}, not the {pairs} "
+                                  "asked for")
         outcomes = [replay_actions(env, target, actions)
                     for target, (_, actions) in zip(targets, recorded)]
     finally:

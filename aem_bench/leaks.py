@@ -29,7 +29,8 @@ from collections.abc import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from aem_bench.expert import run_expert
+from aem_bench.errors import UsageError
+from aem_bench.expert import ExpertShortfall, run_expert
 from aem_bench.probe import _probe_accuracy, moments_after_episode
 from aem_bench.provenance import git_commit
 from aem_bench.stats import wilson_interval
@@ -100,8 +101,8 @@ def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed:
     finally:
         env.close()
     if len(facts) < episodes:
-        raise ValueError(f"the expert of {env_id} solved only {len(facts)} of seeds "
-                         f"{tries.start}-{tries.stop - 1}, not the {episodes} asked for")
+        raise ExpertShortfall(f"the expert of {env_id} solved only {len(facts)} of seeds "
+                              f"{tries.start}-{tries.stop - 1}, not the {episodes} asked for")
     return {"rows": rows, "steps": steps, "facts": np.array(facts), "seeds": seeds}
 
 
@@ -114,6 +115,9 @@ def leak_checks(env_id: str, what: Sequence[str] = ("qpos",), episodes: int = 10
     vectors = _expert_vectors(env_id, what, episodes, first_seed, **env_kwargs)
     labels = vectors["facts"]
     values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
+        raise UsageError("episodes", f"the expert's {episodes} episodes of {env_id} all have the "
+                         "same hidden fact; the probe needs at least two of its values")
     majority = float(counts.max() / counts.sum())
     results = []
     for name in what:

@@ -24,13 +24,22 @@ frame features show the fact at all), ``cue_hidden`` (the step the cue leaves th
 step is the one that matters: a memory that holds the fact there can be acted on. A probe that
 reads the fact from the memory but a policy that still fails says "held but unused"; a probe at
 chance says "not in the memory".
+
+A task whose hidden fact at one moment is not what its memory must hold declares a
+``pooled_probe`` (SwapBlocks: once it is known that one move is done, the layout gives the
+starting trays; what the frame cannot say is how many moves are done). Its
+``pooled_probe_rows()`` give, per episode, the steps to read and a label at each; every
+episode's rows go into one probe, cross-validated with whole episodes held out (stratified group
+k-fold), and that probe is the result's top level, the per-moment probes of the hidden fact
+kept beside it. Its interval counts rows, several from each episode, so it is narrower than
+one over episodes would be.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -38,9 +47,10 @@ import numpy as np
 import torch
 
 from aem_bench.demos import load_demos
+from aem_bench.errors import InputError, UsageError
 from aem_bench.expert import run_expert
 from aem_bench.provenance import command_line, git_commit
-from aem_bench.registration import get_task
+from aem_bench.registration import TASKS, task_class
 from aem_bench.stats import wilson_interval
 
 PROBE_DIR = Path("leaderboard/probes")
@@ -52,6 +62,7 @@ INPUTS = ("memory", "frame", "qpos", "random_memory")
 class EpisodeMoments:
     fact: int
     steps: dict[str, int]  # moment -> step
+    pooled: list[tuple[int, int]] = field(default_factory=list)  # (step, label), pooled_probe's
 
 
 def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[EpisodeMoments]:
@@ -62,7 +73,8 @@ def episode_moments(env_id: str, env_kwargs: dict, seeds: list[int]) -> list[Epi
     task = env.unwrapped
     if task.fact_size == 0:
         env.close()
-        raise ValueError(f"{env_id} declares no hidden fact: the probe needs a memory task")
+        raise UsageError("env_id", f"{env_id} declares no hidden fact: the probe needs a memory "
+                         "task")
     moments = []
     try:
         for seed in seeds:
@@ -79,9 +91,15 @@ def moments_after_episode(env_id: str, task, seed: int) -> EpisodeMoments:
     if cue is None or decision is None:
         raise ValueError(f"{env_id} seed {seed}: the expert's episode has no cue_hidden_at "
                          f"({cue}) or decision_at ({decision})")
+    pooled = []
+    if task.pooled_probe is not None:
+        pooled = [(int(step), int(label)) for step, label in task.pooled_probe_rows()]
+        if not pooled:
+            raise ValueError(f"{env_id} seed {seed}: the expert's episode gave no rows for the "
+                             f"pooled probe {task.pooled_probe[0]!r}")
     return EpisodeMoments(int(task.hidden_fact()), {
         "cue_visible": max(0, cue - 1), "cue_hidden": cue,
-        "midway": (cue + decision) // 2, "decision": decision})
+        "midway": (cue + decision) // 2, "decision": decision}, pooled)
 
 
 class PretrainedHistory:
@@ -131,21 +149,47 @@ def random_memory_copy(policy, seed: int = 0):
     return fresh.eval()
 
 
-def _probe_accuracy(inputs: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Per-row correctness of a cross-validated linear probe (rows are whole episodes)."""
+def _probe_accuracy(inputs: np.ndarray, labels: np.ndarray, folds: int, seed: int,
+                    groups: np.ndarray | None = None) -> np.ndarray:
+    """Per-row correctness of a cross-validated linear probe. Without ``groups`` every row is a
+    whole episode; with them (each row's episode) an episode's rows share a fold."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise ValueError("the probe needs episodes with at least two values of the hidden fact")
-    folds = int(min(folds, counts.min())) if counts.min() >= 2 else 2
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-    splitter = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed)
-    predicted = cross_val_predict(model, inputs, labels, cv=splitter)
+    if groups is None:
+        folds = int(min(folds, counts.min())) if counts.min() >= 2 else 2
+        splitter = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed)
+    else:
+        folds = int(min(folds, len(np.unique(groups))))
+        splitter = StratifiedGroupKFold(n_splits=max(2, folds), shuffle=True, random_state=seed)
+    predicted = cross_val_predict(model, inputs, labels, groups=groups, cv=splitter)
     return predicted == labels
+
+
+def _probe_entry(rows: dict[str, list], labels: np.ndarray, folds: int, seed: int,
+                 groups: np.ndarray | None = None) -> dict:
+    """Accuracy and 95% Wilson interval of the probe on each input in ``rows`` (input -> one
+    vector per row; an input without rows, the frame stack's random memory, gives None)."""
+    entry = {}
+    for name in INPUTS:
+        key = "probe" if name == "memory" else f"{name}_probe"
+        if not rows[name]:
+            entry[f"{key}_accuracy"] = None
+            continue
+        correct = _probe_accuracy(np.stack(rows[name]), labels, folds, seed, groups)
+        entry[f"{key}_accuracy"] = float(correct.mean())
+        entry[f"{key}_ci95"] = list(wilson_interval(int(correct.sum()), len(correct)))
+        if groups is not None:
+            entry[f"{key}_accuracy_by_label"] = {
+                str(label): float(correct[labels == label].mean())
+                for label in np.unique(labels)}
+    return entry
 
 
 def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: int = 5,
@@ -162,20 +206,29 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
         policy = PretrainedHistory(policy)
     memory_name = policy.memory_name
     if memory_name is None:
-        raise ValueError(f"{checkpoint}: a {policy.config.policy_type} policy has no memory to "
-                         "probe (it reads one frame)")
+        raise UsageError("checkpoint", f"{checkpoint}: a {policy.config.policy_type} policy has "
+                         "no memory to probe (it reads one frame)")
     demos = load_demos(demos_path)
-    get_task(demos.env_id)  # a registered id, or a clear error
+    if demos.env_id not in TASKS:
+        raise InputError(f"{demos_path}: demonstrations of {demos.env_id!r}, not a registered "
+                         "task")
     if tuple(demos.episodes[0].rgb.shape[1:3]) != tuple(policy.config.image_size):
-        raise ValueError(f"{demos_path} has {demos.episodes[0].rgb.shape[1:3]} images, the policy "
+        raise InputError(f"{demos_path} has {demos.episodes[0].rgb.shape[1:3]} images, the policy "
                          f"reads {tuple(policy.config.image_size)}")
     moments = episode_moments(demos.env_id, demos.env_kwargs, [ep.seed for ep in demos.episodes])
+    pooled_probe = task_class(demos.env_id).pooled_probe
+    if len({marks.fact for marks in moments}) < 2:
+        raise InputError(f"{demos_path}: every episode has the same hidden fact; the probe needs "
+                         "episodes with at least two of its values")
     random_policy = random_memory_copy(policy, seed) if memory_name != "framestack" else None
 
     rows = {moment: {name: [] for name in INPUTS} for moment in MOMENTS}
-    for episode, marks in zip(progress_bar(demos.episodes, desc="memory traces",
-                                           disable=not progress),
-                              moments):
+    pooled_rows = {name: [] for name in INPUTS}
+    pooled_labels, pooled_episodes, pooled_steps = [], [], []
+    for index, (episode, marks) in enumerate(zip(progress_bar(demos.episodes,
+                                                              desc="memory traces",
+                                                              disable=not progress),
+                                                 moments)):
         with torch.inference_mode():
             features = policy.encode(torch.from_numpy(episode.rgb))
         state = torch.from_numpy(episode_state(episode, getattr(policy.config, "state_keys",
@@ -190,35 +243,50 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
             step = min(step, len(episode) - 1)
             for name, trace in traces.items():
                 rows[moment][name].append(trace[step])
+        for step, label in marks.pooled:
+            if step >= len(episode):
+                raise ValueError(f"{demos_path} episode of seed {episode.seed}: the replay reads "
+                                 f"step {step} of a {len(episode)}-step recording")
+            for name, trace in traces.items():
+                pooled_rows[name].append(trace[step])
+            pooled_labels.append(label)
+            pooled_episodes.append(index)
+            pooled_steps.append(step)
     labels = np.array([marks.fact for marks in moments])
 
-    results = []
-    for moment in MOMENTS:
-        entry = {"step": moment,
-                 "step_median": float(np.median([m.steps[moment] for m in moments]))}
-        for name in INPUTS:
-            if not rows[moment][name]:
-                entry[f"{name}_probe_accuracy"] = None
-                continue
-            correct = _probe_accuracy(np.stack(rows[moment][name]), labels, folds, seed)
-            key = "probe" if name == "memory" else f"{name}_probe"
-            entry[f"{key}_accuracy"] = float(correct.mean())
-            entry[f"{key}_ci95"] = list(wilson_interval(int(correct.sum()), len(correct)))
-        results.append(entry)
+    results = [{"step": moment,
+                "step_median": float(np.median([m.steps[moment] for m in moments])),
+                **_probe_entry(rows[moment], labels, folds, seed)} for moment in MOMENTS]
+    top = next(entry for entry in results if entry["step"] == "decision")
+    probed = "the hidden fact (hidden_fact()) at the decision step (decision_at)"
+    if pooled_probe is not None:
+        name, probed = pooled_probe
+        pooled_labels, pooled_steps = np.array(pooled_labels), np.array(pooled_steps)
+        label_values, label_counts = np.unique(pooled_labels, return_counts=True)
+        top = {"step": name, "probed": probed,
+               "step_median_by_label": {str(label): float(np.median(
+                   pooled_steps[pooled_labels == label])) for label in label_values},
+               "rows": len(pooled_labels),
+               "commonest_label_rate": float(label_counts.max() / label_counts.sum()),
+               **_probe_entry(pooled_rows, pooled_labels, folds, seed,
+                              groups=np.array(pooled_episodes))}
+        results.append(top)
     values, counts = np.unique(labels, return_counts=True)
-    decision = next(entry for entry in results if entry["step"] == "decision")
     return {
         "task": demos.env_id,
         "memory": memory_name,
         "policy_type": getattr(policy.config, "policy_type", "aem-pretrain"),
         "checkpoint": str(checkpoint),
-        **decision,
+        "probed": probed,
+        **top,
         "moments": results,
         "episodes": len(labels),
         "fact_values": len(values),
         "majority_rate": float(counts.max() / counts.sum()),
         "probe": "logistic regression on standardised inputs, stratified "
-                 f"{folds}-fold cross-validation over whole episodes",
+                 f"{folds}-fold cross-validation over whole episodes"
+                 + (" (the pooled probe: stratified group k-fold, each episode's rows in one "
+                    "fold)" if pooled_probe else ""),
         "demos": str(demos_path),
         "git_commit": git_commit(),
         "command": command or command_line(),
@@ -244,8 +312,13 @@ def probe_table(result: dict) -> str:
         lo, hi = entry[f"{key}_ci95"]
         return f"{100 * value:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
-    rows = [[entry["step"], f"{entry['step_median']:.0f}", cell(entry, "probe"),
-             cell(entry, "frame_probe"), cell(entry, "qpos_probe"),
-             cell(entry, "random_memory_probe")] for entry in result["moments"]]
+    def steps(entry):
+        if "step_median" in entry:
+            return f"{entry['step_median']:.0f}"
+        return "/".join(f"{step:.0f}" for step in entry["step_median_by_label"].values())
+
+    rows = [[entry["step"], steps(entry), cell(entry, "probe"), cell(entry, "frame_probe"),
+             cell(entry, "qpos_probe"), cell(entry, "random_memory_probe")]
+            for entry in result["moments"]]
     return tabulate(rows, headers=["moment", "step (median)", f"{result['memory']} memory",
                                    "frame + qpos", "qpos", "random memory"])

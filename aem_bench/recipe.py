@@ -8,8 +8,9 @@ policy. Named protocols live in :data:`PROTOCOLS`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
+from aem_bench.errors import UsageError
 from aem_bench.seeds import EVAL_SEED_START
 
 
@@ -28,26 +29,31 @@ class Protocol:
     ``scenes``. ``threads`` torch threads throughout, so that latencies compare.
     """
 
-    name: str
-    tasks: tuple[str, ...]
-    demos: int
-    train_steps: int
-    batch_size: int
-    eval_episodes: int
-    camera: int = 64
-    demo_seed: int = 0
-    policy: str = "singleframe-dp"
-    train_seed: int = 0
-    eval_seed: int = EVAL_SEED_START
-    threads: int = 1
-    scenes: tuple[str, ...] = ("clean",)
-    corpus_episodes: int = 300
-    corpus_seed: int = 2000
-    pretrain_steps: int = 1000
-    budgets: tuple[tuple[str, int, int], ...] = ()
-    # Appended to each row's name in the results files of a variant of a named protocol, so that
-    # the leaderboard's matrix keeps the variant's results in rows of their own.
-    policy_suffix: str = ""
+    name: str = field(metadata={"doc": "the protocol's name, which its cache and results carry"})
+    tasks: tuple[str, ...] = field(metadata={"doc": "clean task ids"})
+    demos: int = field(metadata={"doc": "demonstrations per task"})
+    train_steps: int = field(metadata={"doc": "training steps"})
+    batch_size: int = field(metadata={"doc": "samples per training step"})
+    eval_episodes: int = field(metadata={"doc": "evaluation episodes per task and scene"})
+    camera: int = field(default=64, metadata={"doc": "the camera's side (pixels)"})
+    demo_seed: int = field(default=0, metadata={"doc": "the first demonstration seed"})
+    policy: str = field(default="singleframe-dp",
+                        metadata={"doc": "the zoo policy a submitted encoder is trained in"})
+    train_seed: int = field(default=0, metadata={"doc": "the training seed"})
+    eval_seed: int = field(default=EVAL_SEED_START,
+                           metadata={"doc": "the first evaluation seed"})
+    threads: int = field(default=1, metadata={"doc": "torch threads"})
+    scenes: tuple[str, ...] = field(default=("clean",),
+                                    metadata={"doc": "the scenes evaluated in"})
+    corpus_episodes: int = field(default=300,
+                                 metadata={"doc": "expert episodes of the AEM pretraining corpus"})
+    corpus_seed: int = field(default=2000, metadata={"doc": "the corpus's first seed"})
+    pretrain_steps: int = field(default=1000, metadata={"doc": "AEM pretraining steps"})
+    budgets: tuple[tuple[str, int, int], ...] = field(
+        default=(), metadata={"doc": "(task, demos, train_steps) overrides per task"})
+    policy_suffix: str = field(default="", metadata={
+        "doc": "appended to each row's name in the results files of a variant of a named "
+               "protocol, so that the leaderboard keeps the variant's results in rows of their own"})
 
     @property
     def head(self) -> str:
@@ -75,6 +81,18 @@ class Protocol:
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks), "scenes": list(self.scenes),
                 "budgets": [list(budget) for budget in self.budgets]}
+
+
+def protocol_field(name: str) -> tuple[type, str]:
+    """The type and documentation of the :class:`Protocol` field ``name``, for a command-line
+    flag that sets it."""
+    types = {"int": int, "str": str}
+    for found in fields(Protocol):
+        if found.name == name:
+            if found.type not in types:
+                raise TypeError(f"Protocol.{name} is a {found.type}: not one value of a flag")
+            return types[found.type], found.metadata["doc"]
+    raise KeyError(f"Protocol has no field {name!r}")
 
 
 # The leaderboard protocol of encoder submissions. Two bimanual block tasks: HandoverBlock, which
@@ -140,8 +158,8 @@ def get_protocol(name: str) -> Protocol:
     if name == "certificate-budget":
         return certificate_protocol()
     if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol '{name}'; protocols: "
-                       f"{sorted([*PROTOCOLS, 'certificate-budget'])}")
+        raise UsageError("protocol", f"unknown protocol '{name}'; protocols: "
+                         f"{sorted([*PROTOCOLS, 'certificate-budget'])}")
     return PROTOCOLS[name]
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import gymnasium as gym
 
+from aem_bench.errors import UsageError
+
 # MIKASA-Robo's memory types: what kind of fact must be carried across the frames.
 MEMORY_TYPES = ("object", "spatial", "sequential", "capacity")
 VARIANT_SUFFIXES = {"clean": "", "cluttered": "-Cluttered", "randomized": "-Randomized"}
@@ -192,7 +194,7 @@ def current_tasks() -> dict[str, TaskSpec]:
 def get_task(env_id: str) -> TaskSpec:
     if env_id not in TASKS:
         known = ", ".join(sorted(TASKS)) or "none"
-        raise KeyError(f"unknown task {env_id!r}; registered tasks: {known}")
+        raise UsageError("env_id", f"unknown task {env_id!r}; registered tasks: {known}")
     return TASKS[env_id]
 
 

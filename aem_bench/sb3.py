@@ -20,7 +20,7 @@ extractor undoes both (``normalized_images`` must match the policy's ``normalize
 The features are the encoder's ``(N, feature_dim)`` next to the flat entries of the observation
 (``qpos``, and ``aem_history`` or ``oracle`` where the environment has them).
 
-History. An image encoder is a function of one frame (see ``policies/encoders``); what the memory
+Memory. An image encoder is a function of one frame (see ``policies/encoders``); what the memory
 tasks need to remember comes from one of two places:
 
 - RecurrentPPO's LSTM (sb3-contrib ``MultiInputLstmPolicy``) over these per-step features: it

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aem_bench.errors import InputError
 from aem_bench.policies import encoders
 from aem_bench.progress import progress_write
 from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
@@ -68,8 +69,9 @@ def check_encoder(encoder: encoders.Encoder, crop: int, name: str) -> None:
             with torch.no_grad():
                 features = encoder.eval()(images)
         except Exception as err:  # the submitter's code: report any failure as bad input
-            raise ValueError(f"encoder '{name}' failed on uint8 frames (2, {crop}, {crop}, 3): "
-                             f"{type(err).__name__}: {err}") from err
+            raise encoders.EncoderLoadError(
+                f"encoder '{name}' failed on uint8 frames (2, {crop}, {crop}, 3): "
+                f"{type(err).__name__}: {err}") from err
         expected = (2, encoder.feature_dim)
         if not isinstance(features, torch.Tensor) or not features.is_floating_point():
             problem = f"it returned {type(features).__name__}, not a float tensor"
@@ -78,7 +80,8 @@ def check_encoder(encoder: encoders.Encoder, crop: int, name: str) -> None:
         elif not torch.isfinite(features).all():
             problem = "it returned non-finite features"
     if problem:
-        raise ValueError(f"encoder '{name}' breaks the Encoder interface: {problem}")
+        raise encoders.EncoderLoadError(f"encoder '{name}' breaks the Encoder interface: "
+                                        f"{problem}")
 
 
 def _safe(text: str) -> str:
@@ -144,7 +147,7 @@ def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
         changed = sorted(key for key in submission
                          if key != "encoder_ref" and saved.get(key) != submission[key])
         if changed:
-            raise ValueError(f"{checkpoint} holds another submission (it differs in {changed}); "
+            raise InputError(f"{checkpoint} holds another submission (it differs in {changed}); "
                              f"delete that directory, or pass another --out, to start afresh")
         return True
     checkpoint.mkdir(parents=True, exist_ok=True)

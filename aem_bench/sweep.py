@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aem_bench.errors import InputError
 from aem_bench.recipe import Protocol
 
 DONE = ".done"  # in a checkpoint folder: training reached the protocol's steps
@@ -267,7 +268,7 @@ def check_result(path: Path, protocol: Protocol) -> None:
     result = json.loads(path.read_text())
     seeds = result.get("seeds") or []
     if result.get("episodes") != protocol.eval_episodes or (seeds and seeds[0] < protocol.eval_seed):
-        raise ValueError(f"{path} holds {result.get('episodes')} episodes from seed "
+        raise InputError(f"{path} holds {result.get('episodes')} episodes from seed "
                          f"{seeds[0] if seeds else '?'}, not the '{protocol.name}' protocol's "
                          f"{protocol.eval_episodes} from {protocol.eval_seed}: move it away, or "
                          "give the sweep another --results-dir")

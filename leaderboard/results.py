@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+from aem_bench.errors import InputError
 from aem_bench.registration import TASKS
 
 _NUMBER = (int, float)
@@ -88,7 +89,7 @@ _TOLERANCE = 1e-9
 Fail = Callable[[str, str], NoReturn]
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(InputError):
     """A results file is unreadable or does not follow the schema above."""
 
 

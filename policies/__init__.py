@@ -1,13 +1,13 @@
 """Policy zoo.
 
-Every policy is a :class:`VisuomotorPolicy`: an image encoder (``encoders/``), a history of
-``obs_horizon`` observations and an action head (``heads/``). A named policy is a set of config
-defaults, ``ENCODER-HEAD``:
+Every policy is a :class:`VisuomotorPolicy`: an image encoder (``encoders/``), a window of
+``obs_horizon`` observations, a memory for some, and an action head (``heads/``). A named policy
+is a set of config defaults, ``ENCODER-HEAD``:
 
 =============  ==============================================================================
 encoder        ``singleframe`` (ResNet from scratch, 1 frame), ``framestack`` (the same, 8
                frames), ``dinov2``, ``clip``, ``r3m`` (pretrained, frozen, features cached),
-               ``aem`` (the frame and AEM's one-vector history, from ``aem-bench pretrain``)
+               ``aem`` (the frame and AEM's history vector, from ``aem-bench pretrain``)
 head           ``dp`` (Diffusion Policy: DDPM training, DDIM sampling), ``flow`` (flow
                matching, few Euler steps)
 =============  ==============================================================================
@@ -25,9 +25,9 @@ What lives here: this registry, the configs (``config_base``, ``configuration_*`
 (``modeling_visuomotor``, ``modeling_aem`` with ``mamba``, ``memory``, ``unet1d``),
 ``preprocessing``, training (``training``, ``pretraining``, ``distributed``, ``feature_cache``),
 ``encoders/`` and ``heads/``. The layer above the tasks and below evaluation: the zoo imports
-torch, its own modules and of aem-bench only the foundations (``demos``, ``progress``,
-``provenance``); a policy sees observations, not scenes, so it never imports the simulator or the
-tasks, and never the evaluator, the leaderboard or the command line.
+torch, its own modules and of aem-bench only the foundations (``errors``, ``demos``,
+``progress``, ``provenance``); a policy sees observations, not scenes, so it never imports the
+simulator or the tasks, and never the evaluator, the leaderboard or the command line.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from aem_bench.errors import InputError, UsageError
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.configuration_visuomotor import PolicyConfig
 from aem_bench.policies.modeling_aem import AEMPretrainer
@@ -55,14 +56,15 @@ WEIGHTS_NAME = "model.safetensors"
 
 ENCODER_DEFAULTS = {
     "singleframe": {"encoder": "resnet", "obs_horizon": 1},
-    # k = 8 frames, each through the same ResNet, features side by side: the history a frame
-    # stack sees, to compare with AEM's one-vector history on equal terms.
+    # k = 8 frames, each through the same ResNet, features side by side: the past a frame stack
+    # sees, to compare with AEM's one history vector on equal terms.
     "framestack": {"encoder": "resnet", "obs_horizon": 8},
     "dinov2": {"encoder": "dinov2"},
     "clip": {"encoder": "clip"},
     "r3m": {"encoder": "r3m"},
     # AEM: one frame plus the history vector of a pretrained action-effect memory encoder
-    # (``aem-bench pretrain``); train() takes the encoder and history from aem_checkpoint.
+    # (``aem-bench pretrain``); train() takes the frame encoder and the history encoder from
+    # aem_checkpoint.
     "aem": {"encoder": "resnet", "obs_horizon": 1, "history": {}},
     # A GRU memory trained with the head through whole episodes over a frozen frame encoder
     # (``memory.py``): memory without AEM pretraining.
@@ -90,16 +92,17 @@ def leaderboard_parts(config: PolicyConfig) -> tuple[str, str]:
     return (zoo_encoder if config.encoder == default else config.encoder), zoo_head
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint directory is missing, corrupt, or describes another model than its weights."""
 
 
 def make_policy(name: str, **config_overrides) -> torch.nn.Module:
     """A freshly initialised policy ``name`` whose config defaults are replaced by the overrides."""
     if name not in POLICIES:
-        raise KeyError(f"unknown policy '{name}'; registered: {sorted(POLICIES)}")
+        raise UsageError("name", f"unknown policy '{name}'; registered: {sorted(POLICIES)}")
     if config_overrides.get("policy_type", name) != name:
-        raise ValueError(f"policy_type={config_overrides['policy_type']!r} contradicts '{name}'")
+        raise UsageError("policy_type", f"{config_overrides['policy_type']!r} contradicts "
+                         f"the policy '{name}'")
     config = PolicyConfig.from_dict({**POLICIES[name], **config_overrides, "policy_type": name})
     return VisuomotorPolicy(config)
 

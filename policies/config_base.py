@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, fields
 from typing import Self
 
+from aem_bench.errors import UsageError
+
 
 class JsonConfig:
     """Mixin for config dataclasses with ``image_size``, ``crop_size`` and ``encoder_options``.
@@ -29,8 +31,9 @@ class JsonConfig:
         self.validate()
 
     def require(self, ok: bool, message: str) -> None:
+        """Refuse a value (or a combination): the config's fields are its users' arguments."""
         if not ok:
-            raise ValueError(f"{type(self).__name__}: {message}")
+            raise UsageError(type(self).__name__, message)
 
     def validate(self) -> None:
         raise NotImplementedError
@@ -43,6 +46,6 @@ class JsonConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known keys are "
+            raise UsageError(cls.__name__, f"unknown keys {unknown}; known keys are "
                              f"{sorted(known)}")
         return cls(**data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from aem_bench.errors import UsageError
 from aem_bench.policies.config_base import JsonConfig
 
 
@@ -153,5 +154,5 @@ def pretraining_run(name: str) -> str:
 def ablation(name: str, part: str) -> dict:
     """The overrides of ablation ``name`` for ``part`` ("pretrain" or "policy")."""
     if name not in ABLATIONS:
-        raise KeyError(f"unknown AEM ablation '{name}'; known: {sorted(ABLATIONS)}")
+        raise UsageError("ablation", f"unknown AEM ablation '{name}'; known: {sorted(ABLATIONS)}")
     return json.loads(json.dumps(ABLATIONS[name][part]))

@@ -1,5 +1,6 @@
-"""Configuration of a visuomotor policy of the zoo: an image encoder, a history of observations and
-an action head (Diffusion Policy, Chi et al. 2023, or flow matching), sized for a 2-core CPU.
+"""Configuration of a visuomotor policy of the zoo: an image encoder, a window of observations, a
+memory for some, and an action head (Diffusion Policy, Chi et al. 2023, or flow matching), sized
+for a 2-core CPU.
 
 Everything that decides the shape of a checkpoint, how it samples and how it is trained lives here,
 so that ``config.json`` next to ``model.safetensors`` is enough to rebuild the model. The zoo's
@@ -37,14 +38,15 @@ class PolicyConfig(JsonConfig):
     freeze_encoder: bool | None = None
     head: str = "diffusion"  # or "flow"
 
-    # AEM (aem-dp, aem-flow): the history vector of an action-effect memory encoder joins the
-    # condition. ``history`` is that encoder's AEMConfig as a dict (filled by train() from
-    # ``aem_checkpoint``, the pretraining run); None: no history. ``pretrained_history=False``
-    # starts the Mamba from random weights and trains it with the head (an ablation).
+    # AEM (aem-dp, aem-flow): the memory is AEM's history encoder, whose history vector joins
+    # the condition. ``history`` is that encoder's AEMConfig as a dict (filled by train() from
+    # ``aem_checkpoint``, the pretraining run); None: no history encoder.
+    # ``pretrained_history=False`` starts the Mamba from random weights and trains it with the
+    # head (an ablation).
     history: dict | None = None
     aem_checkpoint: str | None = None
     pretrained_history: bool = True
-    # False fine-tunes a pretrained history with the head; True keeps it as pretrained (the
+    # False fine-tunes a pretrained history encoder with the head; True keeps it as pretrained (the
     # paper's). A history trained with the head (fine-tuned or from scratch) without an
     # ``inference_window`` is trained as it runs: recurrently through whole episodes from step 0
     # (``EpisodeBatches``), over the frozen frame encoder. Fine-tuning is the default because it
@@ -54,21 +56,22 @@ class PolicyConfig(JsonConfig):
     history_fusion: str = "concat"  # "concat" (joined), "add" (projected and added), "memory_only"
 
     # A recurrent memory (gru-dp, gru-flow; ``policies/memory.py``): "gru" reads every step's
-    # frame features, state and previous action, and its output joins the condition. It is trained
-    # through whole episodes with the head, over a frozen frame encoder. None: no such memory.
+    # frame features, state vector and previous action, and its output, the memory vector, joins
+    # the condition. It is trained through whole episodes with the head, over a frozen frame
+    # encoder. None: no such memory.
     memory: str | None = None
     memory_dim: int = 128
     memory_layers: int = 1
     memory_actions: bool = True  # the previous action is a memory input (action-effect pairs)
     memory_dropout: float = 0.0  # dropout on the memory's inputs while training
-    # The memory reads every ``memory_stride``-th step (0, k, 2k, ...) and holds its output in
-    # between. A GRU's backward pass on a CPU is a loop over steps: k = 4 trains about four
-    # times faster, and the loss at a decision reaches the cue through k times fewer steps.
+    # The memory reads every ``memory_stride``-th step (0, k, 2k, ...) and holds its memory
+    # vector in between. A GRU's backward pass on a CPU is a loop over steps: k = 4 trains about
+    # four times faster, and the loss at a decision reaches the cue through k times fewer steps.
     memory_stride: int = 4
     episodes_per_batch: int = 8  # whole episodes per training step; batch_size steps among them
-    # Gaussian noise (std, in the normalised [-1, 1] units) on the state while training: an
-    # expert's joint angles can carry a hidden fact (how the arm got where it is) that the policy's
-    # own motion does not reproduce; noise keeps a policy from leaning on that fine print.
+    # Gaussian noise (std, in the normalised [-1, 1] units) on the state vector while training:
+    # an expert's joint angles can carry a hidden fact (how the arm got where it is) that the
+    # policy's own motion does not reproduce; noise keeps a policy from leaning on that fine print.
     state_noise: float = 0.0
 
     # A trained policy checkpoint (e.g. the single-frame DP of the same demonstrations) whose
@@ -76,13 +79,14 @@ class PolicyConfig(JsonConfig):
     # only in their memory. None: the encoder the config names, as built.
     encoder_checkpoint: str | None = None
 
-    # The low-dimensional observation, concatenated in this order: "qpos" (two 7-DoF arms + one
-    # gripper each) and, for the memory tasks' controls, "oracle" (what the hidden fact says to
-    # do next) or "fact" (the hidden fact alone).
+    # The state vector, the policy's low-dimensional input, concatenated in this order: "qpos"
+    # (proprioception: two 7-DoF arms + one gripper each) and, for the memory tasks' controls, a
+    # control input: "oracle" (what the hidden fact says to do next) or "fact" (the hidden fact
+    # alone). Not the environment's state observation (object poses).
     state_keys: tuple[str, ...] = ("qpos",)
 
     # Shapes of the data. ``train()`` fills these from the demonstration file.
-    state_dim: int = 16  # total length of the state_keys entries
+    state_dim: int = 16  # the state vector's length: the state_keys entries' together
     action_dim: int = 16  # absolute joint-position targets, same layout as qpos
     image_size: tuple[int, int] = (128, 128)  # (H, W) of the camera image the policy expects
 

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
+from aem_bench.errors import UsageError
+
 # The factories that draw from a generator with the batch as the leading dimension.
 _BATCHED_DRAWS = (torch.rand, torch.randn, torch.randint)
 
@@ -88,8 +90,8 @@ def rank_rows(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """This rank's block of rows of every tensor of the global ``batch`` (all batch-major)."""
     size, ranks = len(next(iter(batch.values()))), world_size()
     if size % ranks:
-        raise ValueError(f"the global batch of {size} samples does not split evenly over "
-                         f"{ranks} processes: use a batch size divisible by {ranks}")
+        raise UsageError("batch_size", f"the global batch of {size} samples does not split "
+                         f"evenly over {ranks} processes: use a batch size divisible by {ranks}")
     share = size // ranks
     rows = slice(rank() * share, (rank() + 1) * share)
     return {key: value[rows] for key, value in batch.items()}

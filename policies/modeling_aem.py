@@ -135,9 +135,9 @@ class AEMPretrainer(nn.Module):
         self.encoder = HistoryEncoder(config, load_encoder_weights)
         self.vision_target = config.vision_target or (
             "features" if self.encoder.frozen_vision else "pixels")
-        if self.vision_target == "features" and not self.encoder.frozen_vision:
-            raise ValueError("AEMConfig: vision_target='features' needs a frozen encoder: a "
-                             "trained encoder's own features are a target that can collapse")
+        config.require(self.vision_target != "features" or self.encoder.frozen_vision,
+                       "vision_target='features' needs a frozen encoder: a trained encoder's "
+                       "own features are a target that can collapse")
         target_dim = (3 * config.target_pixels**2 if self.vision_target == "pixels"
                       else self.encoder.feature_dim)
         d = config.d_model

@@ -1,5 +1,7 @@
-"""A visuomotor policy: per-frame image features and joint state over a short history condition an
-action head that generates a chunk of future actions.
+"""A visuomotor policy: the frame features and state vectors of an observation window, joined by
+a memory vector when the policy has a memory, condition an action head that generates a chunk of
+future actions. The words (memory, memory vector, history vector, recurrent state, state vector)
+are the README's, under "Vocabulary".
 
 Training (``compute_loss``): encode the observation window (or take the frozen encoder's cached
 features), normalise the expert's action chunk to [-1, 1], and return the head's loss.
@@ -27,6 +29,10 @@ from aem_bench.policies.preprocessing import MinMaxNormalizer, crop_images
 
 
 class VisuomotorPolicy(nn.Module):
+    """A policy of the zoo. Its memory, if any, is one of two modules, named as the weights of
+    saved checkpoints name them: ``history``, AEM's history encoder (config ``history``), whose
+    memory vector is the history vector; or ``memory``, a recurrent memory (config ``memory``)."""
+
     def __init__(self, config: PolicyConfig, load_encoder_weights: bool = True):
         super().__init__()
         self.config = config
@@ -40,11 +46,11 @@ class VisuomotorPolicy(nn.Module):
             self.history = HistoryEncoder(AEMConfig.from_dict(config.history),
                                           feature_dim=feature_dim)
             self.history.requires_grad_(not config.history_frozen)
-            memory = self.history.config.d_model
+            vector_dim = self.history.config.d_model
             if config.history_fusion == "add":
-                self.history_to_feature = nn.Linear(memory, feature_dim)
-            feature_dim = {"concat": feature_dim + memory, "add": feature_dim,
-                           "memory_only": memory}[config.history_fusion]
+                self.history_to_feature = nn.Linear(vector_dim, feature_dim)
+            feature_dim = {"concat": feature_dim + vector_dim, "add": feature_dim,
+                           "memory_only": vector_dim}[config.history_fusion]
         self.memory = None
         if config.memory is not None:
             self.memory = RecurrentMemory(feature_dim, config.state_dim, config.action_dim,
@@ -85,25 +91,26 @@ class VisuomotorPolicy(nn.Module):
             return self.encoder(crops)
 
     def _global_cond(self, features: torch.Tensor, state: torch.Tensor,
-                     history: torch.Tensor | None = None) -> torch.Tensor:
-        """features (B, To, F), state (B, To, D) [, history (B, M): AEM's history vector or the
-        recurrent memory's output] -> the head's condition."""
-        if self.memory is not None:  # one frame, joined by the memory's output
-            features = torch.cat([features, history[:, None]], -1)
-        elif history is not None:  # AEM: one frame, fused with the history vector
+                     memory_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """features (B, To, F), state vectors (B, To, D) [, memory_vector (B, M): the recurrent
+        memory's output or AEM's history vector] -> the head's condition."""
+        if self.memory is not None:  # one frame, joined by the memory vector
+            features = torch.cat([features, memory_vector[:, None]], -1)
+        elif memory_vector is not None:  # AEM: one frame, fused with the history vector
             fusion = self.config.history_fusion
-            features = {"concat": lambda f: torch.cat([f, history[:, None]], -1),
-                        "add": lambda f: f + self.history_to_feature(history)[:, None],
-                        "memory_only": lambda f: history[:, None]}[fusion](features)
+            features = {"concat": lambda f: torch.cat([f, memory_vector[:, None]], -1),
+                        "add": lambda f: f + self.history_to_feature(memory_vector)[:, None],
+                        "memory_only": lambda f: memory_vector[:, None]}[fusion](features)
         return torch.cat([features, self.state_normalizer.normalize(state)], dim=-1).flatten(1)
 
-    def _history(self, batch: dict) -> torch.Tensor | None:
-        if self.memory is not None:
-            return batch["memory"]
-        if self.history is None:
+    def _batch_memory_vector(self, batch: dict) -> torch.Tensor | None:
+        """A batch's memory vectors: given in "memory_vector" (the recurrent memory's at run
+        time, a frozen history's precomputed ones), or AEM's over the batch's window of steps;
+        None for a policy without a memory."""
+        if self.memory is None and self.history is None:
             return None
-        if "history" in batch:  # a frozen history's precomputed vectors
-            return batch["history"]
+        if "memory_vector" in batch:
+            return batch["memory_vector"]
         return self.history.window_history(batch["window_features"], batch["window_actions"],
                                            batch["window_valid"])
 
@@ -119,37 +126,41 @@ class VisuomotorPolicy(nn.Module):
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """The head's loss on a batch {"rgb": (B, To, H, W, 3) uint8 or "features": (B, To, F),
-        "state": (B, To, D), "actions": (B, Tp, A)}. ``generator`` drives crops and noise.
+        "state": (B, To, D), "actions": (B, Tp, A)}, with AEM's history encoder also its history
+        vectors, "memory_vector" (B, M), or the steps it reads, "window_*". ``generator`` drives
+        crops and noise.
 
-        With a recurrent memory, or an AEM history trained through whole episodes, the batch is
-        whole episodes instead (``EpisodeBatches``): "features" (E, T, F), "state" (E, T, D),
-        "previous_actions" and "taken_actions" (E, T, A), and the steps to train on, "rows"
-        (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
+        With a recurrent memory, or AEM's history encoder trained through whole episodes, the
+        batch is whole episodes instead (``EpisodeBatches``): "features" (E, T, F), "state"
+        (E, T, D), "previous_actions" and "taken_actions" (E, T, A), and the steps to train on,
+        "rows" (B, 2) as (episode, step), with their "actions" (B, Tp, A)."""
         if self.config.state_noise > 0:
             batch = {**batch, "state": self._noisy_state(batch["state"], generator)}
-        if "rows" in batch:  # whole episodes: the memory or history runs from step 0
+        if "rows" in batch:  # whole episodes: the memory runs from step 0
             if self.memory is not None:
-                memory = self._memory_sequence(batch["features"], batch["state"],
-                                               batch["previous_actions"])
+                memory_vectors = self._memory_sequence(batch["features"], batch["state"],
+                                                       batch["previous_actions"])
             else:
-                memory = self.history.history(batch["features"], batch["taken_actions"])
+                memory_vectors = self.history.history(batch["features"], batch["taken_actions"])
             episode, step = batch["rows"].unbind(1)
             cond = self._global_cond(batch["features"][episode, step][:, None],
-                                     batch["state"][episode, step][:, None], memory[episode, step])
+                                     batch["state"][episode, step][:, None],
+                                     memory_vectors[episode, step])
             return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond,
                                   generator)
         cond = self._global_cond(self._features(batch, generator), batch["state"],
-                                 self._history(batch))
+                                 self._batch_memory_vector(batch))
         return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
 
     @property
     def trains_history_through_episodes(self) -> bool:
-        """An AEM history trained with the head recurrently over whole episodes, as it runs."""
+        """AEM's history encoder trained with the head recurrently over whole episodes, as it
+        runs."""
         return (self.history is not None and not self.config.history_frozen
                 and self.history.config.inference_window is None)
 
     def _noisy_state(self, state: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The state with Gaussian noise of std ``state_noise`` in normalised units."""
+        """The state vectors with Gaussian noise of std ``state_noise`` in normalised units."""
         noise = torch.randn(state.shape, generator=generator, device=state.device)
         normalizer = self.state_normalizer
         return normalizer.unnormalize(normalizer.normalize(state)
@@ -161,10 +172,10 @@ class VisuomotorPolicy(nn.Module):
     def predict_action_chunk(
         self, obs_batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """{"rgb" (B, To, H, W, 3) or "features" (B, To, F), "state": (B, To, D)} -> actions
-        (B, Tp, A), unnormalised."""
+        """{"rgb" (B, To, H, W, 3) or "features" (B, To, F), "state": (B, To, D)[,
+        "memory_vector": (B, M)]} -> actions (B, Tp, A), unnormalised."""
         cond = self._global_cond(self._features(obs_batch, None), obs_batch["state"],
-                                 self._history(obs_batch))
+                                 self._batch_memory_vector(obs_batch))
         return self.action_normalizer.unnormalize(self.head.sample(cond, generator))
 
     # ----------------------------------------------------------------------------- run time
@@ -176,21 +187,22 @@ class VisuomotorPolicy(nn.Module):
         self.last_encoder_ms: float | None = None
         device = self.state_normalizer.min.device
         if self.memory is not None:
-            self._memory_state = self.memory.initial_state(1, device)
+            self._memory_recurrent_state = self.memory.initial_state(1, device)
             self._memory_steps = 0
             self._previous_action = None  # normalised; zeros before the first action
-            self._memory_now: torch.Tensor | None = None
+            self._memory_vector: torch.Tensor | None = None
         if self.history is not None:
             window = self.history.config.inference_window
-            # Recurrent: the Mamba state after every token read so far, and the frames and
-            # actions since, read in one go at the next prediction (the same outputs as one token
-            # at a time, cheaper). Windowed: the last steps' frames and actions, re-read at each
-            # prediction.
-            self._recurrent = window is None
-            self._history_state = self.history.initial_state(1, device) if window is None else None
+            # Recurrent: the Mamba's recurrent state after every token read so far, and the
+            # frames and actions since, read in one go at the next prediction (the same outputs
+            # as one token at a time, cheaper). Windowed: the last steps' frames and actions,
+            # re-read at each prediction.
+            self._history_is_recurrent = window is None
+            self._history_recurrent_state = (self.history.initial_state(1, device)
+                                             if window is None else None)
             self._pending: list[tuple[str, object]] = []
-            self._history_steps: deque[dict] = deque(maxlen=window)
-            self._history_now: torch.Tensor | None = None
+            self._history_window: deque[dict] = deque(maxlen=window)
+            self._history_vector: torch.Tensor | None = None
         self._generator = torch.Generator(device=device)
         if seed is None:
             self._generator.seed()  # fresh entropy; a new Generator alone has a fixed seed
@@ -218,7 +230,7 @@ class VisuomotorPolicy(nn.Module):
             "rgb": torch.as_tensor(np.ascontiguousarray(observation["rgb"]), device=device),
             "state": torch.as_tensor(state, device=device),
         })
-        if self.history is not None:  # the history reads every frame
+        if self.history is not None:  # AEM's history encoder reads every frame
             self._see_frame(self._observations[-1])
         self.last_encoder_ms = None  # what the evaluator reports as encoder latency
         if self.memory is not None:  # the memory reads every frame, as it was trained
@@ -227,11 +239,12 @@ class VisuomotorPolicy(nn.Module):
             memory_ms = (time.perf_counter() - tic) * 1e3
         if not self._actions:
             tic = time.perf_counter()
-            memory = self._current_history()[None] if self.history is not None else None
+            memory_vector = (self._current_history_vector()[None] if self.history is not None
+                             else None)
             if self.memory is not None:
-                memory = self._memory_now[None]
-            # Encode each frame once, when it is first needed: a stacked history costs one new
-            # frame per control step, not obs_horizon.
+                memory_vector = self._memory_vector[None]
+            # Encode each frame once, when it is first needed: a frame stack costs one new frame
+            # per control step, not obs_horizon.
             self._encode_frames(list(self._observations))
             if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
                 torch.cuda.synchronize(device)
@@ -240,12 +253,12 @@ class VisuomotorPolicy(nn.Module):
                 self.last_encoder_ms += memory_ms
             # Before obs_horizon steps have passed, repeat the first frame, as the training
             # windows do at the start of an episode.
-            history = list(self._observations)
-            history = [history[0]] * (self.config.obs_horizon - len(history)) + history
-            obs_batch = {key: torch.stack([o[key] for o in history])[None]
+            window = list(self._observations)
+            window = [window[0]] * (self.config.obs_horizon - len(window)) + window
+            obs_batch = {key: torch.stack([o[key] for o in window])[None]
                          for key in ("features", "state")}
-            if memory is not None:
-                obs_batch["memory" if self.memory is not None else "history"] = memory
+            if memory_vector is not None:
+                obs_batch["memory_vector"] = memory_vector
             chunk = self.predict_action_chunk(obs_batch, self._generator)[0]
             self._actions.extend(chunk[: self.config.action_steps].cpu().numpy())
         action = self._actions.popleft().astype(np.float32)
@@ -270,9 +283,10 @@ class VisuomotorPolicy(nn.Module):
     @torch.inference_mode()
     def memory_trace(self, features: torch.Tensor, state: torch.Tensor,
                      actions: torch.Tensor) -> torch.Tensor:
-        """One episode's frame features (T, F), state (T, D) and actions taken (T, A) -> (T, M):
-        the memory the policy conditions on at each step, as ``act()`` computes it (the
-        recurrent memory's output, AEM's history vector, or the stacked frames' features)."""
+        """One episode's frame features (T, F), state vectors (T, D) and actions taken (T, A) ->
+        (T, M): what the policy remembers at each step, as ``act()`` computes it (the memory
+        vector: the recurrent memory's output or AEM's history vector; or a frame stack's
+        features)."""
         if self.memory is not None:
             return self._memory_sequence(features[None], state[None], actions.roll(1, 0)[None])[0]
         if self.history is not None:
@@ -292,8 +306,8 @@ class VisuomotorPolicy(nn.Module):
     def _memory_sequence(self, features: torch.Tensor, state: torch.Tensor,
                          previous_actions: torch.Tensor) -> torch.Tensor:
         """The recurrent memory over whole episodes from step 0: (E, T, *) each, the action
-        before each step (the first is ignored) -> (E, T, memory_dim), step t holding the output
-        of the last step read at or before it (every ``memory_stride``-th)."""
+        before each step (the first is ignored) -> memory vectors (E, T, memory_dim), step t
+        holding the vector of the last step read at or before it (every ``memory_stride``-th)."""
         stride = self.config.memory_stride
         previous = self.action_normalizer.normalize(previous_actions[:, ::stride])
         previous[:, 0] = 0.0  # no action before the first step, as in reset()
@@ -302,18 +316,18 @@ class VisuomotorPolicy(nn.Module):
         return out[:, torch.arange(features.shape[1], device=out.device) // stride]
 
     def _remember(self, observation: dict) -> None:
-        """Advance the recurrent memory on every ``memory_stride``-th step: its frame, state and
-        the action before; hold it in between."""
+        """Advance the recurrent memory on every ``memory_stride``-th step: its frame, state
+        vector and the action before; hold its memory vector in between."""
         self._memory_steps += 1
         if (self._memory_steps - 1) % self.config.memory_stride:
             return
         self._encode_frames([observation])
         previous = (self._previous_action if self._previous_action is not None
                     else torch.zeros(self.config.action_dim, device=observation["state"].device))
-        self._memory_now, self._memory_state = self.memory.step(
+        vector, self._memory_recurrent_state = self.memory.step(
             observation["features"][None], self.state_normalizer.normalize(observation["state"])[None],
-            previous[None], self._memory_state)
-        self._memory_now = self._memory_now[0]
+            previous[None], self._memory_recurrent_state)
+        self._memory_vector = vector[0]
 
     # ----------------------------------------------------------------------------- AEM history
 
@@ -325,33 +339,34 @@ class VisuomotorPolicy(nn.Module):
                 o["features"] = feature
 
     def _see_frame(self, observation: dict) -> None:
-        if self._recurrent:
+        if self._history_is_recurrent:
             self._pending.append(("frame", observation))
         else:
-            self._history_steps.append({"obs": observation, "action": None})
+            self._history_window.append({"obs": observation, "action": None})
 
     def _take_action(self, action: torch.Tensor) -> None:
-        if self._recurrent:
+        if self._history_is_recurrent:
             if self.history.config.use_actions:
                 self._pending.append(("action", action))
         else:
-            self._history_steps[-1]["action"] = action
+            self._history_window[-1]["action"] = action
 
     @torch.inference_mode()  # run time only: a history fine-tuned with the head has gradients
-    def _current_history(self) -> torch.Tensor:
+    def _current_history_vector(self) -> torch.Tensor:
         """The history vector at the latest frame."""
-        if self._recurrent:
+        if self._history_is_recurrent:
             if any(kind == "frame" for kind, _ in self._pending):  # else: nothing new seen
                 self._encode_frames([entry for kind, entry in self._pending if kind == "frame"])
                 tokens = torch.cat([
                     self.history.vision_token(entry["features"][None]) if kind == "frame"
                     else self.history.action_token(entry[None]) for kind, entry in self._pending])
-                out, self._history_state = self.history(tokens[None], self._history_state)
+                out, self._history_recurrent_state = self.history(
+                    tokens[None], self._history_recurrent_state)
                 last_frame = max(i for i, (kind, _) in enumerate(self._pending) if kind == "frame")
-                self._history_now = out[0, last_frame]
+                self._history_vector = out[0, last_frame]
                 self._pending.clear()
-            return self._history_now
-        steps = list(self._history_steps)
+            return self._history_vector
+        steps = list(self._history_window)
         self._encode_frames([step["obs"] for step in steps])
         window = self.history.config.inference_window
         pad = window - len(steps)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from aem_bench.demos import load_demos
+from aem_bench.errors import UsageError
 from aem_bench.policies import AEM_PRETRAIN, distributed, load_policy, save_policy
 from aem_bench.policies.configuration_aem import AEMConfig
 from aem_bench.policies.feature_cache import frozen_features
@@ -48,8 +49,8 @@ class StepWindows:
             offset += len(episode)
         if not starts:
             longest = max(len(ep) for ep in demos.episodes)
-            raise ValueError(f"no episode is as long as the window ({window} steps; the longest "
-                             f"has {longest}): pass a smaller window")
+            raise UsageError("window", f"no episode is as long as the window ({window} steps; "
+                             f"the longest has {longest}): pass a smaller window")
         self.rows = np.asarray(starts)[:, None] + np.arange(window)  # (N, window)
 
     def __len__(self) -> int:

@@ -37,6 +37,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from safetensors.torch import load_file, save_file
 
 from aem_bench.demos import DemoSet, load_demos
+from aem_bench.errors import UsageError
 from aem_bench.policies import (
     CONFIG_NAME,
     POLICIES,
@@ -95,8 +96,8 @@ class DemoWindows:
         self.obs_index = np.concatenate(obs_index)  # (N, obs_horizon) rows into rgb / state
         self.action_index = np.concatenate(action_index)  # (N, pred_horizon) rows into actions
         self.episode_start = np.concatenate(episode_start)  # (N,) first row of each's episode
-        self.history: np.ndarray | None = None  # (N, M) precomputed AEM history vectors
-        self.history_window: int | None = None  # or: windows for a trained history
+        self.history_vectors: np.ndarray | None = None  # (N, M) of a frozen history encoder
+        self.history_window: int | None = None  # or: windows, for a history encoder in training
 
     def window_rows(self, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``window`` steps ending at each of ``rows``: (B, window) rows (clipped to the
@@ -110,14 +111,15 @@ class DemoWindows:
 
     def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The samples ``rows`` stacked: rgb (B, To, H, W, 3) or features (B, To, F), state
-        (B, To, D), actions (B, Tp, A)."""
+        (B, To, D), actions (B, Tp, A); for AEM, the history vectors (B, M) or each row's window
+        of steps."""
         obs, act = self.obs_index[rows], self.action_index[rows]
         images = ({"rgb": torch.from_numpy(self.rgb[obs])} if self.features is None
                   else {"features": torch.from_numpy(self.features[obs])})
         batch = {**images, "state": torch.from_numpy(self.state[obs]),
                  "actions": torch.from_numpy(self.actions[act])}
-        if self.history is not None:
-            batch["history"] = torch.from_numpy(self.history[rows])
+        if self.history_vectors is not None:
+            batch["memory_vector"] = torch.from_numpy(self.history_vectors[rows])
         elif self.history_window is not None:
             window, valid = self.window_rows(rows, self.history_window)
             batch["window_features"] = torch.from_numpy(self.features[window])
@@ -127,8 +129,8 @@ class DemoWindows:
 
 
 class EpisodeBatches:
-    """Training batches of whole episodes, for a policy with a recurrent memory (or an AEM
-    history trained through whole episodes).
+    """Training batches of whole episodes, for a policy with a recurrent memory (or with AEM's
+    history encoder trained through whole episodes).
 
     Step s takes ``episodes`` episodes (seeded permutations of the episodes, cut into groups, as
     :func:`batch_rows` does with steps), pads them to the longest, and draws ``steps`` of their
@@ -165,9 +167,11 @@ class EpisodeBatches:
 
 
 @torch.inference_mode()
-def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> np.ndarray:
-    """(N, M) history vectors of a frozen AEM encoder at every step of the dataset, as the policy
-    computes them at run time: over the whole episode so far (recurrent) or over a window."""
+def precompute_history_vectors(history, dataset: DemoWindows,
+                               batch_size: int = 256) -> np.ndarray:
+    """(N, M) history vectors of a frozen AEM history encoder at every step of the dataset, as
+    the policy computes them at run time: over the whole episode so far (recurrent) or over a
+    window."""
     history.eval()
     window = history.config.inference_window
     features = torch.from_numpy(dataset.features)
@@ -189,25 +193,26 @@ def precompute_history(history, dataset: DemoWindows, batch_size: int = 256) -> 
 
 
 def aem_overrides(overrides: dict):
-    """For a policy with an AEM history: the overrides completed from the pretraining run named
-    by ``aem_checkpoint`` (its encoder, crop and AEMConfig), and that run's model."""
+    """For a policy with AEM's history encoder: the overrides completed from the pretraining run
+    named by ``aem_checkpoint`` (its encoder, crop and AEMConfig), and that run's model."""
     from aem_bench.policies.modeling_aem import AEMPretrainer
 
     path = overrides.get("aem_checkpoint")
     if path is None:
         if overrides.get("pretrained_history", True):
-            raise ValueError("an AEM policy needs the pretraining run it builds on: --config "
-                             "'{\"aem_checkpoint\": \"DIR\"}' (DIR from `aem-bench pretrain`)")
+            raise UsageError("aem_checkpoint", "an AEM policy needs the pretraining run it builds "
+                             "on: --config '{\"aem_checkpoint\": \"DIR\"}' (DIR from `aem-bench "
+                             "pretrain`)")
         return overrides, None
     aem = load_policy(path)
     if not isinstance(aem, AEMPretrainer):
-        raise ValueError(  # noqa: TRY004 -- bad input, reported by the CLI as such
-            f"{path} is a checkpoint of '{aem.config.policy_type}', not of AEM "
-                         "pretraining")
+        raise UsageError("aem_checkpoint", f"{path} is a checkpoint of "
+                         f"'{aem.config.policy_type}', not of AEM pretraining")
     config = aem.config
     if tuple(config.image_size) != tuple(overrides["image_size"]):
-        raise ValueError(f"{path} was pretrained on {tuple(config.image_size)} images, the "
-                         f"demonstrations have {tuple(overrides['image_size'])}")
+        raise UsageError("aem_checkpoint", f"{path} was pretrained on "
+                         f"{tuple(config.image_size)} images, the demonstrations have "
+                         f"{tuple(overrides['image_size'])}")
     history = {**config.to_dict(), **(overrides.get("history") or {})}
     return {**overrides, "aem_checkpoint": str(path), "encoder": config.encoder,
             "encoder_options": config.encoder_options, "crop_size": config.crop_size,
@@ -220,11 +225,12 @@ def encoder_overrides(overrides: dict) -> tuple[dict, torch.nn.Module]:
     path = overrides["encoder_checkpoint"]
     source = load_policy(path)
     if not hasattr(source, "encoder") or not hasattr(source.config, "crop_size"):
-        raise ValueError(f"encoder_checkpoint {path} is not a trained policy")
+        raise UsageError("encoder_checkpoint", f"{path} is not a trained policy")
     config = source.config
     if tuple(config.image_size) != tuple(overrides["image_size"]):
-        raise ValueError(f"encoder_checkpoint {path} was trained on {tuple(config.image_size)} "
-                         f"images, the demonstrations have {tuple(overrides['image_size'])}")
+        raise UsageError("encoder_checkpoint", f"{path} was trained on "
+                         f"{tuple(config.image_size)} images, the demonstrations have "
+                         f"{tuple(overrides['image_size'])}")
     return {**overrides, "encoder_checkpoint": str(path), "encoder": config.encoder,
             "encoder_options": config.encoder_options, "crop_size": config.crop_size,
             "freeze_encoder": True}, source
@@ -278,7 +284,7 @@ def episode_state(episode, state_keys: tuple[str, ...]) -> np.ndarray:
     for key in state_keys:
         part = getattr(episode, key, None)
         if part is None:
-            raise ValueError(f"the demonstrations have no '{key}'; record them with "
+            raise UsageError("state_keys", f"the demonstrations have no '{key}'; record them with "
                              f"`aem-bench demos --obs-mode rgb+oracle` on a memory task (at "
                              f"this version of aem-bench, for 'fact')")
         parts.append(part)
@@ -305,12 +311,13 @@ def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) ->
         return False
     saved = json.loads((out_dir / CONFIG_NAME).read_text())
     if saved.get(type_key) != type_value:
-        raise ValueError(f"{out_dir} holds a run of '{saved.get(type_key)}', not '{type_value}'")
+        raise UsageError("resume", f"{out_dir} holds a run of '{saved.get(type_key)}', not "
+                         f"'{type_value}'")
     conflicts = {key: (value, saved.get(key)) for key, value in overrides.items()
                  if json.loads(json.dumps(value)) != saved.get(key)}
     if conflicts:
-        raise ValueError(f"resuming {out_dir} with other settings than it was started with "
-                         f"(given, saved): {conflicts}")
+        raise UsageError("resume", f"{out_dir} was started with other settings (given, "
+                         f"saved): {conflicts}")
     return True
 
 
@@ -486,7 +493,8 @@ def train(
     state_keys = tuple(overrides.get("state_keys", ("qpos",)))
     for key, value in _data_shapes(demos, state_keys).items():
         if key in overrides and not np.array_equal(overrides[key], value):
-            raise ValueError(f"config override {key}={overrides[key]} but {demos_path} has {value}")
+            raise UsageError(key, f"the config says {overrides[key]} but {demos_path} has "
+                             f"{value}")
         overrides[key] = value
 
     aem = encoder_source = None
@@ -497,7 +505,7 @@ def train(
     resume = resume and saved_run(out_dir, "policy_type", policy_name, overrides)
     policy = load_policy(out_dir) if resume else make_policy(policy_name, **overrides)
     config = policy.config
-    if aem is not None and not resume:  # start from the pretrained encoder (and history)
+    if aem is not None and not resume:  # start from the pretrained encoders (frame and history)
         policy.encoder.load_state_dict(aem.encoder.vision.state_dict())
         if config.pretrained_history:
             policy.history.load_state_dict({k: v for k, v in aem.encoder.state_dict().items()
@@ -522,7 +530,7 @@ def train(
         if not config.pretrained_history:
             policy.history.action_normalizer.fit(dataset.actions)
         if config.history_frozen:
-            dataset.history = precompute_history(policy.history, dataset)
+            dataset.history_vectors = precompute_history_vectors(policy.history, dataset)
         else:
             dataset.history_window = policy.history.config.inference_window
 

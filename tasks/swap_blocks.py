@@ -4,18 +4,25 @@ After RMBench's ``swap_blocks`` (sequential memory). Three identical trays lie i
 across the middle of the table; the red and the blue cube stand on two of them, drawn
 uniformly (6 layouts). The swap takes three moves, one cube at a time, and the red cube always
 goes first: red to the free tray, blue to red's old tray, red to blue's old tray. After each move
-the expert's hand goes back to where it started, so the arm shows nothing of the last move.
+the expert's hand goes back towards where it started (its pose, not its joints).
 Success: each cube rests on the other's original tray (centre within 3 cm in x and y), both
 grippers open, neither cube held. Setting the cubes into any other arrangement than the one the
 next move makes (e.g. moving blue first, or red twice) fails and ends the episode.
 
 Memory: every move goes to the free tray, and the layout after one or two moves is a possible
-starting layout of another episode, so the frame does not say how far the swap has got (which
-cube moves next). Chance: a single-frame policy sees only the layout; the best map from the 6
-layouts to "move red" or "move blue" solves 3 of the 6 starting layouts (found by enumerating
-all 64 maps; a random stationary policy cannot do better, as the success rate is linear in each
-layout's probability). So chance = 1/2. Guessing the number of moves done uniformly at each
-decision would give (2/3)(1/3)(2/3) = 4/27, guessing the cube 1/8.
+starting layout of another episode, so the layout does not say how far the swap has got (which
+cube moves next). What memory must hold is that progress, so the memory probe reads the moves
+done at the step each move begins (``pooled_probe``), beside a frame and a joint-state probe:
+the body may show what the layout does not, since there the hand is still 2-4 cm from its start
+and moving, and some joint up to 0.25 rad from its own (measured on 200 expert episodes). The
+starting trays are no test of memory at the decision step (the end of the first move): with one
+move known to be done, the layout there gives them.
+
+Chance: a single-frame policy sees only the layout; the best map from the 6 layouts to "move
+red" or "move blue" solves 3 of the 6 starting layouts (found by enumerating all 64 maps; a
+random stationary policy cannot do better, as the success rate is linear in each layout's
+probability). So chance = 1/2. Guessing the number of moves done uniformly at each decision
+would give (2/3)(1/3)(2/3) = 4/27, guessing the cube 1/8.
 
 Oracle (``obs_mode="rgb+oracle"``): the hidden fact itself, the two starting trays and the number
 of moves done.
@@ -69,6 +76,10 @@ class SwapBlocksEnv(TableTopEnv):
     # an oracle policy given only the moves did not learn (0/50 at 10,000 steps).
     oracle_size: ClassVar[int] = 2 * len(TRAY_XY) + MOVES + 1
     fact_size: ClassVar[int] = len(TRAY_XY) ** 2  # the red and the blue cube's starting trays
+    pooled_probe: ClassVar[tuple[str, str]] = (
+        "moves_done_at_move_start",
+        ("moves done (0, 1 or 2) at the step the expert begins each move, the hand back near "
+         "its start after the move before; pooled over the three moves of every episode"))
 
     def _load_scene(self) -> None:
         self.trays = [self.add_visual_box(f"tray_{k}", TRAY_HALF, TRAY_COLOUR)
@@ -79,6 +90,7 @@ class SwapBlocksEnv(TableTopEnv):
         self.moves_done = 0
         self.failed = False
         self.cue_hidden_at: int | None = None
+        self.move_starts: list[tuple[int, int]] = []  # (step, moves done)
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
         shift = rng.uniform(-JITTER, JITTER, 2)
@@ -92,11 +104,17 @@ class SwapBlocksEnv(TableTopEnv):
         self.moves_done = 0
         self.failed = False
         self.cue_hidden_at = None
+        self.move_starts = []
 
     def hidden_fact(self) -> int:
         """The starting trays of the red and the blue cube, as one index (3 x red + blue)."""
         red, blue = self.arrangements[0]
         return 3 * red + blue
+
+    def pooled_probe_rows(self) -> list[tuple[int, int]]:
+        """(step, moves done) at each step the expert began a move at: the frame it chose the
+        move's first action from, which depends on the moves done."""
+        return list(self.move_starts)
 
     @property
     def decision_at(self) -> int | None:
@@ -170,6 +188,7 @@ class SwapBlocksEnv(TableTopEnv):
         plan = MotionPlanner(self)
         rest = self.arms[SIDE].tcp_pose
         for _ in range(MOVES):
+            self.move_starts.append((self.elapsed_steps, self.moves_done))
             cube, goal = self._next_move()
             # Fingers close across the row, away from the neighbouring trays.
             yield from carry_cube(plan, SIDE, cube, goal, closing_yaw=ACROSS_ROW, rest=rest)

@@ -102,7 +102,7 @@ def test_the_policy_at_run_time_sees_the_history_it_was_trained_on(pretrained, w
         obs = observation(32, seed=t)
         frames.append(policy.encode(torch.from_numpy(obs["rgb"])[None])[0])
         taken.append(torch.from_numpy(policy.act(obs)))
-        seen.append(policy._current_history())
+        seen.append(policy._current_history_vector())
     features, actions = torch.stack(frames)[None], torch.stack(taken)[None]
     with torch.no_grad():
         if window is None:

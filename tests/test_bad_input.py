@@ -3,7 +3,10 @@
 Each case runs the command in-process in an empty working folder holding a few decoys (a file, a
 folder, a checkpoint, results of an earlier run) and checks: exit code 2, exactly one line on
 stderr, ``aem-bench CMD: error: ARGUMENT...``, no traceback, and no file made, changed or removed,
-neither there nor in the package's own tables.
+neither there nor in the package's own tables. A file that passes the checks and is found
+unusable once read is refused the same way, in a line naming it. What is not bad input is not
+reported as such: an exception of another class than aem-bench's own is a bug's and keeps its
+traceback, and an expert that solves too few seeds stops the command with exit code 1.
 """
 
 import json
@@ -161,6 +164,19 @@ CASES = [
     ("leaderboard --results {dir}/missing --out {dir}/L.md", "--results", "no such folder"),
     ("leaderboard --results {file} --out {dir}/L.md", "--results", "expected a folder"),
     ("leaderboard --results {dir} --out {dir}", "--out", "is a folder; expected a file"),
+    # sweep
+    ("sweep --rows no-such-row --cache {dir}/c --results-dir {dir}/r --dry-run", "--rows",
+     "no-such-row"),
+]
+
+# A file or folder that passes the argument checks and is found unusable once read: (command
+# line, more text the line must hold besides the file's name, the file as the line names it).
+FILE_CASES = [
+    ("eval --policy {ckpt}", "not a readable safetensors file", "{ckpt}/model.safetensors"),
+    ("train --demos {demos} --out {dir}/c", "not a readable HDF5 file", "{demos}"),
+    ("leaderboard --results {cert} --out {dir}/L.md", "field", "{cert}/certificate.json"),
+    ("certify --task AEM/ShellGame-v0 --out {dir}/c --from-results {file} {result}",
+     "not a results file", "{file}"),
 ]
 
 
@@ -214,6 +230,58 @@ def test_bad_input_is_refused_in_one_line_before_any_work(line, argument, says, 
     assert says in captured.err, captured.err
     assert _snapshot(tmp_path) == before  # nothing made, changed or removed
     assert {path: path.read_bytes() for path in tables} == tables
+
+
+@pytest.mark.parametrize(("line", "says", "names"), FILE_CASES,
+                         ids=[case[0].split()[0] for case in FILE_CASES])
+def test_an_unusable_file_is_refused_in_one_line_naming_it(line, says, names, workdir, tmp_path,
+                                                           capsys):
+    command = line.split()[0]
+    before = _snapshot(tmp_path)
+    code = main([part.format(**workdir) for part in line.split()])
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    assert captured.err.startswith(f"aem-bench {command}: error: "), captured.err
+    assert names.format(**workdir) in captured.err and says in captured.err, captured.err
+    assert _snapshot(tmp_path) == before
+
+
+def test_an_unknown_protocol_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["sweep", "--protocol", "no-such-protocol", "--dry-run"])
+    assert refused.value.code == 2
+    assert "argument --protocol: invalid choice: 'no-such-protocol'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyError, FileNotFoundError])
+def test_an_error_of_another_class_is_a_bug_not_bad_input(error, workdir, monkeypatch, capsys):
+    """Only aem-bench's own errors are the user's: any other exception a command meets, a plain
+    ValueError included, reaches the caller with its traceback instead of exit code 2."""
+    import aem_bench.leaderboard.publish
+
+    def write_leaderboard(results_dir, out_path):
+        raise error("a bug in the leaderboard")
+
+    monkeypatch.setattr(aem_bench.leaderboard.publish, "write_leaderboard", write_leaderboard)
+    with pytest.raises(error, match="a bug in the leaderboard"):
+        main(["leaderboard", "--results", workdir["dir"], "--out", workdir["dir"] + "/L.md"])
+    assert capsys.readouterr().err == ""
+
+
+def test_an_expert_that_solves_too_few_seeds_stops_the_command(workdir, monkeypatch, capsys):
+    """Neither bad input nor a bug: one line, exit code 1."""
+    import aem_bench.expert
+
+    def record_demos(env_id, episodes, out, **kwargs):
+        raise aem_bench.expert.ExpertShortfall(f"the expert of {env_id} solved only 1 of seeds "
+                                               f"0-13, not the {episodes} asked for")
+
+    monkeypatch.setattr(aem_bench.expert, "record_demos", record_demos)
+    assert main(["demos", "--episodes", "2", "--out", workdir["dir"] + "/d.h5"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("aem-bench demos: stopped: the expert of AEM/HandoverBlock-v0 solved only 1 "
+                   "of seeds 0-13, not the 2 asked for\n")
 
 
 @pytest.mark.parametrize("line", [

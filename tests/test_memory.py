@@ -33,7 +33,7 @@ def test_the_memory_at_run_time_is_the_memory_trained_on(stride):
     memories, actions = [], []
     for obs in observations:
         actions.append(policy.act(obs))
-        memories.append(policy._memory_now.clone())
+        memories.append(policy._memory_vector.clone())
     with torch.inference_mode():
         features = policy.encode(torch.from_numpy(np.stack([o["rgb"] for o in observations])))
     trace = policy.memory_trace(features, torch.from_numpy(np.stack([o["qpos"] for o in

@@ -1,5 +1,6 @@
 """`aem-bench probe`: the memory tasks' hidden facts and decision steps, the cross-validated
-linear probe, and the whole command on a small real dataset."""
+linear probe, SwapBlocks' pooled probe of the moves done, and the whole command on small real
+datasets."""
 
 import json
 
@@ -11,7 +12,7 @@ from aem_bench.cli import main
 from aem_bench.demos import DemoWriter
 from aem_bench.expert import expert_rollouts, run_expert
 from aem_bench.policies.training import train
-from aem_bench.probe import _probe_accuracy
+from aem_bench.probe import _probe_accuracy, moments_after_episode
 from aem_bench.registration import TASKS
 
 MEMORY_TASKS = sorted(env_id for env_id, spec in TASKS.items()
@@ -51,14 +52,13 @@ def test_the_probe_reads_a_separable_fact_and_not_noise():
     assert _probe_accuracy(noise, labels, folds=5, seed=0).mean() < 0.45  # chance is 0.25
 
 
-@pytest.fixture(scope="module")
-def shell_game(tmp_path_factory):
-    """12 ShellGame demonstrations at 32x32 with the oracle, a tiny single-frame DP, and a
-    gru-dp on its frozen encoder."""
-    root = tmp_path_factory.mktemp("probe")
+def tiny_probe_dataset(root, env_id, seeds):
+    """The expert's episodes of ``seeds`` at 32x32 with the oracle (``root/demos.h5``), a tiny
+    single-frame DP on them (``root/sf``) and a gru-dp on its frozen encoder (``root/gru``), two
+    training steps each."""
     kwargs = {"obs_mode": "rgb+oracle", "camera_size": (32, 32)}
-    with DemoWriter(root / "demos.h5", "AEM/ShellGame-v0", kwargs) as writer:
-        for result in expert_rollouts("AEM/ShellGame-v0", range(12), record=True, **kwargs):
+    with DemoWriter(root / "demos.h5", env_id, kwargs) as writer:
+        for result in expert_rollouts(env_id, seeds, record=True, **kwargs):
             writer.add(result.episode)
     tiny = {"down_dims": [16, 32], "timestep_embed_dim": 16, "pred_horizon": 8,
             "action_steps": 4, "ema_decay": None, "encoder_options": {"channels": [8, 16]}}
@@ -67,6 +67,14 @@ def shell_game(tmp_path_factory):
     train("gru-dp", root / "demos.h5", root / "gru", steps=2, batch_size=8,
           config_overrides={**tiny, "memory_dim": 8, "encoder_checkpoint": str(root / "sf")},
           progress=False)
+
+
+@pytest.fixture(scope="module")
+def shell_game(tmp_path_factory):
+    """12 ShellGame demonstrations at 32x32 with the oracle, a tiny single-frame DP, and a
+    gru-dp on its frozen encoder."""
+    root = tmp_path_factory.mktemp("probe")
+    tiny_probe_dataset(root, "AEM/ShellGame-v0", range(12))
     return root
 
 
@@ -110,3 +118,117 @@ def test_a_policy_without_memory_is_refused(shell_game, capsys):
     assert code == 2
     assert "has no memory" in capsys.readouterr().err
     assert not (shell_game / "refused").exists()
+
+
+SWAP = "AEM/SwapBlocks-v0"
+SWAP_LAYOUTS = 6  # the red and the blue cube on two of three trays
+
+
+def swap_seeds(per_layout: int) -> list[int]:
+    """The first seeds that start each of SwapBlocks' 6 layouts ``per_layout`` times, so that
+    every layout is as common after 0, 1 and 2 moves."""
+    env = gym.make(SWAP, obs_mode="state")
+    seeds, count = [], {}
+    try:
+        for seed in range(200):
+            env.reset(seed=seed)
+            layout = env.unwrapped.arrangements[0]
+            if count.get(layout, 0) < per_layout:
+                count[layout] = count.get(layout, 0) + 1
+                seeds.append(seed)
+            if len(seeds) == per_layout * SWAP_LAYOUTS:
+                return seeds
+    finally:
+        env.close()
+    raise AssertionError(f"200 seeds did not start every layout {per_layout} times")
+
+
+@pytest.fixture(scope="module")
+def swap_rows():
+    """SwapBlocks' pooled probe rows for 12 expert episodes (each layout twice), with what the
+    scene and the hand showed at each row's step."""
+    env = gym.make(SWAP, obs_mode="state")
+    task = env.unwrapped
+    episodes = []
+    try:
+        for seed in swap_seeds(per_layout=2):
+            seen, start = {}, {}
+
+            def look(action, seen=seen, start=start):
+                hand = task.arms["left"].tcp_pose.p.copy()
+                start.setdefault("hand", hand)  # the first call is at step 0
+                held = bool(task.grasping_arms(task.red) | task.grasping_arms(task.blue))
+                seen[task.elapsed_steps] = {
+                    "layout": (task._tray_under(task.red), task._tray_under(task.blue)),
+                    "hand_from_start": float(np.linalg.norm(hand - start["hand"])),
+                    "held": held}
+
+            assert run_expert(env, seed, on_step=look).success
+            marks = moments_after_episode(SWAP, task, seed)
+            episodes.append({"marks": marks, "seen": seen, "plan": list(task.arrangements)})
+    finally:
+        env.close()
+    return episodes
+
+
+def test_swap_blocks_pools_the_moves_done_as_each_move_begins(swap_rows):
+    for episode in swap_rows:
+        rows, seen = episode["marks"].pooled, episode["seen"]
+        assert [label for _, label in rows] == [0, 1, 2]
+        steps = [step for step, _ in rows]
+        assert steps[0] == 0 and steps[0] < steps[1] < steps[2]
+        # Each move begins after the one before is done, with the hand back near its start
+        # and no cube held: the scene shows a layout that starts other episodes.
+        assert steps[1] > episode["marks"].steps["decision"]
+        for step, label in rows:
+            now = seen[step]
+            assert now["layout"] == episode["plan"][label]
+            assert len(set(now["layout"])) == 2 and None not in now["layout"]
+            assert not now["held"] and now["hand_from_start"] < 0.05
+
+
+def test_the_pooled_probe_reads_the_moves_done_from_a_memory_and_not_from_the_layout(
+        swap_rows):
+    layouts, labels, episode_index = [], [], []
+    for index, episode in enumerate(swap_rows):
+        for step, label in episode["marks"].pooled:
+            red, blue = episode["seen"][step]["layout"]
+            layouts.append(np.concatenate([np.eye(3)[red], np.eye(3)[blue]]))
+            labels.append(label)
+            episode_index.append(index)
+    layouts, labels, groups = np.array(layouts), np.array(labels), np.array(episode_index)
+    # Every layout is as common after 0, 1 and 2 moves: the frame's layout says nothing.
+    assert len({(tuple(row), label) for row, label in zip(layouts, labels)}) == 3 * SWAP_LAYOUTS
+    frame = _probe_accuracy(layouts, labels, folds=3, seed=0, groups=groups)
+    assert frame.mean() <= 0.5  # chance is 1/3
+    memory = np.concatenate([layouts, np.eye(3)[labels]], 1)
+    assert _probe_accuracy(memory, labels, folds=3, seed=0, groups=groups).mean() > 0.95
+
+
+@pytest.fixture(scope="module")
+def swap_blocks(tmp_path_factory):
+    """12 SwapBlocks demonstrations at 32x32 (each layout twice) and a tiny gru-dp on a tiny
+    single-frame DP's frozen encoder."""
+    root = tmp_path_factory.mktemp("swap-probe")
+    tiny_probe_dataset(root, SWAP, swap_seeds(per_layout=2))
+    return root
+
+
+def test_swap_blocks_probe_reports_the_pooled_moves_done(swap_blocks, capsys):
+    out = swap_blocks / "probes"
+    assert main(["probe", "--policy", str(swap_blocks / "gru"), "--demos",
+                 str(swap_blocks / "demos.h5"), "--out", str(out), "--folds", "3"]) == 0
+    assert "moves_done_at_move_start" in capsys.readouterr().out
+    result = json.loads((out / "SwapBlocks-v0_gru.json").read_text())
+    assert result["step"] == "moves_done_at_move_start" and "moves done" in result["probed"]
+    assert result["episodes"] == 12 and result["rows"] == 36
+    assert result["step_median_by_label"] == {"0": 0.0, "1": 83.0, "2": 166.0}
+    assert result["commonest_label_rate"] == pytest.approx(1 / 3)
+    for key in ("probe", "frame_probe", "qpos_probe", "random_memory_probe"):
+        lo, hi = result[f"{key}_ci95"]
+        assert lo <= result[f"{key}_accuracy"] <= hi
+        assert set(result[f"{key}_accuracy_by_label"]) == {"0", "1", "2"}
+    # The hidden fact's moments are still probed, the pooled probe after them.
+    assert [m["step"] for m in result["moments"]] == ["cue_visible", "cue_hidden", "midway",
+                                                     "decision", "moves_done_at_move_start"]
+    assert result["git_commit"] and "probe --policy" in result["command"]

@@ -3,8 +3,8 @@
 ``data`` (tasks, gallery, expert, demos), ``training`` (train, pretrain, policies, encoders),
 ``evaluation`` (eval, certify, probe, body-leak) and ``leaderboard`` (leaderboard, pipeline,
 submit, sweep) each declare their commands' arguments in ``add_commands`` and run each command in
-a ``cmd_*`` function: its arguments checked (``common``), then the library's functions, then what
-to print. :func:`main` turns aem-bench's own errors into one line and an exit code. The top
+a ``cmd_*`` function: its arguments checked (``common``, or a ``_check_*`` helper beside it), then
+the library's functions, then what to print; a few lines each (``tests/test_thin_cli.py``). :func:`main` turns aem-bench's own errors into one line and an exit code. The top
 layer: it may import every layer, lazily, inside the commands, so that ``aem-bench --help`` and
 ``aem-bench leaderboard`` load neither torch nor the simulator; nothing imports it.
 """
@@ -21,15 +21,15 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from aem_bench.cli import data, evaluation, leaderboard, training
-from aem_bench.errors import EvaluationError, UsageError
+from aem_bench.errors import EvaluationError, InputError, UsageError
 
 GROUPS = (data, training, evaluation, leaderboard)
 
-# Bad input: an argument refused before the work (UsageError), or a file found damaged or of
-# another run while reading it (CheckpointError, DemoFileError, ResultsFileError and the library's
-# other ValueErrors; MissingWeightsError, a FileNotFoundError). One clear line, not a traceback;
-# a KeyError, or anything else, is a bug's and shows one.
-BAD_INPUT = (UsageError, ValueError, FileNotFoundError)
+# Bad input: an argument refused (UsageError), or a file it named found damaged, of another run
+# or not fitting while reading it (InputError: CheckpointError, DemoFileError, ResultsFileError,
+# MissingWeightsError...). One clear line, not a traceback; any other exception, a ValueError
+# included, is a bug's and shows one.
+BAD_INPUT = (UsageError, InputError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,20 @@ def add_backend_arguments(parser, runs: str, cluster_note: str = "") -> None:
                         "ray://HOST:10001 or HOST:6379; default: a local Ray instance)")
 
 
+def add_protocol_arguments(parser, defaults: dict, notes: dict | None = None) -> None:
+    """A flag for each :class:`~aem_bench.recipe.Protocol` field named in ``defaults``
+    (``--train-steps`` for ``train_steps``), of the field's type, helped by the field's
+    documentation and ``notes[name]``: the flags and the recipe cannot drift apart."""
+    from aem_bench.recipe import protocol_field
+
+    for name, default in defaults.items():
+        kind, doc = protocol_field(name)
+        text = " ".join(part for part in (doc, (notes or {}).get(name)) if part)
+        if default is not None:
+            text += " (default %(default)s)"
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text)
+
+
 def check_backend(args) -> None:
     """An ``--address`` only with ``--backend ray``, and Ray installed for it: a run asked for
     Ray never falls back to local processes."""

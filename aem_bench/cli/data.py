@@ -8,7 +8,6 @@ blind replays, ``--write-metadata``), ``gallery`` (a contact sheet of every scen
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from aem_bench.cli.common import (
@@ -29,100 +28,45 @@ BLIND_REPLAY_LIMIT = 0.10  # a blind replay succeeding more often says the layou
 
 
 def cmd_tasks(args) -> int:
-    from aem_bench.registration import TASKS, measured_expert_success
+    from aem_bench.task_table import format_memory_table, format_task_table, task_rows
 
     if args.write_metadata is not None:
         return _write_metadata(args)
+    _check_tasks_mode(args)
+    if args.measure:
+        return _measure_experts(args)
+    if args.measure_blind:
+        return _measure_blind(args)
+    rows = task_rows(memory_only=args.memory)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.memory:
+        print(format_memory_table(rows, markdown=args.markdown))
+    else:
+        print(format_task_table(rows, markdown=args.markdown))
+    return 0
+
+
+def _check_tasks_mode(args) -> None:
+    """Each flag of `tasks` applies with --measure, --measure-blind or neither: say which."""
     if args.measure and args.measure_blind:
         raise UsageError("--measure-blind", "give --measure or --measure-blind, not both "
                          "(--measure --pairs N adds the blind-replay rate to the expert's)")
     if args.measure:
-        return _measure_experts(args)
+        return
     if args.measure_blind:
-        for name, value in (("--episodes", args.episodes), ("--record", args.record)):
-            if value is not None and value is not False:
-                raise UsageError(name, "applies with --measure, not --measure-blind")
-        return _measure_blind(args)
-    for name, value in (("--ids", args.ids), ("--out", args.out), ("--overwrite", args.overwrite),
-                        ("--pairs", args.pairs)):
-        if value is not None and value is not False:  # 0 too: any value given
-            raise UsageError(name, "applies with --measure or --measure-blind")
-    for name, value in (("--episodes", args.episodes), ("--record", args.record)):
-        if value is not None and value is not False:
-            raise UsageError(name, "applies with --measure")
-    from aem_bench.certify import VERDICT_RULE, load_certificates
+        _reject_given(args, "applies with --measure, not --measure-blind", "episodes", "record")
+        return
+    _reject_given(args, "applies with --measure or --measure-blind", "ids", "out", "overwrite",
+                  "pairs")
+    _reject_given(args, "applies with --measure", "episodes", "record")
 
-    measured = measured_expert_success()
-    certificates = load_certificates()
-    rows = []
-    # Every registered id; the memory suite's view leaves out versions a newer one supersedes.
-    for spec in TASKS.values():
-        if args.memory and (spec.memory is None or spec.superseded_by is not None):
-            continue
-        expert = measured.get(spec.env_id)
-        rows.append({
-            "certificate": certificates.get(spec.env_id),
-            "id": spec.env_id, "scene": spec.scene, "arms": spec.arms,
-            "skills": list(spec.skills), "memory": spec.memory, "chance": spec.chance,
-            "max_episode_steps": spec.max_episode_steps,
-            "expert_success": (None if expert is None
-                               else expert["successes"] / expert["episodes"]),
-            "expert_episodes": None if expert is None else expert["episodes"],
-            "description": spec.description,
-            "superseded_by": spec.superseded_by,
-        })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    from tabulate import tabulate
 
-    table_format = "github" if args.markdown else "simple"
-
-    def expert_cell(row):
-        if row["expert_success"] is None:
-            return "not measured"
-        return f"{100 * row['expert_success']:.0f}% of {row['expert_episodes']}"
-
-    def chance_cell(row):
-        return "-" if row["chance"] is None else f"{100 * row['chance']:.0f}%"
-
-    if args.memory:
-        def rate_cell(certificate, name):
-            if certificate is None:
-                return "not measured"
-            rate = certificate[name]
-            return (f"{rate['successes']}/{rate['episodes']} "
-                    f"({100 * rate['ci95'][0]:.0f}-{100 * rate['ci95'][1]:.0f}%)")
-
-        def cue_cell(certificate):
-            cue = certificate and certificate["cue_hidden_at"]
-            return "-" if not cue else f"{cue['median']:g}"
-
-        def guess_cell(certificate):
-            # Entries recorded before the best fixed guess was computed say so.
-            if certificate is None or "best_fixed_guess" not in certificate:
-                return "not computed"
-            return rate_cell(certificate, "best_fixed_guess")
-
-        def verdict_cell(certificate):
-            return "-" if certificate is None else certificate.get("verdict", "not computed")
-
-        print(tabulate([[r["id"], r["memory"], chance_cell(r), cue_cell(r["certificate"]),
-                         expert_cell(r), rate_cell(r["certificate"], "with_oracle"),
-                         rate_cell(r["certificate"], "without_oracle"),
-                         guess_cell(r["certificate"]), verdict_cell(r["certificate"])]
-                        for r in rows if r["scene"] == "clean"],
-                       headers=["id", "memory", "chance", "cue hidden at step", "expert",
-                                "DP with oracle", "DP without oracle",
-                                "best fixed guess, same seeds", "verdict"],
-                       tablefmt=table_format))
-        print(f"\nverdict: {VERDICT_RULE}")
-        return 0
-    print(tabulate([[r["id"], r["arms"], ", ".join(r["skills"]), r["memory"] or "-",
-                     chance_cell(r), r["max_episode_steps"], expert_cell(r)] for r in rows],
-                   headers=["id", "arms", "skills", "memory", "chance", "step limit",
-                            "expert success"], tablefmt=table_format))
-    return 0
+def _reject_given(args, reason: str, *names: str) -> None:
+    """UsageError for the first of ``names`` given any value (0 too)."""
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) is not False:
+            raise UsageError(f"--{name.replace('_', '-')}", reason)
 
 
 def _write_metadata(args) -> int:
@@ -231,11 +175,18 @@ def _measure_blind(args) -> int:
 
 
 def cmd_gallery(args) -> int:
-    import gymnasium as gym
+    from aem_bench.gallery import write_gallery
+    from aem_bench.registration import current_tasks
 
-    from aem_bench.media import contact_sheet
-    from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
+    _check_gallery_args(args)
+    base_ids = args.tasks or sorted({spec.base_id for spec in current_tasks().values()
+                                     if args.memory == (spec.memory is not None)})
+    columns = write_gallery(base_ids, args.out, size=args.size, seed=args.seed)
+    print(f"{len(base_ids)} tasks x {columns} pictures written to {args.out}")
+    return 0
 
+
+def _check_gallery_args(args) -> None:
     check_task_list("--tasks", args.tasks, scene="clean")
     if args.tasks is not None and args.memory:
         raise UsageError("--memory", "picks the tasks when --tasks does not: give one")
@@ -246,50 +197,12 @@ def cmd_gallery(args) -> int:
 
     if Path(args.out).suffix.lower() not in Image.registered_extensions():
         raise bad_value("--out", args.out, "an image file name, e.g. gallery.png")
-    base_ids = args.tasks or sorted({spec.base_id for spec in current_tasks().values()
-                                     if args.memory == (spec.memory is not None)})
-    # Memory tasks get a fourth picture: the clean scene once the cue has left the frame.
-    with_cue_hidden = any(TASKS[base_id].memory for base_id in base_ids)
-    columns = list(VARIANT_SUFFIXES) + (["clean, cue hidden"] if with_cue_hidden else [])
-    rows = []
-    for base_id in progress_bar(base_ids, desc="gallery", unit="task"):
-        row = []
-        for scene in VARIANT_SUFFIXES:
-            env = gym.make(base_id, scene=scene, camera_size=(args.size, args.size))
-            obs, _ = env.reset(seed=args.seed)
-            row.append(obs["rgb"])
-            if scene == "clean" and with_cue_hidden:
-                cue_hidden = _first_frame_without_cue(env, obs)
-            env.close()
-        rows.append(row + ([cue_hidden] if with_cue_hidden else []))
-    sheet = contact_sheet(rows, [i.removeprefix("AEM/").removesuffix("-v0") for i in base_ids],
-                          columns)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out)
-    print(f"{len(base_ids)} tasks x {len(columns)} pictures written to {args.out}")
-    return 0
-
-
-def _first_frame_without_cue(env, obs):
-    """Play the expert until the memory task hides its cue; that frame (blank if never)."""
-    task = env.unwrapped
-    if not task.task_spec.memory:
-        return obs["rgb"] * 0
-    for action in task.expert():
-        obs, *_ = env.step(action)
-        if task.cue_hidden_at is not None:
-            return obs["rgb"]
-    return obs["rgb"] * 0
 
 
 def cmd_expert(args) -> int:
-    from aem_bench.expert import expert_rollouts
+    from aem_bench.expert import expert_rollouts, expert_summary
 
-    check_tasks("--task", [args.task])
-    check_at_least(args, 1, "episodes", "video_size")
-    check_at_least(args, 0, "seed")
-    if args.video:
-        check_output("--video", args.video, folder=True)
+    _check_expert_args(args)
     seeds = range(args.seed, args.seed + args.episodes)
     results = []
     bar = progress_bar(expert_rollouts(args.task, seeds), total=args.episodes, desc="expert",
@@ -297,23 +210,23 @@ def cmd_expert(args) -> int:
     for result in bar:
         results.append(result)
         bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
-    successes = sum(r.success for r in results)
-    summary = {
-        "task": args.task,
-        "episodes": len(results),
-        "successes": successes,
-        "success_rate": successes / len(results),
-        "failed_seeds": [r.seed for r in results if not r.success],
-        "mean_steps": sum(r.steps for r in results) / len(results),
-    }
+    summary = expert_summary(args.task, results)
     if args.video:
         _write_videos(args, results)
     if args.json:
         print_json(summary)
     else:
-        print(f"{args.task}: expert solved {successes}/{len(results)} seeds "
+        print(f"{args.task}: expert solved {summary['successes']}/{len(results)} seeds "
               f"({100 * summary['success_rate']:.1f}%); failed seeds {summary['failed_seeds']}")
     return 0
+
+
+def _check_expert_args(args) -> None:
+    check_tasks("--task", [args.task])
+    check_at_least(args, 1, "episodes", "video_size")
+    check_at_least(args, 0, "seed")
+    if args.video:
+        check_output("--video", args.video, folder=True)
 
 
 def _write_videos(args, results) -> None:
@@ -330,19 +243,21 @@ def _write_videos(args, results) -> None:
 
 def cmd_demos(args) -> int:
     from aem_bench.expert import record_demos
+    from aem_bench.registration import TASKS
+    from aem_bench.sim.tabletop import MIN_CAMERA_SIDE
 
     check_tasks("--task", [args.task])
-    check_at_least(args, 1, "episodes", "camera")
+    if args.obs_mode == "rgb+oracle" and TASKS[args.task].memory is None:
+        raise UsageError("--obs-mode", f"rgb+oracle records a memory task's oracle; {args.task} "
+                         "is not a memory task (`aem-bench tasks --memory`)")
+    check_at_least(args, 1, "episodes")
+    check_at_least(args, MIN_CAMERA_SIDE, "camera")
     check_at_least(args, 0, "seed")
     check_output("--out", args.out, folder=False, overwrite=args.overwrite)
     env_kwargs = {} if args.obs_mode == "rgb" else {"obs_mode": args.obs_mode}
     if args.camera != 128:
         env_kwargs["camera_size"] = (args.camera, args.camera)
-    try:
-        tried = record_demos(args.task, args.episodes, args.out, seed=args.seed, **env_kwargs)
-    except ValueError as err:  # the expert came short: not bad input
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    tried = record_demos(args.task, args.episodes, args.out, seed=args.seed, **env_kwargs)
     print(f"wrote {args.episodes} successful episodes ({tried} seeds tried) to {args.out}")
     return 0
 

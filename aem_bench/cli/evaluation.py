@@ -40,6 +40,8 @@ def _eval_tasks(args) -> list[str]:
     if not args.suite:
         tasks = args.task or [DEFAULT_TASK]
         check_tasks("--task", tasks)
+        if twice := sorted({task for task in tasks if tasks.count(task) > 1}):
+            raise UsageError("--task", f"{', '.join(twice)} given twice")
         return tasks
     suites = {"manipulation": lambda spec: spec.memory is None,
               "memory": lambda spec: spec.memory is not None, "all": lambda spec: True}
@@ -95,6 +97,29 @@ def _check_logs_are_of(args, logs: list[Path]) -> None:
 def cmd_eval(args) -> int:
     from aem_bench.checkpoint_eval import evaluate_checkpoint, load_for_eval
 
+    outputs = _check_eval_args(args)
+    policy = load_for_eval(args.policy, args.threads)  # loaded once, for every task
+    _check_policy_reads(args, policy, [task for task, _, _ in outputs])
+    if args.overwrite:  # a fresh evaluation: no episode of the old one kept
+        for _, _, log in outputs:
+            log.unlink(missing_ok=True)
+    reports = []
+    for task, out, log in outputs:
+        report = evaluate_checkpoint(
+            args.policy, task, args.episodes, args.seed, name=args.name, threads=args.threads,
+            workers=args.workers, policy=policy, progress=not args.json, log=log,
+            video_dir=args.video, video_format=args.video_format,
+            video_episodes=args.video_seed or args.video_episodes, backend=args.backend,
+            address=args.address)
+        if write_result(report, out, log, args.json, args.interval):
+            reports.append(report)
+    if len(reports) > 1:
+        _write_aggregate(reports, _aggregate_file(args), args.json)
+    return 0 if len(reports) == len(outputs) else 1
+
+
+def _check_eval_args(args) -> list[tuple[str, Path, Path]]:
+    """(task, results file, episode log) of each task, every flag checked."""
     tasks = _eval_tasks(args)
     check_checkpoint("--policy", args.policy)
     check_at_least(args, 1, "episodes", "workers", "threads", "video_episodes")
@@ -108,30 +133,29 @@ def cmd_eval(args) -> int:
     outputs = _eval_outputs(args, tasks)
     if args.video:
         check_output("--video", args.video, folder=True)
-    if args.overwrite:  # a fresh evaluation: no episode of the old one kept
-        for _, _, log in outputs:
-            log.unlink(missing_ok=True)
-    else:
+    if not args.overwrite:
         _check_logs_are_of(args, [log for _, _, log in outputs])
-    policy = load_for_eval(args.policy, args.threads)  # loaded once, for every task
+    return outputs
+
+
+def _check_policy_reads(args, policy, tasks: list[str]) -> None:
+    """A policy that reads a memory task's oracle or fact runs on memory tasks only."""
+    from aem_bench.checkpoint_eval import env_kwargs_for
+    from aem_bench.registration import TASKS
+
+    if env_kwargs_for(policy.config).get("obs_mode") == "rgb+oracle":
+        for task in tasks:
+            if TASKS[task].memory is None:
+                raise UsageError("--suite" if args.suite else "--task", f"{task} is not a memory "
+                                 f"task, and {args.policy} reads a memory task's oracle or fact")
+
+
+def _aggregate_file(args) -> Path:
+    """In a folder of its own: the results folder holds only results files (the leaderboard reads
+    every *.json there)."""
     results_dir = Path(args.results_dir or Path(args.policy) / "eval")
-    reports = []
-    for task, out, log in outputs:
-        report = evaluate_checkpoint(
-            args.policy, task, args.episodes, args.seed, name=args.name, threads=args.threads,
-            workers=args.workers, policy=policy, progress=not args.json, log=log,
-            video_dir=args.video, video_format=args.video_format,
-            video_episodes=args.video_seed or args.video_episodes, backend=args.backend,
-            address=args.address)
-        if write_result(report, out, log, args.json, args.interval):
-            reports.append(report)
-    if len(reports) > 1:
-        # In a folder of its own: the results folder holds only results files (the leaderboard
-        # reads every *.json there).
-        label = f"{args.suite}-{'-'.join(args.variant or ['clean'])}" if args.suite else "tasks"
-        _write_aggregate(reports, results_dir / "aggregates" /
-                         f"{label}_{args.episodes}ep_seed{args.seed}.json", args.json)
-    return 0 if len(reports) == len(outputs) else 1
+    label = f"{args.suite}-{'-'.join(args.variant or ['clean'])}" if args.suite else "tasks"
+    return results_dir / "aggregates" / f"{label}_{args.episodes}ep_seed{args.seed}.json"
 
 
 def write_result(report, out: Path, log: Path, as_json: bool,
@@ -199,27 +223,19 @@ def _write_aggregate(reports, path: Path, as_json: bool) -> None:
 
 
 def cmd_certify(args) -> int:
-    from aem_bench.certify import CERTIFICATE_NAME, CertificateBudget, certificates_file, certify
-    from aem_bench.registration import TASKS
+    from aem_bench.certify import (
+        CERTIFICATE_NAME,
+        CertificateBudget,
+        certificates_file,
+        certify,
+        describe_certificate,
+        write_certificate,
+    )
 
-    check_tasks("--task", [args.task], scene="clean")
-    if TASKS[args.task].memory is None:
-        raise bad_value("--task", args.task, "a memory task (`aem-bench tasks --memory`)")
-    budget_args = [name for name in ("demos", "train_steps", "episodes", "camera", "threads")
-                   if getattr(args, name) is not None]
-    check_at_least(args, 1, *budget_args)
-    out = args.out or Path("runs/certify") / args.task.split("/")[-1]
-    check_output("--out", out, folder=True)
-    # The folder's demos, checkpoints and certificate are all of one run.
-    if not args.overwrite and any((out / name).exists() for name in (
-            CERTIFICATE_NAME, "demos.h5", "with_oracle", "without_oracle")):
-        raise UsageError("--out", f"{out} holds a certification run; pass --overwrite to "
-                         "replace it")
+    out, budget_args = _check_certify_args(args)
     record = certificates_file() if args.record else None
-    if record is not None:
-        check_output("--record", record, folder=False)
     if args.from_results:
-        entry = _certificate_from_results(args, out, record)
+        entry = write_certificate(_certificate_from_results(args), out, record)
     else:
         fields = {"episodes": "eval_episodes"}  # the flag's name -> the budget's field
         budget = CertificateBudget(**{fields.get(name, name): getattr(args, name)
@@ -228,24 +244,38 @@ def cmd_certify(args) -> int:
     if args.json:
         print_json(entry)
         return 0
-    for name in ("with_oracle", "without_oracle"):
-        rate = entry[name]
-        print(f"{args.task} {name}: {rate['successes']}/{rate['episodes']} "
-              f"({100 * rate['rate']:.0f}%, 95% CI {100 * rate['ci95'][0]:.0f}-"
-              f"{100 * rate['ci95'][1]:.0f}%)")
-    guess = entry["best_fixed_guess"]
-    print(f"{args.task} best fixed guess on the same seeds: {guess['successes']}/"
-          f"{guess['episodes']} ({100 * guess['rate']:.0f}%, 95% CI {100 * guess['ci95'][0]:.0f}-"
-          f"{100 * guess['ci95'][1]:.0f}%)")
-    print(f"verdict: {entry['verdict']}")
-    print(f"chance {entry['chance']:.2f}; expert {entry['expert']['successes']}/"
-          f"{entry['expert']['episodes']}; {entry['minutes']} min; written to "
-          f"{out / CERTIFICATE_NAME}" + (f" and recorded in {record}" if record else ""))
+    print(f"{describe_certificate(entry)}; written to {Path(out) / CERTIFICATE_NAME}"
+          + (f" and recorded in {record}" if record else ""))
     return 0
 
 
-def _certificate_from_results(args, out: Path, record: Path | None) -> dict:
-    from aem_bench.certify import CERTIFICATE_NAME, certificate_from_results, record_certificate
+def _check_certify_args(args) -> tuple[Path, list[str]]:
+    """The output folder and the budget flags given, checked."""
+    from aem_bench.certify import CERTIFICATE_NAME, certificates_file
+    from aem_bench.registration import TASKS
+    from aem_bench.sim.tabletop import MIN_CAMERA_SIDE
+
+    check_tasks("--task", [args.task], scene="clean")
+    if TASKS[args.task].memory is None:
+        raise bad_value("--task", args.task, "a memory task (`aem-bench tasks --memory`)")
+    budget_args = [name for name in ("demos", "train_steps", "episodes", "camera", "threads")
+                   if getattr(args, name) is not None]
+    check_at_least(args, 1, *budget_args)
+    check_at_least(args, MIN_CAMERA_SIDE, "camera")
+    out = args.out or Path("runs/certify") / args.task.split("/")[-1]
+    check_output("--out", out, folder=True)
+    # The folder's demos, checkpoints and certificate are all of one run.
+    if not args.overwrite and any((out / name).exists() for name in (
+            CERTIFICATE_NAME, "demos.h5", "with_oracle", "without_oracle")):
+        raise UsageError("--out", f"{out} holds a certification run; pass --overwrite to "
+                         "replace it")
+    if args.record:
+        check_output("--record", certificates_file(), folder=False)
+    return out, budget_args
+
+
+def _certificate_from_results(args) -> dict:
+    from aem_bench.certify import certificate_from_results
 
     for name in ("demos", "train_steps", "episodes", "camera", "threads"):
         if getattr(args, name) is not None:
@@ -254,13 +284,15 @@ def _certificate_from_results(args, out: Path, record: Path | None) -> dict:
     results = []
     for path in args.from_results:
         check_input_file("--from-results", path)
-        results.append(json.loads(Path(path).read_text()))
-    entry = certificate_from_results(args.task, *results, command=args.command_line)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CERTIFICATE_NAME).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-    if record is not None:
-        record_certificate(entry, record)
-    return entry
+        try:
+            result = json.loads(Path(path).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UsageError("--from-results",
+                             f"{path}: not a results file (not JSON: {err})") from None
+        if not isinstance(result, dict):
+            raise UsageError("--from-results", f"{path}: not a results file (not a JSON object)")
+        results.append(result)
+    return certificate_from_results(args.task, *results, command=args.command_line)
 
 
 def cmd_probe(args) -> int:
@@ -284,6 +316,7 @@ def cmd_probe(args) -> int:
     print(f"{result['task']}: {result['memory']} memory of {args.policy}, {result['episodes']} "
           f"episodes, {result['fact_values']} values of the hidden fact (the commonest "
           f"{100 * result['majority_rate']:.0f}%)")
+    print(f"the result: {result['probed']}")
     print(probe_table(result))
     print(f"written to {path}")
     return 0
@@ -291,19 +324,9 @@ def cmd_probe(args) -> int:
 
 def cmd_body_leak(args) -> int:
     from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table
-    from aem_bench.registration import TASKS, current_tasks
+    from aem_bench.registration import current_tasks
 
-    check_task_list("--tasks", args.tasks)
-    if args.tasks is not None:
-        for env_id in args.tasks:
-            if TASKS[env_id].memory is None:
-                raise bad_value("--tasks", env_id, "a memory task (`aem-bench tasks --memory`)")
-    check_at_least(args, 2, "folds")
-    check_at_least(args, 0, "seed", "first_seed")
-    if args.episodes < 2 * args.folds:
-        raise bad_value("--episodes", args.episodes, f"at least 2 * --folds = {2 * args.folds}")
-    if args.out:
-        check_output("--out", args.out, folder=False, overwrite=args.overwrite)
+    _check_body_leak_args(args)
     ids = args.tasks or [env_id for env_id, spec in current_tasks().items()
                          if spec.memory is not None and spec.scene == "clean"]
     results = []
@@ -320,6 +343,22 @@ def cmd_body_leak(args) -> int:
     print(leak_table(results, "github" if args.markdown else "simple"))
     print(f"\nrule: {LEAK_RULE}")
     return 0
+
+
+def _check_body_leak_args(args) -> None:
+    from aem_bench.registration import TASKS
+
+    check_task_list("--tasks", args.tasks)
+    if args.tasks is not None:
+        for env_id in args.tasks:
+            if TASKS[env_id].memory is None:
+                raise bad_value("--tasks", env_id, "a memory task (`aem-bench tasks --memory`)")
+    check_at_least(args, 2, "folds")
+    check_at_least(args, 0, "seed", "first_seed")
+    if args.episodes < 2 * args.folds:
+        raise bad_value("--episodes", args.episodes, f"at least 2 * --folds = {2 * args.folds}")
+    if args.out:
+        check_output("--out", args.out, folder=False, overwrite=args.overwrite)
 
 
 def add_commands(sub) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from aem_bench.cli.common import (
@@ -17,11 +18,13 @@ from aem_bench.cli.common import (
     RESULTS_DIR,
     add_backend_arguments,
     add_command,
+    add_protocol_arguments,
     check_at_least,
     check_backend,
     check_output,
     check_tasks,
 )
+from aem_bench.cli.evaluation import write_result
 from aem_bench.errors import UsageError, bad_value
 from aem_bench.seeds import EVAL_SEED_START
 
@@ -42,82 +45,99 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_pipeline(args) -> int:
     """Demonstrations -> training -> evaluation -> leaderboard table, on a small default."""
-    import shutil
-
     from aem_bench.checkpoint_eval import evaluate_checkpoint
-    from aem_bench.cli.evaluation import write_result
     from aem_bench.expert import record_demos
     from aem_bench.leaderboard.publish import write_leaderboard
-    from aem_bench.policies import POLICIES
     from aem_bench.policies.training import train
+
+    run = _check_pipeline_args(args)
+    started = time.perf_counter()
+    _stage("demos", started)
+    tried = record_demos(args.task, args.demos, run.demos, seed=0)
+    print(f"wrote {args.demos} successful episodes ({tried} seeds tried) to {run.demos}")
+    _stage("train", started)
+    train(args.policy, run.demos, run.checkpoint, steps=args.train_steps,
+          batch_size=args.batch_size, seed=0, command=args.command_line)
+    print(f"checkpoint written to {run.checkpoint}")
+    _stage("eval", started)
+    report = evaluate_checkpoint(
+        run.checkpoint, args.task, args.eval_episodes, EVAL_SEED_START,
+        name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)", log=run.log,
+        video_dir=run.videos, video_episodes=2)
+    if not write_result(report, run.results_file, run.log, as_json=False):
+        print("pipeline stopped at 'eval'", file=sys.stderr)
+        return 1
+    _stage("leaderboard", started)
+    for path in write_leaderboard(run.results, run.out / "LEADERBOARD.md"):
+        print(f"wrote {path}")
+    print(f"\npipeline finished in {time.perf_counter() - started:.0f} s; outputs in {run.out}")
+    return 0
+
+
+def _stage(name: str, started: float) -> None:
+    print(f"\n== {name} ({time.perf_counter() - started:.0f} s so far) ==", flush=True)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """Where a pipeline run under ``out`` keeps each stage's output."""
+
+    out: Path
+    policy: str
+    task: str
+
+    @property
+    def demos(self) -> Path:
+        return self.out / "demos.h5"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint"
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results"
+
+    @property
+    def videos(self) -> Path:
+        return self.out / "videos"
+
+    @property
+    def results_file(self) -> Path:
+        return self.results / f"{self.policy}_{self.task.replace('/', '_')}.json"
+
+    @property
+    def log(self) -> Path:
+        return self.results_file.with_suffix(".jsonl")
+
+
+def _check_pipeline_args(args) -> PipelineRun:
+    """The run's folders, checked; with --overwrite, the old run's outputs removed."""
+    import shutil
+
+    from aem_bench.policies import POLICIES
 
     check_tasks("--task", [args.task])
     if args.policy not in POLICIES or args.policy.startswith("aem-"):  # aem needs a pretraining
         raise bad_value("--policy", args.policy, "a zoo policy that trains from scratch: "
                         + ", ".join(name for name in POLICIES if not name.startswith("aem-")))
     check_at_least(args, 1, "demos", "train_steps", "batch_size", "eval_episodes")
-    out = Path(args.out)
-    check_output("--out", out, folder=True)
-    demos = out / "demos.h5"
-    checkpoint = out / "checkpoint"
-    results = out / "results"
-    videos = out / "videos"
-    if not args.overwrite and any(path.exists() for path in (demos, checkpoint, results)):
-        raise UsageError("--out", f"{out} holds a pipeline run; pass --overwrite to replace it")
-    for path in (checkpoint, results, videos):  # with --overwrite: nothing of the old run resumed
+    run = PipelineRun(Path(args.out), args.policy, args.task)
+    check_output("--out", run.out, folder=True)
+    if not args.overwrite and any(path.exists() for path in (run.demos, run.checkpoint,
+                                                             run.results)):
+        raise UsageError("--out", f"{run.out} holds a pipeline run; pass --overwrite to replace "
+                         "it")
+    for path in (run.checkpoint, run.results, run.videos):  # nothing of the old run resumed
         shutil.rmtree(path, ignore_errors=True)
-    results_file = results / f"{args.policy}_{args.task.replace('/', '_')}.json"
-    log = results_file.with_suffix(".jsonl")
-    started = time.perf_counter()
-
-    def stage(name: str) -> None:
-        print(f"\n== {name} ({time.perf_counter() - started:.0f} s so far) ==", flush=True)
-
-    stage("demos")
-    try:
-        tried = record_demos(args.task, args.demos, demos, seed=0)
-    except ValueError as err:  # the expert came short: not bad input
-        print(f"error: {err}\npipeline stopped at 'demos'", file=sys.stderr)
-        return 1
-    print(f"wrote {args.demos} successful episodes ({tried} seeds tried) to {demos}")
-    stage("train")
-    train(args.policy, demos, checkpoint, steps=args.train_steps, batch_size=args.batch_size,
-          seed=0, command=args.command_line)
-    print(f"checkpoint written to {checkpoint}")
-    stage("eval")
-    report = evaluate_checkpoint(
-        checkpoint, args.task, args.eval_episodes, EVAL_SEED_START,
-        name=f"{args.policy} ({args.demos} demos, {args.train_steps} steps)", log=log,
-        video_dir=videos, video_episodes=2)
-    if not write_result(report, results_file, log, as_json=False):
-        print("pipeline stopped at 'eval'", file=sys.stderr)
-        return 1
-    stage("leaderboard")
-    for path in write_leaderboard(results, out / "LEADERBOARD.md"):
-        print(f"wrote {path}")
-    print(f"\npipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
-    return 0
+    return run
 
 
 def cmd_submit(args) -> int:
-    from aem_bench.policies.encoders import encoder_class
     from aem_bench.policies.encoders.weights import MissingWeightsError
     from aem_bench.submit import get_protocol, submit
 
-    example = "a JSON object of the encoder's options, e.g. '{\"channels\": 32}'"
-    try:
-        options = json.loads(args.options) if args.options else {}
-    except json.JSONDecodeError as err:
-        raise bad_value("--options", args.options, f"{example} (not JSON: {err})") from None
-    if not isinstance(options, dict):
-        raise bad_value("--options", args.options, example)
-    try:
-        encoder_class(args.encoder)
-    except KeyError as err:  # the zoo's unknown name
-        raise UsageError("--encoder", err.args[0]) from None
-    check_output("--out", args.out, folder=True)
-    if args.results_dir:
-        check_output("--results-dir", args.results_dir, folder=True)
+    options = _check_submit_args(args)
     protocol = get_protocol(args.protocol)
     try:
         paths = submit(args.encoder, protocol, args.out, encoder_options=options,
@@ -135,10 +155,49 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _check_submit_args(args) -> dict:
+    """The encoder's options, every flag checked."""
+    from aem_bench.policies.encoders import encoder_class
+
+    example = "a JSON object of the encoder's options, e.g. '{\"channels\": 32}'"
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as err:
+        raise bad_value("--options", args.options, f"{example} (not JSON: {err})") from None
+    if not isinstance(options, dict):
+        raise bad_value("--options", args.options, example)
+    try:
+        encoder_class(args.encoder)
+    except UsageError as err:  # the zoo's unknown name
+        raise UsageError("--encoder", err.message) from None
+    check_output("--out", args.out, folder=True)
+    if args.results_dir:
+        check_output("--results-dir", args.results_dir, folder=True)
+    return options
+
+
 def cmd_sweep(args) -> int:
+    from aem_bench.sweep import Sweep, cells, run, status_table
+
+    protocol, tasks, cache = _check_sweep_args(args)
+    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line,
+                  video_dir=args.video)
+    todo = cells(protocol, args.rows, tasks, args.scenes)
+    print(status_table(sweep, todo), flush=True)
+    if args.dry_run:
+        return 0
+    started = time.perf_counter()
+    errors = run(sweep, todo, workers=args.workers, backend=args.backend, address=args.address)
+    print(f"\n{status_table(sweep, todo)}\n\nsweep ran for "
+          f"{(time.perf_counter() - started) / 60:.1f} min")
+    return 1 if errors else 0
+
+
+def _check_sweep_args(args):
+    """The protocol (with --demos applied), the tasks and the cache folder, every flag checked."""
     from aem_bench.recipe import get_protocol
     from aem_bench.registration import TASKS, VARIANT_SUFFIXES
-    from aem_bench.sweep import ROWS, Sweep, cells, run, status_table
+    from aem_bench.sweep import ROWS
 
     protocol = get_protocol(args.protocol)
     if args.demos is not None:
@@ -171,17 +230,7 @@ def cmd_sweep(args) -> int:
             if path is not None and not Path(path).is_absolute():
                 raise UsageError(argument, f"{path} is relative; with --address give an "
                                  "absolute path that every node of the cluster reaches")
-    sweep = Sweep(protocol, Path(cache), Path(args.results_dir), command=args.command_line,
-                  video_dir=args.video)
-    todo = cells(protocol, args.rows, tasks, args.scenes)
-    print(status_table(sweep, todo), flush=True)
-    if args.dry_run:
-        return 0
-    started = time.perf_counter()
-    errors = run(sweep, todo, workers=args.workers, backend=args.backend, address=args.address)
-    print(f"\n{status_table(sweep, todo)}\n\nsweep ran for "
-          f"{(time.perf_counter() - started) / 60:.1f} min")
-    return 1 if errors else 0
+    return protocol, tasks, cache
 
 
 def add_commands(sub) -> None:
@@ -198,10 +247,8 @@ def add_commands(sub) -> None:
     p.add_argument("--task", default=DEFAULT_TASK)
     p.add_argument("--policy", default="singleframe-dp")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--demos", type=int, default=10)
-    p.add_argument("--train-steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    add_protocol_arguments(p, {"demos": 10, "train_steps": 1500, "batch_size": 64,
+                               "eval_episodes": 10})
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
 
     p = add_command(sub, "submit", cmd_submit,
@@ -238,9 +285,9 @@ def add_commands(sub) -> None:
     add_backend_arguments(p, "cells", "; the workers share --cache through file locks, so "
                           "on a cluster of several machines --cache and --results-dir must be "
                           "absolute paths on storage that every node mounts")
-    p.add_argument("--demos", type=int,
-                   help="demonstrations per task instead of the protocol's (a study of how many "
-                        "a policy needs); the protocol is then named PROTOCOL-{N}demos")
+    add_protocol_arguments(p, {"demos": None}, notes={
+        "demos": "instead of the protocol's (a study of how many a policy needs); the protocol "
+                 "is then named PROTOCOL-{N}demos"})
     p.add_argument("--cache", type=Path,
                    help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))

@@ -27,7 +27,7 @@ class Policy(Protocol):
     """What the evaluator needs from a policy.
 
     Optional: a ``last_encoder_ms`` attribute, the milliseconds the last ``act`` spent encoding
-    observations (vision and history, not the action head), or None when that call encoded
+    observations (vision and memory, not the action head), or None when that call encoded
     nothing (it executed an action planned before). The evaluator reports it as encoder latency.
     """
 

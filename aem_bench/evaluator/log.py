@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from aem_bench.errors import InputError
 from aem_bench.evaluator.episode import EpisodeRecord
 
 
@@ -44,25 +45,25 @@ class EpisodeLog:
                 parsed.append(json.loads(line))
             except json.JSONDecodeError:
                 if number < len(lines):
-                    raise ValueError(f"{self.path}:{number}: not a JSON line; the episode log is "
+                    raise InputError(f"{self.path}:{number}: not a JSON line; the episode log is "
                                      "corrupt (move it away to start over)") from None
                 # The last line, cut short by a kill: drop it, its episode runs again.
                 self.path.write_text("".join(line + "\n" for line in lines[:-1]))
         found = parsed[0].get("header") if parsed else None
         if (isinstance(found, dict) and "checkpoint_digest" in header
                 and found.get("checkpoint_digest") != header["checkpoint_digest"]):
-            raise ValueError(f"{self.path} holds episodes of another checkpoint (digest "
+            raise InputError(f"{self.path} holds episodes of another checkpoint (digest "
                              f"{str(found.get('checkpoint_digest'))[:12]}, this one "
                              f"{header['checkpoint_digest'][:12]}): remove it to evaluate this "
                              "checkpoint afresh, or pass another --log")
         if found != json.loads(json.dumps(header)):
-            raise ValueError(f"{self.path} is the log of another evaluation ({found}), not of "
+            raise InputError(f"{self.path} is the log of another evaluation ({found}), not of "
                              f"{header}: pass another --log or remove it")
         for number, entry in enumerate(parsed[1:], start=2):
             try:
                 record = EpisodeRecord(**entry)
             except TypeError as err:
-                raise ValueError(f"{self.path}:{number}: not an episode record: {err}") from None
+                raise InputError(f"{self.path}:{number}: not an episode record: {err}") from None
             self.done[record.seed] = record
 
     def append(self, record: EpisodeRecord) -> None:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from aem_bench.errors import UsageError
 from aem_bench.evaluator.backends import check_backend_choice, make_backend
 from aem_bench.evaluator.episode import EvaluationError, Policy
 from aem_bench.evaluator.log import EpisodeLog, checkpoint_digest
@@ -123,7 +124,7 @@ def _video_paths(env_id: str, seeds: list[int], video_dir, which: int | Collecti
     else:
         chosen = list(which)
         if unknown := sorted(set(chosen) - set(seeds)):
-            raise ValueError(f"video seeds {unknown} are not among this evaluation's seeds "
-                             f"({seeds[0]}...{seeds[-1]})")
+            raise UsageError("video_episodes", f"video seeds {unknown} are not among this "
+                             f"evaluation's seeds ({seeds[0]}...{seeds[-1]})")
     stem = env_id.replace("/", "_")
     return {seed: Path(video_dir) / f"{stem}_seed{seed}.{video_format}" for seed in chosen}

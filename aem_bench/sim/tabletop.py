@@ -64,6 +64,7 @@ TABLE_HALF_SIZE = (0.4, 0.75, 0.02)
 HEAD_CAMERA_EYE = (-0.8, 0.0, 0.75)
 HEAD_CAMERA_TARGET = (0.05, 0.0, 0.12)
 HEAD_CAMERA_FOVY = np.deg2rad(52)
+MIN_CAMERA_SIDE = 16  # pixels
 SCENES = ("clean", "cluttered", "randomized")
 OBS_MODES = ("rgb", "state", "rgb+oracle")
 
@@ -150,6 +151,11 @@ class TableTopEnv(gym.Env):
     obs_modes: ClassVar[tuple[str, ...]] = OBS_MODES
     oracle_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``oracle()``
     fact_size: ClassVar[int] = 0  # > 0 for memory tasks: the length of ``fact()``
+    # What `aem-bench probe` asks of a memory when the hidden fact at one moment is not what the
+    # memory must hold (once the phase is known, the layout may give the fact away): a short
+    # name and a sentence for a label read at several moments of each episode and pooled
+    # (``pooled_probe_rows()``). None: the probe reads ``hidden_fact()`` at the decision step.
+    pooled_probe: ClassVar[tuple[str, str] | None] = None
 
     def __init__(
         self,
@@ -170,8 +176,9 @@ class TableTopEnv(gym.Env):
             raise ValueError(f"obs_mode 'rgb+oracle' needs a memory task; {type(self).__name__} "
                              f"has nothing hidden to reveal")
         height, width = (int(v) for v in camera_size)
-        if height < 16 or width < 16:
-            raise ValueError(f"camera_size must be at least (16, 16), got {camera_size!r}")
+        if min(height, width) < MIN_CAMERA_SIDE:
+            raise ValueError(f"camera_size must be at least ({MIN_CAMERA_SIDE}, "
+                             f"{MIN_CAMERA_SIDE}), got {camera_size!r}")
         self.render_mode = render_mode
         self.camera_size = (height, width)
         self.wrist_cameras = wrist_cameras
@@ -340,6 +347,11 @@ class TableTopEnv(gym.Env):
         code = np.zeros(self.fact_size, dtype=np.float32)
         code[self.hidden_fact()] = 1.0
         return code
+
+    def pooled_probe_rows(self) -> list[tuple[int, int]]:
+        """Tasks with a ``pooled_probe``, after an expert episode: ``(step, label)`` for each
+        moment of it that the probe reads."""
+        raise NotImplementedError
 
     def _after_step(self) -> None:
         """Runs after each step's physics, before the observation: timed scene changes."""

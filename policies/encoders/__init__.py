@@ -28,12 +28,12 @@ one feature vector per frame::
 - **State**: none. An encoder is a function of one frame: the policy may call it on any frames in
   any order and batch them as it likes. Memory of the past belongs to the policy: ``obs_horizon``
   stacks the features of the last k frames (``framestack-*``), and AEM's history encoder
-  (``modeling_aem.HistoryEncoder``) is the recurrent one: ``initial_state(batch)`` gives its
-  state, ``forward(tokens, state)``/``step(token, state)`` return outputs and the next state, and
-  the policy resets that state in ``reset()`` and carries it from step to step (or re-reads a
-  window of recent steps). An encoder that wants a recurrent state of its own is therefore a
-  history model, not an image encoder: submit its per-frame part here, and the recurrent part as
-  a history module of a policy like ``aem-*``.
+  (``modeling_aem.HistoryEncoder``) is a recurrent memory: ``initial_state(batch)`` gives its
+  recurrent state, ``forward(tokens, state)``/``step(token, state)`` return outputs and the next
+  state, and the policy resets that state in ``reset()`` and carries it from step to step (or
+  re-reads a window of recent steps). An encoder that wants a recurrent state of its own is
+  therefore a memory, not an image encoder: submit its per-frame part here, and the recurrent
+  part as the memory of a policy like ``aem-*`` (its history encoder) or ``gru-*``.
 
 Registration
 ------------
@@ -66,6 +66,8 @@ import importlib
 from dataclasses import dataclass
 from importlib import metadata
 
+from aem_bench.errors import InputError, UsageError
+
 # The base lives in its own module so that the built-in encoders import it, not this package.
 from aem_bench.policies.encoders.base import (  # noqa: F401  (the package's interface)
     ENCODERS,
@@ -77,7 +79,7 @@ from aem_bench.policies.encoders.base import (  # noqa: F401  (the package's int
 ENTRY_POINT_GROUP = "aem_bench.encoders"
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(InputError):
     """An encoder from another package (entry point or import reference) cannot be used."""
 
 
@@ -189,8 +191,9 @@ def encoder_class(name: str) -> type[Encoder]:
         return _register(name, cls, EncoderSource(name, *distribution_of(cls.__module__)))
     points = installed_entry_points()
     if name not in points:
-        raise KeyError(f"unknown encoder '{name}'; registered: {sorted(ENCODERS)}, installed "
-                       f"through entry points: {sorted(points)}; or give 'package.module:Class'")
+        raise UsageError("encoder", f"unknown encoder '{name}'; registered: {sorted(ENCODERS)}, "
+                         f"installed through entry points: {sorted(points)}; or give "
+                         "'package.module:Class'")
     return _load_entry_point(points[name])
 
 
@@ -228,7 +231,7 @@ def make_encoder(name: str, load_weights: bool = True, **options) -> Encoder:
     try:
         return cls(load_weights=load_weights, **options) if cls.pretrained else cls(**options)
     except TypeError as err:
-        raise ValueError(f"encoder '{name}': bad encoder_options {options}: {err}") from None
+        raise UsageError("encoder_options", f"{options} for encoder '{name}': {err}") from None
 
 
 def build_encoder(config, load_weights: bool = True) -> tuple[Encoder, bool]:

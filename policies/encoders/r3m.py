@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from aem_bench.errors import UsageError
 from aem_bench.policies.encoders.base import Encoder, preprocess, register_encoder
 from aem_bench.policies.encoders.weights import load_exactly, read_state_dict, resolve
 
@@ -33,7 +34,8 @@ class R3MEncoder(Encoder):
     def __init__(self, depth: int = 50, weights: str | None = None, input_size: int = 224,
                  load_weights: bool = True):
         if depth not in (18, 34, 50):
-            raise ValueError(f"r3m: depth must be 18, 34 or 50 (R3M's releases), got {depth}")
+            raise UsageError("encoder_options", f"r3m: depth must be 18, 34 or 50 (R3M's "
+                             f"releases), got {depth}")
         super().__init__(depth=depth, weights=weights, input_size=input_size)
         self.input_size = input_size
         import torchvision  # here, not at the top: seconds to import, R3M used or not

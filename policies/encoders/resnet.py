@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from aem_bench.errors import UsageError
 from aem_bench.policies.encoders.base import Encoder, register_encoder
 
 
@@ -81,8 +82,8 @@ class ResNetEncoder(Encoder):
                          num_keypoints=num_keypoints, feature_dim=feature_dim, n_groups=n_groups)
         bad = [c for c in channels if c % n_groups]
         if bad or blocks_per_stage < 1:
-            raise ValueError(f"resnet: channels {channels} must be multiples of n_groups "
-                             f"({n_groups}) and blocks_per_stage >= 1")
+            raise UsageError("encoder_options", f"resnet: channels {channels} must be multiples "
+                             f"of n_groups ({n_groups}) and blocks_per_stage >= 1")
         self.feature_dim = feature_dim
         self.stem = nn.Sequential(
             nn.Conv2d(3, channels[0], kernel_size=4, stride=4, bias=False),

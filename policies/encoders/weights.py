@@ -16,9 +16,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from aem_bench.errors import InputError
 
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights were asked for and are not on this machine."""
+
+class MissingWeightsError(FileNotFoundError, InputError):
+    """Pretrained weights were asked for and are not on this machine (a FileNotFoundError, and
+    bad input to the command line)."""
 
 
 def missing(encoder: str, looked: str, how: str) -> MissingWeightsError:
@@ -40,14 +43,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(
+        raise InputError(
             f"{path}: not loadable as plain tensors ({type(err).__name__}: {err}). TorchScript "
             "archives and pickles of code are refused; save the state dict, e.g. as safetensors."
         ) from None
     if not isinstance(state, dict):
-        # ValueError, like every bad-input error here: the CLI reports those as such.
-        raise ValueError(  # noqa: TRY004
-            f"{path}: expected a dict of tensors, got {type(state).__name__}")
+        raise InputError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return state
 
 
@@ -60,7 +61,7 @@ def load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], source
                  for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
     if problems:
         more = f"; and {len(problems) - 6} more" if len(problems) > 6 else ""
-        raise ValueError(f"{source} does not fit the architecture: {'; '.join(problems[:6])}{more}")
+        raise InputError(f"{source} does not fit the architecture: {'; '.join(problems[:6])}{more}")
     module.load_state_dict(state)
 
 
