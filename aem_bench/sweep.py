@@ -68,6 +68,9 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         description="the same, given what the hidden fact says to do: the upper bound"),
     Row("singleframe-dp-with-fact", "singleframe-dp", FACT,
         description="the same, given the hidden fact alone (the colour, not its place)"),
+    Row("singleframe-dp-frozen-encoder", "singleframe-dp", encoder_from="singleframe-dp",
+        description="a new head over the single-frame DP's frozen encoder, without a memory: "
+                    "the memory rows' control, which changes only the training"),
     Row("framestack-dp", "framestack-dp", encoder_from="singleframe-dp",
         description="the last 8 frames' features over the single-frame DP's frozen encoder"),
     Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",
@@ -105,8 +108,9 @@ MEMORY_ROWS = ("singleframe-dp", "singleframe-dp-with-oracle", "framestack-dp", 
                "aem-dp-episode-causal", "aem-dp-episode-causal-finetune")
 # The AEM paper's ablation table (its Table: full, feature-add, no-pretraining, memory-only,
 # no-actions), reproduced on HandoverBlock and PlaceObjectBasket under the standard protocol.
-ABLATION_ROWS = ("singleframe-dp", "aem-dp-full", "aem-dp-feature-add", "aem-dp-no-pretraining",
-                 "aem-dp-memory-only", "aem-dp-no-actions")
+ABLATION_ROWS = ("singleframe-dp", "singleframe-dp-frozen-encoder", "aem-dp-full",
+                 "aem-dp-feature-add", "aem-dp-no-pretraining", "aem-dp-memory-only",
+                 "aem-dp-no-actions")
 ABLATION_TASKS = ("AEM/HandoverBlock-v0", "AEM/PlaceObjectBasket-v0")
 
 

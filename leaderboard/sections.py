@@ -291,6 +291,7 @@ def _task_table(task: str, results: list[dict]) -> Table:
 ABLATION_TITLE = "AEM ablations, as in the paper's table"
 PAPER_ABLATIONS = {  # sweep row: (the paper's name, its rate on each of ABLATION_TASKS)
     "singleframe-dp": ("not in the paper's table", None, None),
+    "singleframe-dp-frozen-encoder": ("not in the paper's table", None, None),
     "aem-dp-full": ("full AEM", 0.96, 0.76),
     "aem-dp-feature-add": ("feature add", 0.88, 0.52),
     "aem-dp-no-pretraining": ("Mamba without pretraining", 0.60, 0.60),

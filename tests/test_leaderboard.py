@@ -589,8 +589,9 @@ def test_the_papers_ablation_table_sets_this_suites_rates_beside_the_papers():
                           flags=re.MULTILINE)
     assert headings.index(heading) == 2  # after the matrix and the aggregates, before the tasks
     rows = {row[0]: row[1:] for row in _table_rows(markdown, heading)}
-    assert list(rows) == ["singleframe-dp", "aem-dp-full", "aem-dp-feature-add",
-                          "aem-dp-no-pretraining", "aem-dp-memory-only", "aem-dp-no-actions"]
+    assert list(rows) == ["singleframe-dp", "singleframe-dp-frozen-encoder", "aem-dp-full",
+                          "aem-dp-feature-add", "aem-dp-no-pretraining", "aem-dp-memory-only",
+                          "aem-dp-no-actions"]
     assert rows["aem-dp-full"] == ["full AEM", "8/10: " + format_rate(0.8, wilson_interval(8, 10)),
                                    "96", "3/10: " + format_rate(0.3, wilson_interval(3, 10)), "76"]
     assert rows["aem-dp-memory-only"][1:] == ["-", "44", rows["aem-dp-memory-only"][3], "36"]

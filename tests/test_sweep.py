@@ -171,6 +171,26 @@ def test_what_make_demo_runs_in_two_workers_with_videos(smoke_demo):
     assert "gru-dp" in (out / "LEADERBOARD.md").read_text()
 
 
+@pytest.mark.slow
+def test_the_frozen_encoder_control_retrains_only_the_head(smoke_demo):
+    """The memory rows' control: the single-frame DP's head trained anew over its frame encoder,
+    which it takes frozen and unchanged, with no memory."""
+    import torch
+
+    from aem_bench.policies import load_policy
+
+    sweep = Sweep(get_protocol("smoke"), smoke_demo / "cache", smoke_demo / "results",
+                  progress=False)
+    task = sweep.protocol.tasks[0]
+    control = load_policy(sweep.checkpoint(task, ROWS["singleframe-dp-frozen-encoder"]))
+    source = load_policy(sweep.task_dir(task) / "singleframe-dp")
+    assert control.config.freeze_encoder is True and control.memory is None
+    assert control.history is None
+    for (name, mine), (_, theirs) in zip(control.encoder.state_dict().items(),
+                                         source.encoder.state_dict().items(), strict=True):
+        assert torch.equal(mine, theirs), name
+
+
 def _outcomes(results_dir):
     """Each results file's episodes: what must not depend on where the cells ran."""
     return {path.name: (result["successes"], result["seeds"],
