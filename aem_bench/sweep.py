@@ -102,10 +102,11 @@ ROWS: dict[str, Row] = {row.name: row for row in (
 )}
 
 
-# The memory suite's rows: the single frame with and without the oracle, and three memories
-# over its frozen frame encoder.
-MEMORY_ROWS = ("singleframe-dp", "singleframe-dp-with-oracle", "framestack-dp", "gru-dp",
-               "aem-dp-episode-causal", "aem-dp-episode-causal-finetune")
+# The memory suite's rows: the single frame with and without the oracle, a new head over its
+# frozen frame encoder without a memory (the control that the memories differ from by the memory
+# alone), and three memories over that encoder.
+MEMORY_ROWS = ("singleframe-dp", "singleframe-dp-with-oracle", "singleframe-dp-frozen-encoder",
+               "framestack-dp", "gru-dp", "aem-dp-episode-causal", "aem-dp-episode-causal-finetune")
 # The AEM paper's ablation table (its Table: full, feature-add, no-pretraining, memory-only,
 # no-actions), reproduced on HandoverBlock and PlaceObjectBasket under the standard protocol.
 ABLATION_ROWS = ("singleframe-dp", "singleframe-dp-frozen-encoder", "aem-dp-full",
