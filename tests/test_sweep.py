@@ -215,7 +215,7 @@ def test_ray_tasks_give_the_local_results_name_a_failed_cell_and_resume(smoke_de
     broken = Cell(Row("no-such-policy", "no-such-policy"), task, "clean")
     errors = run(sweep, [*cells(smoke, SMOKE_ROWS), broken], workers=2, backend="ray")
     assert len(errors) == 1 and errors[0].startswith(
-        f"no-such-policy on {task}: KeyError: \"unknown policy 'no-such-policy'")
+        f"no-such-policy on {task}: UsageError: name: unknown policy 'no-such-policy'")
     assert _outcomes(sweep.results_dir) == _outcomes(smoke_demo / "results")
     log = sweep.task_dir(task) / "singleframe-dp" / "train_log.jsonl"
     assert len(log.read_text().splitlines()) == 1  # trained once, though both cells needed it
