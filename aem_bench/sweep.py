@@ -60,6 +60,12 @@ class Row:
         return bool({"oracle", "fact"} & set(self.overrides.get("state_keys", ())))
 
 
+def _aem_row(ablation: str, description: str) -> Row:
+    """``aem-dp-ABLATION``: aem-dp under an AEM ablation, over the single-frame DP's encoder."""
+    return Row(f"aem-dp-{ablation}", "aem-dp", encoder_from="singleframe-dp",
+               aem_ablation=ablation, description=description)
+
+
 ORACLE = {"state_keys": ["qpos", "oracle"]}
 FACT = {"state_keys": ["qpos", "fact"]}
 ROWS: dict[str, Row] = {row.name: row for row in (
@@ -75,30 +81,18 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         description="the last 8 frames' features over the single-frame DP's frozen encoder"),
     Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",
         description="a GRU trained with the head through whole episodes"),
-    Row("aem-dp-episode-causal", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="episode-causal",
-        description="AEM's history pretrained from step 0 over whole episodes, frozen"),
-    Row("aem-dp-episode-causal-finetune", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="episode-causal-finetune",
-        description="the same history fine-tuned with the head through whole episodes"),
-    Row("aem-dp-episode-no-pretraining", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="episode-no-pretraining",
-        description="AEM's Mamba from random weights, trained with the head"),
-    Row("aem-dp-full", "aem-dp", encoder_from="singleframe-dp", aem_ablation="full",
-        description="AEM as in the paper: 32-step windows, frozen history"),
-    # The paper's ablation table (`ABLATION_ROWS`), each one change from "full".
-    Row("aem-dp-feature-add", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="feature-add",
-        description="the history added to the frame's features instead of concatenated"),
-    Row("aem-dp-no-pretraining", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="no-pretraining",
-        description="a fresh Mamba over the last 16 steps, trained with the head"),
-    Row("aem-dp-memory-only", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="memory-only",
-        description="the head reads the history vector alone, not the current frame"),
-    Row("aem-dp-no-actions", "aem-dp", encoder_from="singleframe-dp",
-        aem_ablation="no-actions",
-        description="AEM pretrained on frames alone, without the action tokens"),
+    *(_aem_row(ablation, description) for ablation, description in (
+        ("episode-causal", "AEM's history pretrained from step 0 over whole episodes, frozen"),
+        ("episode-causal-finetune",
+         "the same history fine-tuned with the head through whole episodes"),
+        ("episode-no-pretraining", "AEM's Mamba from random weights, trained with the head"),
+        ("full", "AEM as in the paper: 32-step windows, frozen history"),
+        # The paper's ablation table (`ABLATION_ROWS`), each one change from "full".
+        ("feature-add", "the history added to the frame's features instead of concatenated"),
+        ("no-pretraining", "a fresh Mamba over the last 16 steps, trained with the head"),
+        ("memory-only", "the head reads the history vector alone, not the current frame"),
+        ("no-actions", "AEM pretrained on frames alone, without the action tokens"),
+    )),
 )}
 
 
