@@ -257,11 +257,29 @@ def test_an_episode_log_of_another_run_or_with_a_bad_line_is_refused(tmp_path):
     log = tmp_path / "episodes.jsonl"
     evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
     with pytest.raises(ValueError, match="log of another evaluation"):
-        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=3, seed=10, progress=False, log=log)
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=11, progress=False, log=log)
+    with pytest.raises(ValueError, match="log of another evaluation"):
+        evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log,
+                 policy_name="another policy")
     lines = log.read_text().splitlines()
     log.write_text("\n".join([lines[0], "garbage", lines[2]]) + "\n")
     with pytest.raises(ValueError, match="episodes.jsonl:2: not a JSON line"):
         evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
+
+
+def test_more_episodes_of_a_logged_run_extend_its_log(tmp_path):
+    log = tmp_path / "episodes.jsonl"
+    first = evaluate(HoldPosePolicy(), COUNTDOWN, episodes=2, seed=10, progress=False, log=log)
+    more = HoldPosePolicy()
+    longer = evaluate(more, COUNTDOWN, episodes=4, seed=10, progress=False, log=log)
+    assert more.reset_seeds == [12, 13]  # only the new seeds run
+    assert longer.records[:2] == first.records
+    header = json.loads(log.read_text().splitlines()[0])["header"]
+    assert header["seeds"] == [10, 11, 12, 13]
+    assert len(log.read_text().splitlines()) == 1 + 4
+    fewer = HoldPosePolicy()
+    again = evaluate(fewer, COUNTDOWN, episodes=3, seed=10, progress=False, log=log)
+    assert fewer.reset_seeds == [] and again.records == longer.records[:3]
 
 
 def test_an_episode_log_is_resumed_only_by_the_checkpoint_it_logged(tmp_path, capsys):

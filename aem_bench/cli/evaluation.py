@@ -411,7 +411,7 @@ def add_commands(sub) -> None:
                    "package's tasks/memory_certificates.json (for maintainers)")
     p.add_argument("--demos", type=int, help="demonstrations (default 50)")
     p.add_argument("--train-steps", type=int, help="training steps (default 2000)")
-    p.add_argument("--episodes", type=int, help="evaluation episodes per policy (default 50)")
+    p.add_argument("--episodes", type=int, help="evaluation episodes per policy (default 100)")
     p.add_argument("--camera", type=int, help="square camera side, pixels (default 64)")
     p.add_argument("--threads", type=int, help="torch threads (default 1)")
     p.add_argument("--from-results", nargs=2, type=Path, metavar=("WITHOUT", "WITH"),

@@ -56,9 +56,13 @@ class EpisodeLog:
                              f"{str(found.get('checkpoint_digest'))[:12]}, this one "
                              f"{header['checkpoint_digest'][:12]}): remove it to evaluate this "
                              "checkpoint afresh, or pass another --log")
-        if found != json.loads(json.dumps(header)):
+        wanted = json.loads(json.dumps(header))
+        if not _same_run(found, wanted):
             raise InputError(f"{self.path} is the log of another evaluation ({found}), not of "
                              f"{header}: pass another --log or remove it")
+        if len(wanted["seeds"]) > len(found["seeds"]):  # more episodes of the same run
+            lines[0] = json.dumps({"header": header})
+            self.path.write_text("".join(line + "\n" for line in lines[:len(parsed)]))
         for number, entry in enumerate(parsed[1:], start=2):
             try:
                 record = EpisodeRecord(**entry)
@@ -75,6 +79,17 @@ class EpisodeLog:
             f.write(json.dumps(record.to_log(), allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _same_run(found, wanted: dict) -> bool:
+    """Whether a log's header ``found`` is of the run ``wanted`` or of the same run with more or
+    fewer episodes (one list of seeds the start of the other)."""
+    if not isinstance(found, dict) or not isinstance(found.get("seeds"), list):
+        return False
+    if {**found, "seeds": None} != {**wanted, "seeds": None}:
+        return False
+    shorter, longer = sorted((found["seeds"], wanted["seeds"]), key=len)
+    return longer[:len(shorter)] == shorter
 
 
 def checkpoint_digest(directory: str | os.PathLike) -> str:
