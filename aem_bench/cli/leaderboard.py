@@ -208,6 +208,10 @@ def _check_sweep_args(args):
         raise UsageError("--rows", f"unknown rows {unknown}; rows: {', '.join(sorted(ROWS))}")
     tasks = args.tasks or list(protocol.tasks)
     check_tasks("--tasks", tasks, scene="clean")
+    unbudgeted = [task for task in tasks if protocol.budgets and task not in protocol.tasks]
+    if unbudgeted:  # it would be trained at the protocol's defaults, not at a budget of its own
+        raise UsageError("--tasks", f"{unbudgeted[0]} has no budget in the '{protocol.name}' "
+                         f"protocol; its tasks: {', '.join(protocol.tasks)}")
     for scene in args.scenes or []:
         if scene not in VARIANT_SUFFIXES:
             raise bad_value("--scenes", scene, f"one of {', '.join(VARIANT_SUFFIXES)}")
