@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from aem_bench.demos import DemoWriter
-from aem_bench.errors import UsageError
+from aem_bench.errors import InputError, UsageError, read_json
 from aem_bench.evaluator import collect_provenance, evaluate
 from aem_bench.expert import ExpertShortfall, expert_rollouts, run_expert
 from aem_bench.registration import get_task, task_class
@@ -62,9 +62,20 @@ def certificates_file() -> Path:
     return Path(tasks.__file__).resolve().parent / "memory_certificates.json"
 
 
+def _read_table(path: Path) -> dict[str, dict]:
+    """A table of the package (``tasks/*.json``), or an :class:`InputError` naming it when it is
+    damaged."""
+    if not path.is_file():
+        return {}
+    recover = f"restore it (git checkout -- {path.name} in {path.parent})"
+    table = read_json(path, recover)
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: damaged (not a JSON object); {recover}")
+    return table
+
+
 def load_certificates() -> dict[str, dict]:
-    path = certificates_file()
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_table(certificates_file())
 
 
 def _cue_steps(env_id: str, seeds: range) -> list[int]:
@@ -280,7 +291,7 @@ def record_certificate(entry: dict, record: str | Path) -> None:
     """Merge ``entry`` into the table ``record``, re-reading it: certificates of other tasks may
     have been written by another process meanwhile."""
     record = Path(record)
-    certificates = json.loads(record.read_text()) if record.is_file() else {}
+    certificates = _read_table(record)
     certificates[entry["task"]] = entry
     record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
 
@@ -291,25 +302,59 @@ def _result_rate(result: dict) -> dict:
             "seeds": result["seeds"]}
 
 
+# What a certificate reads of a results file (dotted names are nested keys): the leaderboard's
+# schema (aem_bench.leaderboard.results) has the rest, or leaves these optional.
+CERTIFY_FIELDS = ("task", "episodes", "successes", "success_rate", "success_ci95", "seeds",
+                  "observations", "training.recipe.demos_sha256", "training.recipe.demo_episodes",
+                  "training.recipe.policy", "training.recipe.steps", "training.recipe.batch_size",
+                  "training.recipe.seed", "training.recipe.config_overrides.image_size",
+                  "training.recipe.command")
+
+
+def _missing_fields(result: dict) -> list[str]:
+    missing = []
+    for dotted in CERTIFY_FIELDS:
+        value = result
+        for key in dotted.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            missing.append(dotted)
+    return missing
+
+
 def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dict,
-                             command: str) -> dict:
+                             command: str, sources: tuple[str, str] | None = None) -> dict:
     """The certificate of two results files already made (a sweep's single-frame cells without
     and with the oracle), so that nothing is trained twice. Both must be of ``env_id``, carry
     their training recipe, read the oracle only in ``with_oracle``, and differ in nothing else
-    of their training: the same demonstrations (by digest), steps, batch and seed."""
+    of their training: the same demonstrations (by digest), steps, batch and seed. ``sources``:
+    the two files, which the errors name (else "without_oracle" and "with_oracle")."""
     started = time.perf_counter()
+    sources = sources or ("without_oracle", "with_oracle")
     recipes = {}
-    for name, result, oracle in (("without_oracle", without_oracle, False),
-                                 ("with_oracle", with_oracle, True)):
-        if result.get("task") != env_id:
-            raise UsageError(name, f"the result is of {result.get('task')}, not {env_id}")
-        if ("oracle" in (result.get("observations") or [])) != oracle:
-            raise UsageError(name, f"the result's policy {'does not read' if oracle else 'reads'}"
-                             f" the oracle (observations: {result.get('observations')})")
-        recipe = (result.get("training") or {}).get("recipe")
-        if not recipe:
-            raise UsageError(name, "the result does not record its training recipe")
-        recipes[name] = recipe
+    for name, result, oracle, source in (("without_oracle", without_oracle, False, sources[0]),
+                                         ("with_oracle", with_oracle, True, sources[1])):
+        if not isinstance(result, dict):
+            raise InputError(f"{source}: not a results file (not a JSON object)")
+        missing = _missing_fields(result)
+        if missing:
+            no_recipe = not isinstance(result.get("training"), dict) or not result[
+                "training"].get("recipe")
+            raise InputError(f"{source}: a certificate cannot be made from this results file: "
+                             f"it lacks {', '.join(missing)}" + (
+                                 " (it does not record its training recipe: its checkpoint has "
+                                 "no recipe.json)" if no_recipe else ""))
+        if result["task"] != env_id:
+            raise UsageError(name, f"{source}: the result is of {result['task']}, not {env_id}")
+        if ("oracle" in result["observations"]) != oracle:
+            raise UsageError(name, f"{source}: the result's policy "
+                             f"{'does not read' if oracle else 'reads'} the oracle "
+                             f"(observations: {result['observations']})")
+        image_size = result["training"]["recipe"]["config_overrides"]["image_size"]
+        if not (isinstance(image_size, list) and image_size and isinstance(image_size[0], int)):
+            raise InputError(f"{source}: field 'training.recipe.config_overrides.image_size' "
+                             f"must be [height, width], got {image_size!r}")
+        recipes[name] = result["training"]["recipe"]
     same = ("demos_sha256", "demo_episodes", "policy", "steps", "batch_size", "seed")
     differ = [key for key in same if recipes["with_oracle"].get(key)
               != recipes["without_oracle"].get(key)]

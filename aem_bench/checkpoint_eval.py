@@ -63,11 +63,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, task: str, episodes: int,
     config, memory = policy.config, policy.memory_name
     parts = zoo_parts(policy)
     name = name or f"{config.policy_type} ({Path(checkpoint).name})"
+    training = checkpoint_training(checkpoint, config, memory)  # a damaged recipe: before any work
     if workers > 1 or evaluate_kwargs.get("backend", "local") == "ray":
         policy = functools.partial(load_for_eval, checkpoint, threads)  # one copy per worker
     report = evaluate(policy, task, episodes, seed=seed, policy_name=name,
                       env_kwargs=env_kwargs_for(config), workers=workers,
                       checkpoint=checkpoint, **parts, **evaluate_kwargs)
     report.observations = ["rgb", *config.state_keys]
-    report.training = checkpoint_training(checkpoint, config, memory)
+    report.training = training
     return report

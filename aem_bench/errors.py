@@ -9,6 +9,8 @@ importing what raises them (the evaluator imports the tasks, and with them the s
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from collections.abc import Iterable
 
 
@@ -36,6 +38,27 @@ class InputError(ValueError):
 
     Raised where the file is read, which knows the file (the message names it) but not the
     argument that named it. A ValueError too, like :class:`UsageError`."""
+
+
+def read_json(path: str | os.PathLike, recover: str):
+    """The JSON in the file ``path`` (one a user named, or a previous run left), or an
+    :class:`InputError` naming it and what is wrong (unreadable, not UTF-8, not JSON: cut short by
+    a kill, or garbage) followed by ``recover``, what to do about it ("move it away to start
+    afresh"). A missing file is the caller's to check first: it raises the same way."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; {recover}") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read ({err.strerror}); {recover}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: damaged (not text: {err.reason}); {recover}") from None
+    except json.JSONDecodeError as err:
+        # At the end of the text, or in a string still open there: a file cut short by a kill.
+        cut = err.pos >= len(err.doc.rstrip()) or err.msg.startswith("Unterminated string")
+        problem = "cut short" if cut else "not JSON"
+        raise InputError(f"{path}: damaged ({problem}: {err}); {recover}") from None
 
 
 def bad_value(argument: str, value: object, expected: str) -> UsageError:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from aem_bench.errors import UsageError
+from aem_bench.errors import InputError, UsageError, read_json
 
 # MIKASA-Robo's memory types: what kind of fact must be carried across the frames.
 MEMORY_TYPES = ("object", "spatial", "sequential", "capacity")
@@ -218,4 +218,10 @@ def measured_expert_success() -> dict[str, dict]:
     """``{env_id: {"episodes", "successes", "first_seed", "mean_steps", "machine"}}``; empty if
     never measured."""
     path = expert_success_file()
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    recover = f"restore it (git checkout -- {path.name} in {path.parent})"
+    table = read_json(path, recover)
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: damaged (not a JSON object); {recover}")
+    return table

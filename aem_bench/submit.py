@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aem_bench.errors import InputError
+from aem_bench.errors import InputError, read_json
 from aem_bench.policies import encoders
 from aem_bench.progress import progress_write
 from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
@@ -143,7 +143,10 @@ def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
     this encoder."""
     path = checkpoint / SUBMISSION_FILE
     if path.is_file():
-        saved = json.loads(path.read_text())
+        recover = f"move {checkpoint} away, or pass another --out, to start afresh"
+        saved = read_json(path, recover)
+        if not isinstance(saved, dict):
+            raise InputError(f"{path}: damaged (not a JSON object); {recover}")
         changed = sorted(key for key in submission
                          if key != "encoder_ref" and saved.get(key) != submission[key])
         if changed:

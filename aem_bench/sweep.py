@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aem_bench.errors import InputError
+from aem_bench.errors import InputError, read_json
 from aem_bench.recipe import Protocol
 
 DONE = ".done"  # in a checkpoint folder: training reached the protocol's steps
@@ -264,7 +264,10 @@ class Sweep:
 
 def check_result(path: Path, protocol: Protocol) -> None:
     """A results file the sweep would reuse as its cell: evaluated as the protocol says."""
-    result = json.loads(path.read_text())
+    recover = "move it away, or give the sweep another --results-dir"
+    result = read_json(path, recover)
+    if not isinstance(result, dict):
+        raise InputError(f"{path}: damaged (not a JSON object); {recover}")
     seeds = result.get("seeds") or []
     if result.get("episodes") != protocol.eval_episodes or (seeds and seeds[0] < protocol.eval_seed):
         raise InputError(f"{path} holds {result.get('episodes')} episodes from seed "
@@ -308,16 +311,34 @@ def estimate_minutes(sweep: Sweep, cell: Cell) -> float:
         per_step = SECONDS_PER_FINETUNE_STEP
     done_steps = 0
     log = path / "train_log.jsonl"
-    if log.is_file():
-        lines = log.read_text().splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            done_steps = int(last["step"])
-            per_step = last["seconds"] / max(done_steps, 1)  # measured on this run
+    last = _last_logged(log) if log.is_file() else None
+    if last is not None:
+        done_steps = last["step"]
+        per_step = last["seconds"] / max(done_steps, 1)  # measured on this run
     train = 0.0 if state == "trained" else max(steps - done_steps, 0) * per_step
     evaluate = (sweep.protocol.eval_episodes * get_task(cell.task).max_episode_steps
                 * SECONDS_PER_EVAL_STEP)
     return (train + evaluate) / 60
+
+
+def _last_logged(log: Path) -> dict | None:
+    """The last entry of a training log (None if it has none). A last line cut short by a kill
+    is passed over, as training does on resuming; any other bad line is an :class:`InputError`
+    naming it."""
+    lines = log.read_text().splitlines()
+    for index in range(len(lines) - 1, max(len(lines) - 3, -1), -1):
+        try:
+            entry = json.loads(lines[index])
+        except json.JSONDecodeError:
+            if index == len(lines) - 1:
+                continue  # cut short: the line before is the last step logged
+            entry = None
+        if (isinstance(entry, dict) and isinstance(entry.get("step"), int)
+                and isinstance(entry.get("seconds"), int | float)):
+            return entry
+        raise InputError(f"{log}:{index + 1}: not a training log entry; the log is damaged "
+                         f"(move {log.parent} away to train that cell afresh)")
+    return None
 
 
 def status_table(sweep: Sweep, all_cells: list[Cell]) -> str:
@@ -384,20 +405,73 @@ def run(sweep: Sweep, all_cells: list[Cell], workers: int = 1, backend: str = "l
 
 
 def _in_processes(jobs: list[tuple[Sweep, Cell]], workers: int):
-    import multiprocessing
+    """The cells' outcomes from worker processes, one cell per worker at a time.
+
+    concurrent.futures, not multiprocessing.Pool: when a worker dies (the OOM killer, a crash in
+    native code) Pool waits forever for its cell, while the executor raises BrokenProcessPool.
+    Which cell's worker died it does not say, and it stops every worker: the cells running then
+    are each reported as stopped (their stages resume when the sweep runs again), and the cells
+    not started yet run in a new pool."""
+    from collections import deque
 
     if workers == 1:
         yield from map(_run_in_worker, jobs)
         return
+    queue = deque(jobs)
+    while queue:
+        stopped = yield from _in_one_pool(queue, workers)
+        names = [_cell_name(cell) for cell in stopped]
+        for name in names:
+            others = [other for other in names if other != name]
+            yield name, ("a worker process died (killed, out of memory, crashed in native code, "
+                         "or failed to start; its stderr is above) while this cell"
+                         + (f" and {', '.join(others)} were" if others else " was")
+                         + " running: stopped, it resumes when the sweep runs again")
+
+
+def _in_one_pool(queue, workers: int):
+    """Run the cells of ``queue`` (a deque, taken from the left) in one pool of ``workers``
+    processes, each pinned to a core, yielding their outcomes; return the cells that were running
+    when a worker died (the cells not started stay in ``queue``)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("spawn")
     cores = context.Queue()
     allowed = sorted(os.sched_getaffinity(0))
     for i in range(workers):
         cores.put(allowed[i % len(allowed)])
-    pool = context.Pool(workers, initializer=_pin_worker, initargs=(cores,))
-    yield from pool.imap_unordered(_run_in_worker, jobs)
-    pool.close()
-    pool.join()
+    pool = ProcessPoolExecutor(workers, context, initializer=_pin_worker, initargs=(cores,))
+    running = {}  # future -> its cell
+    stopped = []  # the cells running when a worker died
+
+    def submit() -> None:
+        if queue and not stopped:
+            job = queue.popleft()
+            try:
+                running[pool.submit(_run_in_worker, job)] = job[1]
+            except BrokenProcessPool:
+                queue.appendleft(job)  # not started: the next pool runs it
+
+    try:
+        for _ in range(workers):
+            submit()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            outcomes = []
+            for future in done:
+                cell = running.pop(future)
+                try:
+                    outcomes.append(future.result())
+                except BrokenProcessPool:
+                    stopped.append(cell)
+                submit()  # before reporting: the freed worker takes the next cell at once
+            yield from outcomes
+    finally:
+        # On an error or an abandoned generator, stop now: each cell's stages resume.
+        pool.shutdown(wait=not running, cancel_futures=True)
+    return stopped
 
 
 def _on_ray(jobs: list[tuple[Sweep, Cell]], workers: int, address: str | None):

@@ -230,16 +230,22 @@ def validate_result(result: dict, source: str = "<result>") -> dict:
     return result
 
 
+def load_result(path: str | os.PathLike) -> dict:
+    """Read and validate one results file: a :class:`ResultsFileError` names it and what is
+    wrong (not JSON, cut short, a field missing or off)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultsFileError(f"{path}: not valid JSON: {err}") from err
+    except OSError as err:
+        raise ResultsFileError(f"{path}: cannot be read ({err.strerror})") from err
+    return validate_result(data, source=str(path))
+
+
 def load_results(directory: str | os.PathLike) -> list[dict]:
     """Read and validate every ``*.json`` file in ``directory`` (sorted by name)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ResultsFileError(f"{directory}: no such results directory")
-    results = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ResultsFileError(f"{path}: not valid JSON: {err}") from err
-        results.append(validate_result(data, source=str(path)))
-    return results
+    return [load_result(path) for path in sorted(directory.glob("*.json"))]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aem_bench.errors import InputError
 from aem_bench.progress import progress_bar
 
 
@@ -48,7 +49,11 @@ def frozen_features(encoder, crop_size: int, demos_path: str | os.PathLike, rgb:
 
     path = cache_dir() / f"{feature_key(encoder, crop_size, demos_path)}.npy"
     if path.is_file():
-        features = np.load(path)
+        try:
+            features = np.load(path)
+        except (ValueError, OSError, EOFError) as err:  # written atomically: not by a kill
+            raise InputError(f"{path}: damaged cache of encoder features ({type(err).__name__}: "
+                             f"{err}); delete it (it is computed again)") from None
         if features.shape[0] == len(rgb):
             return features
     was_training = encoder.training

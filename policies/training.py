@@ -37,7 +37,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from safetensors.torch import load_file, save_file
 
 from aem_bench.demos import DemoSet, load_demos
-from aem_bench.errors import UsageError
+from aem_bench.errors import InputError, UsageError, read_json
 from aem_bench.policies import (
     CONFIG_NAME,
     POLICIES,
@@ -240,7 +240,13 @@ def checkpoint_training(checkpoint: str | os.PathLike, config, memory: str | Non
     """What a results file says of its policy's training: the checkpoint's recipe (None for a
     checkpoint made before recipes were written), its memory, and the checkpoints it builds on."""
     path = Path(checkpoint) / RECIPE_NAME
-    recipe = json.loads(path.read_text()) if path.is_file() else None
+    recipe = None
+    if path.is_file():
+        recover = ("it records how the checkpoint was trained: restore it, or move it away "
+                   "(the results then record no training)")
+        recipe = read_json(path, recover)
+        if not isinstance(recipe, dict):
+            raise InputError(f"{path}: damaged (not a JSON object); {recover}")
     return {"checkpoint": str(checkpoint), "policy_type": config.policy_type,
             "memory": memory,
             "encoder_checkpoint": config.encoder_checkpoint,
@@ -309,7 +315,10 @@ def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) ->
         # user asked to continue something and must see that nothing was continued.
         print(f"no saved run in {out_dir}: starting afresh", file=sys.stderr)
         return False
-    saved = json.loads((out_dir / CONFIG_NAME).read_text())
+    recover = f"move {out_dir} away to train afresh"
+    saved = read_json(out_dir / CONFIG_NAME, recover)
+    if not isinstance(saved, dict):
+        raise InputError(f"{out_dir / CONFIG_NAME}: damaged (not a JSON object); {recover}")
     if saved.get(type_key) != type_value:
         raise UsageError("resume", f"{out_dir} holds a run of '{saved.get(type_key)}', not "
                          f"'{type_value}'")
@@ -319,6 +328,37 @@ def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) ->
         raise UsageError("resume", f"{out_dir} was started with other settings (given, "
                          f"saved): {conflicts}")
     return True
+
+
+def _read_state(path: Path, out_dir: Path, read: Callable[[Path], object]):
+    """A saved training state (``state.pt``, ``raw.safetensors``) read by ``read``, or an
+    :class:`InputError` naming it when it is damaged (cut short, garbage)."""
+    try:
+        return read(path)
+    except Exception as err:  # noqa: BLE001 -- torch and safetensors raise many kinds
+        message = (str(err).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: damaged, the saved run cannot be resumed ({type(err).__name__}"
+                         f": {message}); move {out_dir} away to train afresh") from None
+
+
+def read_train_log(path: Path) -> list[tuple[str, dict]]:
+    """The lines of a training log with their entries. A last line cut short by a kill is left
+    out (that step is trained again); any other line that is not an entry with a step is an
+    :class:`InputError` naming it."""
+    lines = path.read_text().splitlines()
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            raise InputError(f"{path}:{number}: not a training log entry; the log is damaged "
+                             f"(move {path.parent} away to train afresh)")
+        entries.append((line, entry))
+    return entries
 
 
 def optimize(
@@ -368,10 +408,11 @@ def _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, res
     if resume:
         raw = out_dir / STATE_DIR / "raw.safetensors"
         if raw.is_file():
-            model.load_state_dict(load_file(raw))
+            model.load_state_dict(_read_state(raw, out_dir, load_file))
     ema = EMA(model, ema_decay) if ema_decay is not None else None
     if resume:
-        state = torch.load(out_dir / STATE_DIR / "state.pt", weights_only=True)
+        state = _read_state(out_dir / STATE_DIR / "state.pt", out_dir,
+                            lambda path: torch.load(path, weights_only=True))
         optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
         generator.set_state(state["generator"])
@@ -399,8 +440,8 @@ def _optimize(model, batch_at, steps, out_dir, save_model, load_model, seed, res
         out_dir.mkdir(parents=True, exist_ok=True)
         log_lines = []
         if resume and (out_dir / LOG_NAME).is_file():  # keep the log up to the resume
-            log_lines = [line for line in (out_dir / LOG_NAME).read_text().splitlines()
-                         if json.loads(line)["step"] < first]
+            log_lines = [line for line, entry in read_train_log(out_dir / LOG_NAME)
+                         if entry["step"] < first]
         (out_dir / LOG_NAME).write_text("".join(line + "\n" for line in log_lines))
 
     model.train()

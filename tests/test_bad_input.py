@@ -179,7 +179,9 @@ FILE_CASES = [
     ("train --demos {demos} --out {dir}/c", "not a readable HDF5 file", "{demos}"),
     ("leaderboard --results {cert} --out {dir}/L.md", "field", "{cert}/certificate.json"),
     ("certify --task AEM/ShellGame-v0 --out {dir}/c --from-results {file} {result}",
-     "not a results file", "{file}"),
+     "not valid JSON", "{file}"),
+    ("certify --task AEM/ShellGame-v0 --out {dir}/c --from-results {result} {result}",
+     "field 'policy' is missing", "{result}"),
 ]
 
 
@@ -314,3 +316,31 @@ def test_submit_names_its_own_option_for_offline_weights(tmp_path, capsys):
     assert err.count("\n") == 1 and "no pretrained weights" in err
     assert """--options '{"weights": "/path/to/file"}'""" in err and "--config" not in err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("line", "module", "table", "work"), [
+    ("certify --task AEM/ShellGame-v0 --out {dir}/c --record", "aem_bench.certify",
+     "certificates_file", "aem_bench.certify.certify"),
+    ("tasks --measure --record --ids AEM/ClickBell-v0", "aem_bench.registration",
+     "expert_success_file", "aem_bench.expert.expert_rollouts"),
+])
+def test_a_damaged_package_table_is_named_before_any_work(line, module, table, work, workdir,
+                                                          tmp_path, monkeypatch, capsys):
+    """The tables that --record merges into (a run killed while writing one leaves it cut
+    short): named, with how to restore it, before anything is measured."""
+    import importlib
+
+    damaged = tmp_path / "table.json"
+    damaged.write_text('{"AEM/ShellGame-v0": {"task": "AEM/Shell')
+    monkeypatch.setattr(importlib.import_module(module), table, lambda: damaged)
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before the damaged table was named")
+
+    monkeypatch.setattr(work, started)
+    before = _snapshot(tmp_path)
+    assert main([part.format(**workdir) for part in line.split()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"error: {damaged}: damaged (cut short" in err and "restore it (git checkout" in err
+    assert _snapshot(tmp_path) == before

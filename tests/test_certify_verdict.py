@@ -100,10 +100,26 @@ def sweep_result(oracle: bool, successes: int, **recipe_changes) -> dict:
               "config_overrides": {"image_size": [64, 64]},
               "command": f"aem-bench sweep (oracle {oracle})", "git_commit": "c" * 40,
               **recipe_changes}
-    return {"task": "AEM/ShellGame-v0", "episodes": 4, "seeds": seeds, "successes": successes,
+    return {"policy": f"singleframe-dp{'-with-oracle' if oracle else ''}",
+            "encoder": "singleframe", "head": "dp",
+            "task": "AEM/ShellGame-v0", "episodes": 4, "seeds": seeds, "successes": successes,
             "success_rate": successes / 4, "success_ci95": [lo, hi],
+            "latency_ms": {"median": 0.1, "p95": 40.0},
+            "hardware": {"cpu": "a CPU", "cores": 2}, "versions": {"aem-bench": "0.1.0"},
+            "git_commit": "c" * 40, "created": "2026-11-30T14:32:21+00:00",
             "observations": ["rgb", "qpos", "oracle"] if oracle else ["rgb", "qpos"],
             "training": {"recipe": recipe}}
+
+
+def _without(result: dict, dotted: str) -> dict:
+    """``result`` (a copy) without the nested key ``dotted``."""
+    result = json.loads(json.dumps(result))
+    *parents, last = dotted.split(".")
+    part = result
+    for key in parents:
+        part = part[key]
+    del part[last]
+    return result
 
 
 @pytest.mark.parametrize(("without", "with_", "problem"), [
@@ -144,3 +160,45 @@ def test_a_certificate_from_results_computes_the_rest(tmp_path, capsys):
     # budget flags belong to a certificate run that trains
     assert main(["certify", "--task", "AEM/ShellGame-v0", "--out", str(tmp_path / "c2"),
                  "--demos", "5", "--from-results", *map(str, paths)]) == 2
+
+
+@pytest.mark.parametrize(("damage", "says"), [
+    # Off the results files' schema: the leaderboard's reader names the field.
+    (lambda r: json.dumps(_without(r, "success_ci95")), "field 'success_ci95' is missing"),
+    (lambda r: json.dumps(_without(r, "seeds")), "field 'seeds' is missing"),
+    # What a certificate reads besides the schema.
+    (lambda r: json.dumps(_without(r, "successes")), "it lacks successes"),
+    (lambda r: json.dumps(_without(r, "observations")), "it lacks observations"),
+    (lambda r: json.dumps(_without(r, "training.recipe.steps")), "training.recipe.steps"),
+    (lambda r: json.dumps(_without(r, "training.recipe.config_overrides")),
+     "training.recipe.config_overrides.image_size"),
+    (lambda r: json.dumps({**r, "training": {"recipe": {}}}), "training recipe"),
+    # Not JSON: cut short by a kill, or garbage.
+    (lambda r: json.dumps(r)[:200], "not valid JSON"),
+    (lambda r: "\x00garbage", "not valid JSON"),
+])
+def test_a_results_file_a_certificate_cannot_be_made_from_is_named(damage, says, tmp_path,
+                                                                   capsys):
+    """A results file that is damaged or lacks what a certificate reads: one line naming the
+    file and what is missing, exit code 2, no traceback, no certificate."""
+    from aem_bench.cli import main
+
+    without, with_ = tmp_path / "without.json", tmp_path / "with.json"
+    without.write_text(json.dumps(sweep_result(False, 0)))
+    with_.write_text(damage(sweep_result(True, 4)))
+    assert main(["certify", "--task", "AEM/ShellGame-v0", "--out", str(tmp_path / "cert"),
+                 "--from-results", str(without), str(with_)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aem-bench certify: error: {with_}") and says in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "cert" / "certificate.json").exists()
+
+
+def test_a_certificate_from_results_given_as_dicts_names_what_is_missing():
+    from aem_bench.certify import certificate_from_results
+    from aem_bench.errors import InputError
+
+    with pytest.raises(InputError, match=r"^with_oracle: .*it lacks successes, "
+                       r"training\.recipe\.seed"):
+        certificate_from_results("AEM/ShellGame-v0", sweep_result(False, 0), _without(
+            _without(sweep_result(True, 4), "successes"), "training.recipe.seed"), command="c")

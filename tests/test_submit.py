@@ -18,6 +18,7 @@ import torch
 
 from aem_bench.cli import main
 from aem_bench.demos import Episode, load_demos
+from aem_bench.errors import InputError
 from aem_bench.leaderboard.results import validate_result
 from aem_bench.policies import encoders, load_policy
 from aem_bench.policies.encoders import (
@@ -31,6 +32,7 @@ from aem_bench.submit import (
     PROTOCOLS,
     SMOKE,
     STANDARD,
+    SUBMISSION_FILE,
     check_encoder,
     claim_checkpoint,
     record_demos,
@@ -195,6 +197,24 @@ def test_a_checkpoint_of_another_submission_is_not_resumed(tmp_path):
     assert claim_checkpoint(checkpoint, {**submission, "encoder_ref": "pkg.mod:Tiny"}) is True
     with pytest.raises(ValueError, match=r"another submission \(it differs in \['fingerprint'\]\)"):
         claim_checkpoint(checkpoint, {**submission, "fingerprint": "b" * 64})
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b'{"encoder_ref": "tiny", "enc', "damaged (cut short"),
+    (b"\xff\xfe garbage", "damaged (not text"),
+    (b"garbage", "damaged (not JSON"),
+    (b"[]", "not a JSON object"),
+])
+def test_a_damaged_submission_file_is_named_with_how_to_recover(content, says, tmp_path):
+    checkpoint = tmp_path / "tiny_AEM_ClickBell-v0"
+    checkpoint.mkdir()
+    (checkpoint / SUBMISSION_FILE).write_bytes(content)
+    with pytest.raises(InputError) as refused:
+        claim_checkpoint(checkpoint, {"encoder_ref": "tiny", "encoder": "tiny"})
+    message = str(refused.value)
+    assert message.startswith(str(checkpoint / SUBMISSION_FILE)) and says in message, message
+    assert f"move {checkpoint} away" in message
+    assert (checkpoint / SUBMISSION_FILE).read_bytes() == content  # left as it was
 
 
 # --- the example package, installed and submitted --------------------------------------------

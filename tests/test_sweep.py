@@ -5,10 +5,13 @@ import json
 import os
 import re
 import sys
+import threading
+import time
 
 import pytest
 
 from aem_bench.cli import main
+from aem_bench.errors import InputError
 from aem_bench.recipe import Protocol, get_protocol
 from aem_bench.sweep import ROWS, Cell, Row, Sweep, cell_state, cells, check_result, run
 
@@ -256,3 +259,69 @@ def test_without_ray_the_ray_backend_is_refused_naming_the_extra(monkeypatch, tm
            "'aem-bench[ray]'" in capsys.readouterr().err
     with pytest.raises(ModuleNotFoundError, match=re.escape("aem-bench[ray]")):
         run(Sweep(TINY, tmp_path / "c", tmp_path / "r"), [], backend="ray")
+
+
+class _SweepWithAWorkerThatDies(Sweep):
+    """A cell of the row "dies" ends its worker process as the OOM killer would; the others take
+    half a second and mark their results folder."""
+
+    def run_cell(self, cell):
+        if cell.row.name == "dies":
+            os._exit(9)
+        time.sleep(0.5)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.results_dir / cell.row.name).touch()
+        return self.results_dir / cell.row.name
+
+
+def test_a_worker_process_that_dies_is_reported_and_the_other_cells_go_on(tmp_path):
+    """--workers 2 in local processes: a worker killed does not hang the sweep. The cells running
+    then are reported as stopped (the dead one among them); every other cell runs."""
+    sweep = _SweepWithAWorkerThatDies(TINY, tmp_path / "cache", tmp_path / "results",
+                                      progress=False)
+    names = ["dies", "a", "b", "c", "d"]
+    todo = [Cell(Row(name, "singleframe-dp"), "AEM/ShellGame-v0", "clean") for name in names]
+    errors = []
+    worker = threading.Thread(target=lambda: errors.extend(run(sweep, todo, workers=2)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "the sweep hangs on a dead worker"
+    stopped = {error.split(" on ")[0]: error for error in errors}
+    assert len(stopped) == len(errors) and "dies" in stopped, errors
+    for name, error in stopped.items():
+        assert error.startswith(f"{name} on AEM/ShellGame-v0: a worker process died (killed, "
+                                "out of memory, crashed in native code, or failed to start"), error
+        assert "it resumes when the sweep runs again" in error
+    ran = {path.name for path in sweep.results_dir.glob("*")}
+    assert ran | set(stopped) == set(names) and not ran & set(stopped)  # none lost
+    assert "d" in ran  # started after the break, in a new pool
+
+
+def test_a_damaged_results_file_of_a_cell_is_named_not_reused(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('{"episodes": 1, "seeds": [100')
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: damaged \(cut short.*move "
+                       "it away, or give the sweep another --results-dir"):
+        check_result(path, TINY)
+
+
+def test_the_status_passes_over_a_log_line_cut_short_and_names_a_damaged_log(tmp_path, capsys):
+    protocol = get_protocol("certificate-budget")
+    argv = ["sweep", "--protocol", protocol.name, "--tasks", "AEM/ShellGame-v0", "--rows",
+            "singleframe-dp", "--cache", str(tmp_path / "cache"), "--results-dir",
+            str(tmp_path / "results"), "--dry-run"]
+    sweep = Sweep(protocol, tmp_path / "cache", tmp_path / "results")
+    log = sweep.task_dir("AEM/ShellGame-v0") / "singleframe-dp" / "train_log.jsonl"
+    log.parent.mkdir(parents=True)
+    entries = ('{"step": 10, "loss": 1.0, "seconds": 5.0}\n'
+               '{"step": 20, "loss": 0.9, "seconds": 9.0}\n')
+    log.write_text(entries + '{"step": 30, "lo')  # killed while writing its line
+    assert main(argv) == 0
+    assert re.search(r"\| singleframe-dp +\| AEM/ShellGame-v0 +\| training",
+                     capsys.readouterr().out)
+    log.write_text(entries + "garbage\n" + '{"step": 30, "lo')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"aem-bench sweep: error: {log}:3: not a training log entry; the log is "
+                   f"damaged (move {log.parent} away to train that cell afresh)\n")

@@ -233,6 +233,16 @@ def test_pickles_of_code_are_refused(tmp_path):
         read_state_dict(tmp_path / "evil.pt")
 
 
+def test_a_damaged_safetensors_weights_file_is_named(tmp_path):
+    from aem_bench.errors import InputError
+
+    save_file({"x": torch.zeros(64)}, tmp_path / "w.safetensors")
+    damaged = tmp_path / "w.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # cut short
+    with pytest.raises(InputError, match=r"w\.safetensors: not a readable safetensors file"):
+        read_state_dict(damaged)
+
+
 @pytest.mark.parametrize("name", ["dinov2", "clip", "r3m"])
 def test_missing_weights_name_where_to_put_them(name, tmp_path, monkeypatch):
     import huggingface_hub.constants
@@ -283,6 +293,14 @@ def test_frozen_features_are_computed_once_per_encoder_and_data(tmp_path, monkey
     assert run("c", demos_path=write_demos(tmp_path / "other.h5", seed=1)) == 24  # new data
     assert run("d", seed=3) == 24  # new random weights: another encoder
     assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 3
+    # A damaged cache file is named, not silently computed again.
+    cached = sorted((tmp_path / "cache" / "features").glob("*.npy"))
+    for path in cached:
+        path.write_bytes(b"garbage")
+    from aem_bench.errors import InputError
+
+    with pytest.raises(InputError, match=r"\.npy: damaged cache of encoder features.*delete it"):
+        run("e")
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
@@ -313,3 +331,73 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds a run of 'singleframe-flow'"):
         train("singleframe-dp", demos, tmp_path / "resumed", steps=8, resume=True,
               config_overrides=options, progress=False)
+
+
+# --- a damaged saved run: named, with how to recover, never a bare JSONDecodeError -----------------
+def _cut_short(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+@pytest.mark.parametrize(("damage", "file", "says"), [
+    (_cut_short, "config.json", "damaged (cut short"),
+    (lambda path: path.write_text("garbage"), "config.json", "damaged (not JSON"),
+    (lambda path: path.write_text("[1, 2]"), "config.json", "not a JSON object"),
+    (_cut_short, "training/state.pt", "damaged, the saved run cannot be resumed"),
+    (lambda path: path.write_bytes(b"garbage"), "training/state.pt", "damaged"),
+    # A line that is not the last: not a kill's doing.
+    (lambda path: path.write_text('{"step": 1\n' + path.read_text()), "train_log.jsonl",
+     "train_log.jsonl:1: not a training log entry"),
+])
+def test_a_damaged_saved_run_is_named_with_how_to_recover(damage, file, says, tmp_path):
+    from aem_bench.errors import InputError
+
+    demos = write_demos(tmp_path / "demos.h5")
+    run = tmp_path / "run"
+
+    def train_it(resume):
+        return train("singleframe-dp", demos, run, steps=3, batch_size=4, config_overrides=TINY,
+                     num_threads=1, log_every=1, save_every=2, resume=resume, progress=False)
+
+    train_it(resume=False)
+    damage(run / file)
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    with pytest.raises(InputError) as refused:
+        train_it(resume=True)
+    message = str(refused.value)
+    assert message.startswith(str(run / file)) and says in message, message
+    assert f"move {run} away" in message, message
+    if file != "train_log.jsonl":  # refused before anything is written
+        assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_a_training_log_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    """The log line of a step is written before that step is saved: a line cut short is of a
+    step after the saved one, trained again."""
+    demos = write_demos(tmp_path / "demos.h5")
+    run = tmp_path / "run"
+
+    def train_it(steps, resume):
+        return train("singleframe-dp", demos, run, steps=steps, batch_size=4,
+                     config_overrides=TINY, num_threads=1, log_every=1, save_every=2,
+                     resume=resume, progress=False)
+
+    train_it(2, resume=False)
+    log = run / "train_log.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "lo')
+    train_it(4, resume=True)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_damaged_recipe_is_named_before_the_evaluation(tmp_path):
+    from aem_bench.checkpoint_eval import evaluate_checkpoint
+    from aem_bench.errors import InputError
+
+    demos = write_demos(tmp_path / "demos.h5")
+    run = tmp_path / "run"
+    train("singleframe-dp", demos, run, steps=1, batch_size=4, config_overrides=TINY,
+          num_threads=1, progress=False)
+    _cut_short(run / "recipe.json")
+    with pytest.raises(InputError, match=r"recipe\.json: damaged \(cut short.*move it away"):
+        evaluate_checkpoint(run, "AEM/ShellGame-v0", episodes=1, seed=100_000, progress=False,
+                            log=tmp_path / "log.jsonl")
+    assert not (tmp_path / "log.jsonl").exists()

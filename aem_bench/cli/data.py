@@ -101,6 +101,7 @@ def _measure_experts(args) -> int:
         check_output("--out", args.out, folder=False, overwrite=args.overwrite)
     if args.record:
         check_output("--record", expert_success_file(), folder=False)
+        measured_expert_success()  # a damaged table is named before any work, not after it
     machine = collect_provenance()["hardware"]
     measured = {}
     ids = args.ids or list(TASKS)

@@ -251,7 +251,7 @@ def cmd_certify(args) -> int:
 
 def _check_certify_args(args) -> tuple[Path, list[str]]:
     """The output folder and the budget flags given, checked."""
-    from aem_bench.certify import CERTIFICATE_NAME, certificates_file
+    from aem_bench.certify import CERTIFICATE_NAME, certificates_file, load_certificates
     from aem_bench.registration import TASKS
     from aem_bench.sim.tabletop import MIN_CAMERA_SIDE
 
@@ -271,28 +271,24 @@ def _check_certify_args(args) -> tuple[Path, list[str]]:
                          "replace it")
     if args.record:
         check_output("--record", certificates_file(), folder=False)
+        load_certificates()  # a damaged table is named before any work, not after it
     return out, budget_args
 
 
 def _certificate_from_results(args) -> dict:
     from aem_bench.certify import certificate_from_results
+    from aem_bench.leaderboard.results import load_result
 
     for name in ("demos", "train_steps", "episodes", "camera", "threads"):
         if getattr(args, name) is not None:
             raise UsageError(f"--{name.replace('_', '-')}", "sets the training of a certificate "
                              "run; --from-results takes the budget the results were made with")
-    results = []
     for path in args.from_results:
         check_input_file("--from-results", path)
-        try:
-            result = json.loads(Path(path).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UsageError("--from-results",
-                             f"{path}: not a results file (not JSON: {err})") from None
-        if not isinstance(result, dict):
-            raise UsageError("--from-results", f"{path}: not a results file (not a JSON object)")
-        results.append(result)
-    return certificate_from_results(args.task, *results, command=args.command_line)
+    # The leaderboard's reader: a file not JSON, cut short or off its schema is named.
+    results = [load_result(path) for path in args.from_results]
+    return certificate_from_results(args.task, *results, command=args.command_line,
+                                    sources=tuple(map(str, args.from_results)))
 
 
 def cmd_probe(args) -> int:

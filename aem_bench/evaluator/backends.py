@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -81,23 +81,71 @@ class ProcessPoolBackend(Backend):
         # spawn, not fork: a forked SAPIEN renderer or OpenMP pool is not safe to use in the child.
         # concurrent.futures, not multiprocessing.Pool: when a worker dies (a segfault in the
         # simulator, the OOM killer) Pool waits forever, while the executor raises
-        # BrokenProcessPool.
+        # BrokenProcessPool. It does not say which worker died, so at most one episode per worker
+        # is handed out at a time: the seeds running then are the ones the error names.
         pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
                                    _start_worker, (policy, env_id, env_kwargs))
-        try:
-            futures = {pool.submit(_run_in_worker, seed, videos.get(seed)): seed
-                       for seed in seeds}
-            for future in as_completed(futures):
+        queue = iter(seeds)
+        running = {}  # future -> its seed
+        refused = []  # the pool broke before it took the next seed: an episode running failed
+
+        def submit() -> None:
+            seed = None if refused else next(queue, None)
+            if seed is not None:
                 try:
-                    yield future.result()
+                    running[pool.submit(_run_in_worker, seed, videos.get(seed))] = seed
                 except BrokenProcessPool as err:
+                    refused.append(err)
+
+        try:
+            for _ in range(self.workers):
+                submit()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                records, lost, broken, failed = _collect(done, running)
+                if failed is not None:  # the policy raised: the records before it are kept
+                    yield from records
+                    raise failed
+                if broken is not None:
+                    # The pool is broken: the other episodes running end too, some perhaps
+                    # finished just before. Every finished one is kept (the log has it).
+                    more, lost_too, _, _ = _collect(wait(running, timeout=60).done, running)
+                    lost_too += running.values()  # still unanswered: as good as lost
+                    yield from sorted([*records, *more], key=lambda record: record.seed)
                     raise EvaluationError(
-                        f"a worker process died (killed, out of memory, or crashed in native "
-                        f"code; its stderr is above) while seed {futures[future]} or another was "
-                        f"running") from err
+                        f"a worker process died (killed, out of memory, crashed in native code, "
+                        f"or its policy or environment failed to build; its stderr is above) "
+                        f"while seed(s) {', '.join(map(str, sorted(lost + lost_too)))} were "
+                        f"running") from broken
+                for _ in done:
+                    submit()  # before yielding: the freed worker starts the next episode
+                yield from records
+            if refused:  # not seen on any episode: say so rather than stop short unexplained
+                raise EvaluationError("the worker processes stopped (one died: killed, out of "
+                                      "memory, or crashed in native code; its stderr is above)"
+                                      ) from refused[0]
         finally:
             # On an error, do not wait for the queued episodes: stop now, keep what is logged.
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collect(done, running: dict) -> tuple[list[EpisodeRecord], list[int], Exception | None,
+                                          Exception | None]:
+    """What the futures ``done`` (taken out of ``running``, future -> seed) gave: their records,
+    the seeds whose worker died, the pool's BrokenProcessPool if one did, and the first other
+    error (the policy raised: run_episode's EvaluationError), for the caller to raise once the
+    records are kept."""
+    records, lost, broken, failed = [], [], None, None
+    for future in sorted(done, key=running.get):
+        seed = running.pop(future)
+        try:
+            records.append(future.result())
+        except BrokenProcessPool as err:
+            lost.append(seed)
+            broken = err
+        except Exception as err:  # noqa: BLE001 -- raised by the caller, after the records
+            failed = failed or err
+    return records, lost, broken, failed
 
 
 RAY_MISSING = "the Ray backend needs Ray, which is not installed: pip install 'aem-bench[ray]'"

@@ -39,7 +39,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise MissingWeightsError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as err:  # noqa: BLE001 -- safetensors' own error class, or an OSError
+            raise InputError(f"{path}: not a readable safetensors file ({type(err).__name__}: "
+                             f"{err})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
