@@ -97,7 +97,8 @@ def test_the_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize(("argv", "argument"), [
     (["--rows", "no-such-row"], "--rows"),
-    (["--rows", "singleframe-dp-with-oracle", "--tasks", "AEM/ClickBell-v0"], "--rows"),
+    (["--protocol", "standard", "--rows", "singleframe-dp-with-oracle", "--tasks",
+      "AEM/ClickBell-v0"], "--rows"),
     (["--tasks", "AEM/ShellGam-v0"], "--tasks"),
     (["--scenes", "dusty"], "--scenes"),
     (["--workers", "0"], "--workers"),
