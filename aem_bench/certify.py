@@ -35,10 +35,10 @@ import gymnasium as gym
 import numpy as np
 
 from aem_bench.demos import DemoWriter
-from aem_bench.errors import InputError, UsageError, read_json
+from aem_bench.errors import InputError, UsageError
 from aem_bench.evaluator import collect_provenance, evaluate
 from aem_bench.expert import ExpertShortfall, expert_rollouts, run_expert
-from aem_bench.registration import get_task, task_class
+from aem_bench.registration import get_task, read_package_table, task_class
 from aem_bench.stats import wilson_interval
 
 
@@ -62,20 +62,8 @@ def certificates_file() -> Path:
     return Path(tasks.__file__).resolve().parent / "memory_certificates.json"
 
 
-def _read_table(path: Path) -> dict[str, dict]:
-    """A table of the package (``tasks/*.json``), or an :class:`InputError` naming it when it is
-    damaged."""
-    if not path.is_file():
-        return {}
-    recover = f"restore it (git checkout -- {path.name} in {path.parent})"
-    table = read_json(path, recover)
-    if not isinstance(table, dict):
-        raise InputError(f"{path}: damaged (not a JSON object); {recover}")
-    return table
-
-
 def load_certificates() -> dict[str, dict]:
-    return _read_table(certificates_file())
+    return read_package_table(certificates_file())
 
 
 def _cue_steps(env_id: str, seeds: range) -> list[int]:
@@ -291,7 +279,7 @@ def record_certificate(entry: dict, record: str | Path) -> None:
     """Merge ``entry`` into the table ``record``, re-reading it: certificates of other tasks may
     have been written by another process meanwhile."""
     record = Path(record)
-    certificates = _read_table(record)
+    certificates = read_package_table(record)
     certificates[entry["task"]] = entry
     record.write_text(json.dumps(certificates, indent=2, sort_keys=True) + "\n")
 

@@ -217,7 +217,12 @@ def expert_success_file() -> Path:
 def measured_expert_success() -> dict[str, dict]:
     """``{env_id: {"episodes", "successes", "first_seed", "mean_steps", "machine"}}``; empty if
     never measured."""
-    path = expert_success_file()
+    return read_package_table(expert_success_file())
+
+
+def read_package_table(path: Path) -> dict[str, dict]:
+    """A table of the package (``tasks/*.json``: measured expert success, memory certificates),
+    empty if it does not exist yet, or an :class:`InputError` naming it when it is damaged."""
     if not path.is_file():
         return {}
     recover = f"restore it (git checkout -- {path.name} in {path.parent})"
