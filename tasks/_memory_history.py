@@ -12,7 +12,7 @@ import numpy as np
 import sapien
 
 from aem_bench.sim.motion import HOVER, MotionPlanner
-from aem_bench.sim.panda import GRIPPER_CLOSED, GRIPPER_OPEN
+from aem_bench.sim.panda import ARM_DOF, GRIPPER_CLOSED, GRIPPER_OPEN, HOME_QPOS
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.tasks._articulations import (
     FINGERTIP_BELOW_TCP,
@@ -34,6 +34,15 @@ PRESSED_FRACTION, RELEASED_FRACTION = 0.6, 0.3  # of the travel: down past one, 
 BUTTON_CAP_REST_Z = 2 * BUTTON_BASE_HALF[2] + BUTTON_TRAVEL + BUTTON_CAP_HALF_HEIGHT
 PRESS_OVERSHOOT = 0.004  # fingertips aim this far below the stop: the stop ends the press
 PRESS_CLEARANCE = 0.025  # m above the cap's top where fingertips wait between presses
+ARMS_BACK = 2e-3  # rad: every arm joint this close to its start counts as back
+
+
+def arms_back(env) -> bool:
+    """Whether every joint of both arms is within ``ARMS_BACK`` of its start (``HOME_QPOS``):
+    the body at rest, the same whatever happened before (PutBackBlock-v1's and SwapBlocks-v1's
+    decision steps, where only a memory may tell the fact)."""
+    return all(np.abs(arm.qpos[:ARM_DOF] - HOME_QPOS).max() < ARMS_BACK
+               for arm in env.arms.values())
 
 
 def cube_resting_at(cube: sapien.Entity, half: float, centre_xy, reach: float) -> bool:

@@ -22,7 +22,6 @@ import sapien
 
 from aem_bench.registration import register_task
 from aem_bench.sim.motion import MotionPlanner, arm_for
-from aem_bench.sim.panda import ARM_DOF, HOME_QPOS
 from aem_bench.sim.poses import yaw_quat
 from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
@@ -32,6 +31,7 @@ from ._memory_cues import one_hot
 from ._memory_history import (
     BUTTON_TRAVEL,
     Button,
+    arms_back,
     carry_cube,
     cube_resting_at,
     press_button,
@@ -170,9 +170,6 @@ class PutBackBlockEnv(TableTopEnv):
         yield from carry_cube(plan, side, self.cube, np.append(home, CUBE_HALF))
 
 
-ARMS_BACK = 2e-3  # rad: every arm joint this close to its start counts as back
-
-
 @register_task("AEM/PutBackBlock-v1", max_episode_steps=400, arms=2,
                skills=("pick", "place", "press"), memory="spatial", chance=1 / len(MATS),
                supersedes="AEM/PutBackBlock-v0")
@@ -190,19 +187,15 @@ class PutBackBlockV1Env(PutBackBlockEnv):
     state tells the mat: only a memory of what happened does.
 
     Decision step (``decision_at``): the first step after the press at which both arms are back
-    at their start (every joint within ``ARMS_BACK``).
+    at their start (every joint within ``_memory_history.ARMS_BACK``).
     """
 
     def _after_step(self) -> None:
         decided = self.decision_at
         super()._after_step()
         self.decision_at = decided  # v0's rule (the cube lifted again) does not apply here
-        if self.decision_at is None and self.pressed and self._arms_back():
+        if self.decision_at is None and self.pressed and arms_back(self):
             self.decision_at = self.elapsed_steps
-
-    def _arms_back(self) -> bool:
-        return all(np.abs(arm.qpos[:ARM_DOF] - HOME_QPOS).max() < ARMS_BACK
-                   for arm in self.arms.values())
 
     def expert(self):
         plan = MotionPlanner(self)

@@ -3,8 +3,10 @@
 After RMBench's ``swap_blocks`` (sequential memory). Three identical trays lie in a diagonal row
 across the middle of the table; the red and the blue cube stand on two of them, drawn
 uniformly (6 layouts). The swap takes three moves, one cube at a time, and the red cube always
-goes first: red to the free tray, blue to red's old tray, red to blue's old tray. After each move
-the expert's hand goes back towards where it started (its pose, not its joints).
+goes first: red to the free tray, blue to red's old tray, red to blue's old tray. In v0, after
+each move the expert's hand goes back towards where it started (its pose, not its joints); in v1
+(``AEM/SwapBlocks-v1``, which supersedes v0 in the suite) the arm comes back to rest at its
+starting joints before every move.
 Success: each cube rests on the other's original tray (centre within 3 cm in x and y), both
 grippers open, neither cube held. Setting the cubes into any other arrangement than the one the
 next move makes (e.g. moving blue first, or red twice) fails and ends the episode.
@@ -13,8 +15,9 @@ Memory: every move goes to the free tray, and the layout after one or two moves 
 starting layout of another episode, so the layout does not say how far the swap has got (which
 cube moves next). What memory must hold is that progress, so the memory probe reads the moves
 done at the step each move begins (``pooled_probe``), beside a frame and a joint-state probe:
-the body may show what the layout does not, since there the hand is still 2-4 cm from its start
-and moving, and some joint up to 0.25 rad from its own (measured on 200 expert episodes). The
+in v0 the body may show what the layout does not, since there the hand is still 2-4 cm from its
+start and moving, and some joint up to 0.25 rad from its own (measured on 200 expert episodes);
+in v1 every joint is back within 2 mrad of its start (in fact within 1e-5 rad). The
 starting trays are no test of memory at the decision step (the end of the first move): with one
 move known to be done, the layout there gives them.
 
@@ -42,7 +45,7 @@ from aem_bench.sim.reward import closeness
 from aem_bench.sim.tabletop import TableTopEnv
 
 from ._memory_cues import one_hot
-from ._memory_history import carry_cube, cube_resting_at
+from ._memory_history import arms_back, carry_cube, cube_resting_at
 
 CUBE_HALF = 0.025  # m, a 5 cm cube
 TRAY_HALF = (0.045, 0.045, 0.001)
@@ -192,3 +195,93 @@ class SwapBlocksEnv(TableTopEnv):
             cube, goal = self._next_move()
             # Fingers close across the row, away from the neighbouring trays.
             yield from carry_cube(plan, SIDE, cube, goal, closing_yaw=ACROSS_ROW, rest=rest)
+
+
+# The arm's return to its starting joints, the same before every move (the first included): in
+# joint space to a waypoint RETURN_VIA off every joint of the start, a wait there, the same last
+# stretch to the start, and a wait there. A straight return leaves the arm at rest up to 1e-5 rad
+# off its start in a direction that depends on where it came from (and not at all before the
+# first move), which a linear probe on the standardised joints reads; after the same last stretch
+# from a settled waypoint the joint states at the moves' starts differ by a few float32 steps.
+RETURN_VIA = 0.05  # rad, added to every arm joint of the start
+RETURN_STEPS = 15  # to the waypoint
+VIA_HOLD = 12  # the wait there
+LAST_STRETCH = 10  # from the waypoint to the start
+SETTLE_STEPS = 15  # the wait at the start, after which the move begins
+
+
+def return_to_start(plan: MotionPlanner, side: str):
+    """Bring ``side``'s arm back to its starting joints, grippers open, the same way from
+    anywhere (see ``RETURN_VIA``), and let it settle there."""
+    yield from plan.go_back(RETURN_STEPS, side, offset=RETURN_VIA)
+    yield from plan.hold(VIA_HOLD)
+    yield from plan.go_back(LAST_STRETCH, side)
+    yield from plan.hold(SETTLE_STEPS)
+
+
+@register_task("AEM/SwapBlocks-v1", max_episode_steps=600, arms=1,
+               skills=("pick", "place", "sequence"), memory="sequential", chance=1 / 2,
+               supersedes="AEM/SwapBlocks-v0")
+class SwapBlocksV1Env(SwapBlocksEnv):
+    """SwapBlocks where every move begins with the arm at rest at its starting joints.
+
+    Description: as ``AEM/SwapBlocks-v0``: swap the red and the blue cube between their trays
+    through the free third tray in three moves, red first, with the left arm. Before each move
+    (the first included) the expert brings the arm back to its starting joints, grippers open, in
+    joint space through a waypoint near them (``return_to_start``), and lets it settle there; then
+    the move begins.
+
+    Randomizations: as v0: the row of trays shifts by up to 1.5 cm in x and y, the red and the
+    blue cube stand on two of the three trays (6 layouts, uniform), each turned by up to 0.4 rad.
+
+    Success: as v0: each cube rests on the other's original tray (centre within 3 cm in x and y),
+    both grippers open, neither cube held; any other arrangement than the one the next move makes
+    fails and ends the episode. Chance, oracle and hidden fact as v0.
+
+    Why a new version: v0's expert brought the hand back towards its starting pose, not its
+    joints, and began the next move while the hand was still 2-4 cm from it and moving; so at each
+    move's start the joint state told how many moves were done (on 200 expert episodes a linear
+    probe on it read the moves done in 76% of move starts, on the frame features and the joints
+    in 87%, against 33% by chance): the body carried the progress the task asks a memory to hold.
+    Here every move begins with the arms at rest at their starting joints (each within
+    ``ARMS_BACK``, 2 mrad; measured, within 1.2e-5 rad, and the same joint state to 1e-5 rad at
+    every move's start of every episode), so the joint state at a move's start is the same
+    whatever the moves done. Below that, in the last float32 digits, it is not: a linear probe on
+    the standardised raw readings still tells the moves done (``aem-bench body-leak
+    --resolution`` reads them rounded).
+
+    Decision step (``decision_at``): the first step after the first move at which every arm joint
+    is back within ``ARMS_BACK`` of its start (PutBackBlock-v1's rule): from there, which cube
+    moves next depends on what the arm has done, not on where it is.
+    """
+
+    pooled_probe: ClassVar[tuple[str, str]] = (
+        "moves_done_at_move_start",
+        ("moves done (0, 1 or 2) at the step the expert begins each move, the arm at rest at its "
+         "starting joints; pooled over the three moves of every episode"))
+
+    def _load_scene(self) -> None:
+        super()._load_scene()
+        self._decision_at: int | None = None
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        super()._initialize_episode(rng)
+        self._decision_at = None
+
+    @property
+    def decision_at(self) -> int | None:
+        return self._decision_at
+
+    def _after_step(self) -> None:
+        super()._after_step()
+        if self._decision_at is None and self.moves_done >= 1 and arms_back(self):
+            self._decision_at = self.elapsed_steps
+
+    def expert(self):
+        plan = MotionPlanner(self)
+        for _ in range(MOVES):
+            yield from return_to_start(plan, SIDE)
+            # Recorded as the move begins: after the return, the arm at rest at its start.
+            self.move_starts.append((self.elapsed_steps, self.moves_done))
+            cube, goal = self._next_move()
+            yield from carry_cube(plan, SIDE, cube, goal, closing_yaw=ACROSS_ROW)

@@ -93,12 +93,15 @@ class MotionPlanner:
     def close(self, side: str, steps: int = 10) -> Iterator[np.ndarray]:
         yield from self.gripper(steps, **{side: GRIPPER_CLOSED})
 
-    def go_back(self, steps: int, *sides: str) -> Iterator[np.ndarray]:
+    def go_back(self, steps: int, *sides: str, offset: float = 0.0) -> Iterator[np.ndarray]:
         """Move the named arms, grippers included, back to their joints when the expert took
-        over, in joint space: wherever the arm went, it ends in the same configuration."""
+        over, in joint space: wherever the arm went, it ends in the same configuration.
+        ``offset`` (rad) is added to every arm joint of that goal (not the gripper's): a waypoint
+        near the start, from which every return takes the same last stretch."""
         goal = self.command.copy()
         for side in sides:
             goal[ARM_SLICES[side]] = self.start[ARM_SLICES[side]]
+            goal[ARM_SLICES[side]][:ARM_DOF] += offset
         yield from self._interpolate(goal, steps)
 
     def hold(self, steps: int) -> Iterator[np.ndarray]:
