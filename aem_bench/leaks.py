@@ -20,6 +20,17 @@ standardised inputs, stratified k-fold cross-validation over episodes) to ``hidd
 The rule (``LEAK_RULE``): the probed vector carries the fact at a moment when the lower end of the
 probe accuracy's 95% Wilson interval lies above the share of the commonest value (what always
 guessing it scores).
+
+A task that declares a pooled probe target (``pooled_probe``, its rows from
+``pooled_probe_rows()``; SwapBlocks: the moves done at the step each move begins) gets it probed
+too, on the same episodes, as ``aem-bench probe`` does for a memory: every episode's rows pooled,
+cross-validated with each episode's rows in one fold (stratified group k-fold), under the same
+rule (``result["pooled"]``).
+
+``resolution`` rounds every probed value to that step first (radians for the joints, metres and
+quaternion units for the scene), as a sensor with that resolution would read it: the probe
+standardises its inputs, so without it a difference of a few float32 steps, far below anything
+a policy trained on normalised joint angles could use, is as readable as a large one.
 """
 
 from __future__ import annotations
@@ -60,7 +71,7 @@ def _check_arguments(what: Sequence[str], episodes: int, folds: int) -> None:
 
 
 def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed: int,
-                    **env_kwargs) -> dict:
+                    resolution: float | None = None, **env_kwargs) -> dict:
     """The probed vectors at each moment of the expert's first ``episodes`` successful episodes
     from ``first_seed`` on (at most ``2 * episodes + 10`` seeds tried), with their facts."""
     env = gym.make(env_id, obs_mode="state", **env_kwargs)
@@ -72,11 +83,16 @@ def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed:
     rows = {name: {moment: [] for moment in LEAK_MOMENTS} for name in what}
     steps: dict[str, list[int]] = {moment: [] for moment in LEAK_MOMENTS}
     facts, seeds = [], []
+    # The pooled probe's rows (tasks that declare one): vectors, labels, steps, episode index.
+    pooled = {"rows": {name: [] for name in what}, "labels": [], "steps": [], "groups": []}
     tries = range(first_seed, first_seed + 2 * episodes + 10)
 
     def read() -> dict[str, np.ndarray]:
-        return {name: np.asarray(reader(task), dtype=np.float64)
-                for name, reader in readers.items()}
+        values = {name: np.asarray(reader(task), dtype=np.float64)
+                  for name, reader in readers.items()}
+        if resolution is not None:
+            values = {name: np.round(v / resolution) * resolution for name, v in values.items()}
+        return values
 
     try:
         for episode_seed in tries:
@@ -94,6 +110,13 @@ def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed:
                 steps[moment].append(step)
                 for name in what:
                     rows[name][moment].append(trace[step][name])
+            for step, label in marks.pooled:
+                step = min(step, len(trace) - 1)
+                for name in what:
+                    pooled["rows"][name].append(trace[step][name])
+                pooled["labels"].append(label)
+                pooled["steps"].append(step)
+                pooled["groups"].append(len(facts))
             facts.append(marks.fact)
             seeds.append(episode_seed)
             if len(facts) == episodes:
@@ -103,16 +126,44 @@ def _expert_vectors(env_id: str, what: Sequence[str], episodes: int, first_seed:
     if len(facts) < episodes:
         raise ExpertShortfall(f"the expert of {env_id} solved only {len(facts)} of seeds "
                               f"{tries.start}-{tries.stop - 1}, not the {episodes} asked for")
-    return {"rows": rows, "steps": steps, "facts": np.array(facts), "seeds": seeds}
+    return {"rows": rows, "steps": steps, "facts": np.array(facts), "seeds": seeds,
+            "pooled": pooled if pooled["labels"] else None,
+            "pooled_probe": task.pooled_probe}
+
+
+def _pooled_entry(vectors: dict, name: str, folds: int, seed: int) -> dict:
+    """The pooled probe on the rows of the probed vector ``name``: accuracy over rows with its
+    95% Wilson interval, per label, and whether it carries the label (``LEAK_RULE``)."""
+    pooled = vectors["pooled"]
+    labels, steps = np.array(pooled["labels"]), np.array(pooled["steps"])
+    values, counts = np.unique(labels, return_counts=True)
+    majority = float(counts.max() / counts.sum())
+    correct = _probe_accuracy(np.stack(pooled["rows"][name]), labels, folds, seed,
+                              groups=np.array(pooled["groups"]))
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    target, probed = vectors["pooled_probe"]
+    return {"target": target, "probed": probed, "rows": len(labels),
+            "label_counts": {str(v): int(c) for v, c in zip(values, counts)},
+            "step_median_by_label": {str(v): float(np.median(steps[labels == v]))
+                                     for v in values},
+            "majority_rate": majority, "accuracy": float(correct.mean()), "ci95": [low, high],
+            "accuracy_by_label": {str(v): float(correct[labels == v].mean()) for v in values},
+            "carries_label": bool(low > majority),
+            "probe": "logistic regression on standardised inputs, stratified group "
+                     f"{folds}-fold cross-validation, each episode's rows in one fold"}
 
 
 def leak_checks(env_id: str, what: Sequence[str] = ("qpos",), episodes: int = 100,
-                first_seed: int = 0, folds: int = 5, seed: int = 0, **env_kwargs) -> list[dict]:
+                first_seed: int = 0, folds: int = 5, seed: int = 0,
+                resolution: float | None = None, **env_kwargs) -> list[dict]:
     """Probe each vector named in ``what`` (keys of ``PROBED``) for ``env_id``'s hidden fact, on
-    the same expert episodes (one run of the expert for all): one result per name."""
+    the same expert episodes (one run of the expert for all): one result per name. With
+    ``resolution``, every value is rounded to that step before the probe."""
     what = list(what)
     _check_arguments(what, episodes, folds)
-    vectors = _expert_vectors(env_id, what, episodes, first_seed, **env_kwargs)
+    if resolution is not None and not resolution > 0:
+        raise ValueError(f"resolution must be positive, got {resolution}")
+    vectors = _expert_vectors(env_id, what, episodes, first_seed, resolution, **env_kwargs)
     labels = vectors["facts"]
     values, counts = np.unique(labels, return_counts=True)
     if len(values) < 2:
@@ -132,7 +183,8 @@ def leak_checks(env_id: str, what: Sequence[str] = ("qpos",), episodes: int = 10
         results.append({
             "task": env_id,
             "probed": name,
-            "input": f"{PROBED[name][0]}, expert episodes, state mode",
+            "input": f"{PROBED[name][0]}, expert episodes, state mode"
+                     + ("" if resolution is None else f", rounded to steps of {resolution:g}"),
             "episodes": len(labels),
             "seeds": vectors["seeds"],
             "fact_values": len(values),
@@ -144,7 +196,30 @@ def leak_checks(env_id: str, what: Sequence[str] = ("qpos",), episodes: int = 10
                      f"{folds}-fold cross-validation over episodes",
             "git_commit": git_commit(),
         })
+        if vectors["pooled"] is not None:
+            results[-1]["pooled"] = _pooled_entry(vectors, name, folds, seed)
     return results
+
+
+def pooled_table(results: list[dict], table_format: str = "simple") -> str:
+    """The pooled probes of ``results`` (those of tasks that declare one), a row each."""
+    from tabulate import tabulate
+
+    rows = []
+    for result in results:
+        pooled = result.get("pooled")
+        if pooled is None:
+            continue
+        low, high = pooled["ci95"]
+        by_label = " / ".join(f"{100 * pooled['accuracy_by_label'][label]:.0f}%"
+                              for label in pooled["label_counts"])
+        rows.append([result["task"], result["probed"], pooled["target"], pooled["rows"],
+                     f"{100 * pooled['majority_rate']:.0f}%",
+                     f"{100 * pooled['accuracy']:.1f}% ({100 * low:.1f}-{100 * high:.1f})",
+                     by_label, "yes" if pooled["carries_label"] else "no"])
+    return tabulate(rows, headers=["task", "probed", "pooled target", "rows", "commonest value",
+                                   "probe there", "per value", "carries it"],
+                    tablefmt=table_format)
 
 
 def leak_check(env_id: str, what: str = "qpos", **kwargs) -> dict:

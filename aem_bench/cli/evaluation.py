@@ -319,7 +319,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_body_leak(args) -> int:
-    from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table
+    from aem_bench.leaks import LEAK_RULE, leak_checks, leak_table, pooled_table
     from aem_bench.registration import current_tasks
 
     _check_body_leak_args(args)
@@ -329,7 +329,7 @@ def cmd_body_leak(args) -> int:
     what = list(dict.fromkeys(args.what))  # each once, in the order given
     for env_id in progress_bar(ids, desc="leak check", unit="task", disable=args.json):
         results += leak_checks(env_id, what, episodes=args.episodes, first_seed=args.first_seed,
-                               folds=args.folds, seed=args.seed)
+                               folds=args.folds, seed=args.seed, resolution=args.resolution)
         if args.out:  # written after every task: an interrupted run keeps what it measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
@@ -337,6 +337,8 @@ def cmd_body_leak(args) -> int:
         print(json.dumps(results, indent=2))
         return 0
     print(leak_table(results, "github" if args.markdown else "simple"))
+    if any("pooled" in result for result in results):
+        print("\n" + pooled_table(results, "github" if args.markdown else "simple"))
     print(f"\nrule: {LEAK_RULE}")
     return 0
 
@@ -351,6 +353,8 @@ def _check_body_leak_args(args) -> None:
                 raise bad_value("--tasks", env_id, "a memory task (`aem-bench tasks --memory`)")
     check_at_least(args, 2, "folds")
     check_at_least(args, 0, "seed", "first_seed")
+    if args.resolution is not None and not args.resolution > 0:
+        raise bad_value("--resolution", args.resolution, "a positive step")
     if args.episodes < 2 * args.folds:
         raise bad_value("--episodes", args.episodes, f"at least 2 * --folds = {2 * args.folds}")
     if args.out:
@@ -446,6 +450,9 @@ def add_commands(sub) -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffle")
+    p.add_argument("--resolution", type=float, help="round every probed value to this step "
+                   "first (rad for the joints), as a sensor of that resolution would read it "
+                   "(default: the float32 values as they are)")
     p.add_argument("--out", help="the results' JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace --out")
     p.add_argument("--markdown", action="store_true", help="the table as Markdown")
