@@ -127,6 +127,7 @@ CASES = [
     ("body-leak --folds 1", "--folds", "at least 2"),
     ("body-leak --episodes 9", "--episodes", "at least 2 * --folds"),
     ("body-leak --first-seed -1", "--first-seed", "at least 0"),
+    ("body-leak --resolution 0", "--resolution", "a positive step"),
     ("body-leak --out {dir}", "--out", "is a folder; expected a file"),
     ("body-leak --out {result}", "--out", "--overwrite"),
     # gallery

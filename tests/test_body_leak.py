@@ -6,7 +6,7 @@ import pytest
 import sapien
 
 from aem_bench.cli import build_parser
-from aem_bench.leaks import PROBED, leak_check, leak_checks, leak_table
+from aem_bench.leaks import PROBED, leak_check, leak_checks, leak_table, pooled_table
 from aem_bench.tasks._memory_cues import HIDDEN_Z
 from aem_bench.tasks.shell_game import CUE_STEPS, ShellGameEnv
 
@@ -57,6 +57,30 @@ def test_the_table_has_a_row_per_task_and_vector(put_back_block):
     assert "AEM/PutBackBlock-v0  qpos" in table and "AEM/PutBackBlock-v1  qpos" in table
 
 
+def test_swap_blocks_pooled_probe_reads_the_moves_done_from_v0s_joints_not_v1s():
+    """SwapBlocks' pooled target, the moves done at each move's start, probed on the joints of
+    the same kind of episodes as the hidden fact (3 rows an episode). v0's arm is at rest only
+    before the first move, so 0 moves done is read every time; v1's arm is at rest at its start
+    before every move, the same joint state to 1e-5 rad, so read at that resolution the joints
+    tell nothing (the probe can only guess a fold's commonest label)."""
+    v0, v1 = (leak_check(f"AEM/SwapBlocks-{version}", episodes=episodes, resolution=1e-5)
+              for version, episodes in (("v0", 30), ("v1", 12)))
+    for result in (v0, v1):
+        pooled, episodes = result["pooled"], result["episodes"]
+        assert pooled["target"] == "moves_done_at_move_start" and pooled["rows"] == 3 * episodes
+        assert pooled["label_counts"] == {"0": episodes, "1": episodes, "2": episodes}
+        assert "rounded to steps of 1e-05" in result["input"]
+    assert v0["pooled"]["accuracy"] >= 0.5 and v0["pooled"]["carries_label"]
+    assert v0["pooled"]["accuracy_by_label"]["0"] == 1.0
+    assert not v1["pooled"]["carries_label"] and v1["pooled"]["accuracy"] <= 0.4
+    assert "AEM/SwapBlocks-v1  qpos" in pooled_table([v0, v1])
+
+
+def test_a_task_without_a_pooled_target_has_no_pooled_probe(put_back_block):
+    assert "pooled" not in put_back_block["v1"]
+    assert pooled_table(list(put_back_block.values())).count("PutBackBlock") == 0
+
+
 @pytest.fixture(scope="module")
 def shell_game():
     """The same 24 expert episodes of ShellGame, as registered and with the ball taken away,
@@ -95,6 +119,7 @@ def test_the_command_offers_what_the_module_probes():
     ("AEM/ShellGame-v0", {"folds": 1, "episodes": 10}, "folds must be at least 2"),
     ("AEM/ShellGame-v0", {"what": ("pixels",)}, "unknown probed vector 'pixels'"),
     ("AEM/ShellGame-v0", {"what": ()}, "nothing to probe"),
+    ("AEM/ShellGame-v0", {"resolution": 0.0}, "resolution must be positive"),
 ])
 def test_bad_arguments_are_refused(env_id, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -168,6 +168,9 @@ def test_a_suite_and_variant_name_their_tasks():
     assert "AEM/PutBackBlock-Cluttered-v1" in memory
     assert "AEM/PutBackBlock-Cluttered-v0" not in memory
     assert TASKS["AEM/PutBackBlock-Cluttered-v0"].superseded_by == "AEM/PutBackBlock-Cluttered-v1"
+    assert "AEM/SwapBlocks-Cluttered-v1" in memory
+    assert "AEM/SwapBlocks-Cluttered-v0" not in memory
+    assert TASKS["AEM/SwapBlocks-Cluttered-v0"].superseded_by == "AEM/SwapBlocks-Cluttered-v1"
     everything = _eval_tasks(Namespace(task=None, suite="all", variant=None))
     assert len(everything) == 22 and all(TASKS[i].scene == "clean" for i in everything)
     assert _eval_tasks(Namespace(task=None, suite=None, variant=None)) == [TASK]

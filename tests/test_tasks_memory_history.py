@@ -7,10 +7,11 @@ import pytest
 import sapien
 
 from aem_bench.expert import run_expert
+from aem_bench.sim.panda import ARM_DOF, HOME_QPOS
 from aem_bench.tasks import _memory_history, cover_blocks, press_button_count, put_back_block
 
-TASKS = ("AEM/PutBackBlock-v0", "AEM/PutBackBlock-v1", "AEM/SwapBlocks-v0", "AEM/CoverBlocks-v0",
-         "AEM/PressButtonCount-v0")
+TASKS = ("AEM/PutBackBlock-v0", "AEM/PutBackBlock-v1", "AEM/SwapBlocks-v0", "AEM/SwapBlocks-v1",
+         "AEM/CoverBlocks-v0", "AEM/PressButtonCount-v0")
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,60 @@ def test_put_back_block_joints_at_the_decision(version, joints_tell_the_mat):
     assert len(seen) >= 3  # several mats among the seeds
     spread = np.ptp(np.stack(list(seen.values())), axis=0).max()
     assert (spread > 0.05) == joints_tell_the_mat, spread
+
+
+def joints_at_move_starts(env, seed: int) -> tuple[list[int], np.ndarray, dict]:
+    """One expert episode: (the moves done, the joint state at each move's start, and the task's
+    marks: decision_at, cue_hidden_at, the move starts' steps)."""
+    task = env.unwrapped
+    trace = []  # trace[k]: the joints after k steps, the indexing of the move starts
+    result = run_expert(env, seed, on_step=lambda _: trace.append(task.qpos.copy()))
+    assert result.success, result.failure
+    steps, moves = zip(*task.pooled_probe_rows())
+    marks = {"decision_at": task.decision_at, "cue_hidden_at": task.cue_hidden_at,
+             "steps": steps}
+    return list(moves), np.stack([trace[step] for step in steps]), marks
+
+
+def off_start(qpos: np.ndarray) -> np.ndarray:
+    """Each row's largest distance of an arm joint (both arms) from its start (rad)."""
+    arms = np.concatenate([qpos[..., :ARM_DOF], qpos[..., 8:8 + ARM_DOF]], axis=-1)
+    return np.abs(arms - np.tile(HOME_QPOS, 2)).max(axis=-1)
+
+
+@pytest.mark.parametrize("version", ["v0", "v1"])
+def test_swap_blocks_joints_at_each_move_start(envs, version):
+    """v1's arm begins every move at rest at its starting joints (each within ARMS_BACK, 2 mrad),
+    whatever the moves done, so the joints do not tell how far the swap has got; v0's begins the
+    second and third moves still on its way back, far from them."""
+    env = envs[f"AEM/SwapBlocks-{version}"]
+    for seed in (0, 1):
+        moves, qpos, marks = joints_at_move_starts(env, seed)
+        assert moves == [0, 1, 2]
+        off = off_start(qpos)
+        if version == "v0":
+            assert off[0] < _memory_history.ARMS_BACK  # step 0: the arm has not moved yet
+            assert (off[1:] > 0.05).all(), off
+            continue
+        assert (off < _memory_history.ARMS_BACK).all(), off
+        # Not only within 2 mrad: the same joint state at every move's start, to 1e-5 rad.
+        assert np.ptp(qpos, axis=0).max() < 1e-5, np.ptp(qpos, axis=0)
+        # The decision: after the first move, the first step with the arms back at their start,
+        # at the latest when the second move begins.
+        assert marks["cue_hidden_at"] < marks["decision_at"] <= marks["steps"][1]
+
+
+def test_swap_blocks_v1_decision_is_the_first_step_with_the_arms_back(envs):
+    env = envs["AEM/SwapBlocks-v1"]
+    task = env.unwrapped
+    env.reset(seed=2)
+    assert task.decision_at is None
+    for action in task.expert():
+        env.step(action)
+        if task.decision_at is not None:
+            break
+    assert task.moves_done == 1 and task.decision_at == task.elapsed_steps
+    assert off_start(task.qpos) < _memory_history.ARMS_BACK
 
 
 def test_swap_blocks_moves_in_order(envs):
