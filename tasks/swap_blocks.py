@@ -208,6 +208,11 @@ RETURN_STEPS = 15  # to the waypoint
 VIA_HOLD = 12  # the wait there
 LAST_STRETCH = 10  # from the waypoint to the start
 SETTLE_STEPS = 15  # the wait at the start, after which the move begins
+# The expert's extra wait at the start before each move, drawn per episode (uniform over
+# 0..MAX_WAIT steps, from the episode's seed): the step a move begins at varies from episode to
+# episode, so neither the step count nor anything that drifts with it (the idle right arm
+# alternates between two float states 1e-10 rad apart, step by step) tells the moves done.
+MAX_WAIT = 40
 
 
 def return_to_start(plan: MotionPlanner, side: str):
@@ -219,7 +224,7 @@ def return_to_start(plan: MotionPlanner, side: str):
     yield from plan.hold(SETTLE_STEPS)
 
 
-@register_task("AEM/SwapBlocks-v1", max_episode_steps=600, arms=1,
+@register_task("AEM/SwapBlocks-v1", max_episode_steps=800, arms=1,
                skills=("pick", "place", "sequence"), memory="sequential", chance=1 / 2,
                supersedes="AEM/SwapBlocks-v0")
 class SwapBlocksV1Env(SwapBlocksEnv):
@@ -228,11 +233,14 @@ class SwapBlocksV1Env(SwapBlocksEnv):
     Description: as ``AEM/SwapBlocks-v0``: swap the red and the blue cube between their trays
     through the free third tray in three moves, red first, with the left arm. Before each move
     (the first included) the expert brings the arm back to its starting joints, grippers open, in
-    joint space through a waypoint near them (``return_to_start``), and lets it settle there; then
-    the move begins.
+    joint space through a waypoint near them (``return_to_start``), and lets it settle there;
+    then it waits there a number of steps drawn per episode (``move_waits``, each uniform over
+    0..``MAX_WAIT``), and the move begins, so the step each move begins at varies between
+    episodes.
 
     Randomizations: as v0: the row of trays shifts by up to 1.5 cm in x and y, the red and the
-    blue cube stand on two of the three trays (6 layouts, uniform), each turned by up to 0.4 rad.
+    blue cube stand on two of the three trays (6 layouts, uniform), each turned by up to 0.4 rad;
+    and the expert's wait before each move (``move_waits``, 0..``MAX_WAIT`` steps each).
 
     Success: as v0: each cube rests on the other's original tray (centre within 3 cm in x and y),
     both grippers open, neither cube held; any other arrangement than the one the next move makes
@@ -263,10 +271,13 @@ class SwapBlocksV1Env(SwapBlocksEnv):
     def _load_scene(self) -> None:
         super()._load_scene()
         self._decision_at: int | None = None
+        self.move_waits: tuple[int, ...] = (0,) * MOVES
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
         super()._initialize_episode(rng)
         self._decision_at = None
+        # Drawn after the layout, so a seed gives v0's layout.
+        self.move_waits = tuple(int(w) for w in rng.integers(0, MAX_WAIT + 1, MOVES))
 
     @property
     def decision_at(self) -> int | None:
@@ -279,8 +290,9 @@ class SwapBlocksV1Env(SwapBlocksEnv):
 
     def expert(self):
         plan = MotionPlanner(self)
-        for _ in range(MOVES):
+        for wait in self.move_waits:
             yield from return_to_start(plan, SIDE)
+            yield from plan.hold(wait)  # at rest at the start, for this episode's wait
             # Recorded as the move begins: after the return, the arm at rest at its start.
             self.move_starts.append((self.elapsed_steps, self.moves_done))
             cube, goal = self._next_move()
