@@ -8,7 +8,13 @@ import sapien
 
 from aem_bench.expert import run_expert
 from aem_bench.sim.panda import ARM_DOF, HOME_QPOS
-from aem_bench.tasks import _memory_history, cover_blocks, press_button_count, put_back_block
+from aem_bench.tasks import (
+    _memory_history,
+    cover_blocks,
+    press_button_count,
+    put_back_block,
+    swap_blocks,
+)
 
 TASKS = ("AEM/PutBackBlock-v0", "AEM/PutBackBlock-v1", "AEM/SwapBlocks-v0", "AEM/SwapBlocks-v1",
          "AEM/CoverBlocks-v0", "AEM/PressButtonCount-v0")
@@ -153,6 +159,30 @@ def test_swap_blocks_joints_at_each_move_start(envs, version):
         # The decision: after the first move, the first step with the arms back at their start,
         # at the latest when the second move begins.
         assert marks["cue_hidden_at"] < marks["decision_at"] <= marks["steps"][1]
+
+
+def test_swap_blocks_v1_move_starts_vary_with_the_seed(envs):
+    """v1's expert waits at rest a number of steps drawn from the seed before each move: two
+    seeds begin their moves at other steps, the same seed at the same ones, and the joint state
+    at every move's start of both is the same to 1e-5 rad. (Not bit for bit: a seed run again
+    in the same environment, after another episode, differs by 1e-7 rad in its last digits.)"""
+    env = envs["AEM/SwapBlocks-v1"]
+    task = env.unwrapped
+    runs = {}
+    for seed in (0, 1, 0):
+        moves, qpos, marks = joints_at_move_starts(env, seed)
+        assert moves == [0, 1, 2]
+        waits = task.move_waits
+        assert len(waits) == 3 and all(0 <= w <= swap_blocks.MAX_WAIT for w in waits)
+        if seed in runs:  # the same seed: the same waits, the same steps
+            assert (waits, marks["steps"]) == runs[seed][:2]
+        runs[seed] = (waits, marks["steps"], qpos)
+    assert runs[0][0] != runs[1][0]
+    # Not only the first move: the gaps between the moves' starts differ too.
+    assert np.diff(runs[0][1]).tolist() != np.diff(runs[1][1]).tolist()
+    assert runs[0][1][0] != runs[1][1][0]
+    both = np.concatenate([runs[0][2], runs[1][2]])
+    assert np.ptp(both, axis=0).max() < 1e-5, np.ptp(both, axis=0)
 
 
 def test_swap_blocks_v1_decision_is_the_first_step_with_the_arms_back(envs):
