@@ -140,16 +140,42 @@ DEMO = Protocol(
 def certificate_protocol() -> Protocol:
     """The memory suite at each task's certificate budget (``tasks/memory_certificates.json``):
     the demonstrations and training steps at which the single-frame DP with the oracle succeeds
-    and without it does not, so a memory that stands in for the oracle shows. 64x64 camera, batch
-    64, 100 evaluation episodes from seed 100000 in the clean scene (as RoboTwin 2.0 and RMBench
-    report)."""
+    and without it does not, so a memory that stands in for the oracle shows. A memory task of the
+    suite without a certificate yet that supersedes one with a certificate (a new version, e.g.
+    SwapBlocks-v1 of v0) comes in at its predecessor's budget (:func:`inherited_budgets`). 64x64
+    camera, batch 64, 100 evaluation episodes from seed 100000 in the clean scene (as RoboTwin 2.0
+    and RMBench report)."""
     from aem_bench.certify import load_certificates
 
-    budgets = tuple(sorted((task, entry["budget"]["demos"], entry["budget"]["train_steps"])
-                           for task, entry in load_certificates().items()))
+    certified = {task: (entry["budget"]["demos"], entry["budget"]["train_steps"])
+                 for task, entry in load_certificates().items()}
+    budgets = tuple(sorted((task, *budget) for task, budget
+                           in {**certified, **inherited_budgets(certified)}.items()))
     return Protocol(name="certificate-budget", tasks=tuple(task for task, *_ in budgets),
                     demos=50, train_steps=2000, batch_size=64, eval_episodes=100,
                     budgets=budgets)
+
+
+def inherited_budgets(certified: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """``{task: budget}`` for every clean memory task of the suite (none superseded) that has no
+    budget in ``certified`` but supersedes, directly or through versions between, a task that has:
+    the nearest such predecessor's budget. A new version keeps its predecessor's demonstrations
+    and training steps until it is certified itself."""
+    from aem_bench.registration import TASKS, current_tasks
+
+    predecessor = {spec.superseded_by: env_id for env_id, spec in TASKS.items()
+                   if spec.superseded_by is not None}
+    inherited = {}
+    for env_id, spec in current_tasks().items():
+        if spec.memory is None or spec.scene != "clean" or env_id in certified:
+            continue
+        earlier, seen = predecessor.get(env_id), {env_id}
+        while earlier is not None and earlier not in certified and earlier not in seen:
+            seen.add(earlier)
+            earlier = predecessor.get(earlier)
+        if earlier in certified:
+            inherited[env_id] = certified[earlier]
+    return inherited
 
 
 PROTOCOLS = {protocol.name: protocol for protocol in (STANDARD, SMOKE, DEMO)}

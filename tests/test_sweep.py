@@ -140,6 +140,28 @@ def test_a_protocol_with_other_demos_is_named_apart():
         protocol.with_demos(0)
 
 
+def test_a_new_version_is_swept_at_its_certified_predecessors_budget(monkeypatch):
+    import aem_bench.certify as certify
+    from aem_bench.registration import TASKS, current_tasks
+
+    protocol = get_protocol("certificate-budget")
+    # SwapBlocks-v1 has no certificate yet; v0, which it supersedes, has one.
+    assert "AEM/SwapBlocks-v1" not in certify.load_certificates()
+    assert "AEM/SwapBlocks-v1" in protocol.tasks
+    assert protocol.budget("AEM/SwapBlocks-v1") == protocol.budget("AEM/SwapBlocks-v0") \
+        == (100, 8000)
+    certified = certify.load_certificates()
+    for task in set(protocol.tasks) - set(certified):  # each a new version of a certified task
+        spec = TASKS[task]
+        assert task in current_tasks() and spec.memory is not None and spec.scene == "clean"
+        assert any(TASKS[old].superseded_by == task for old in certified)
+    # Without v0's certificate v1 has no budget to inherit: it is not in the protocol.
+    monkeypatch.setattr(certify, "load_certificates",
+                        lambda: {task: entry for task, entry in certified.items()
+                                 if task != "AEM/SwapBlocks-v0"})
+    assert "AEM/SwapBlocks-v1" not in get_protocol("certificate-budget").tasks
+
+
 def test_every_row_builds_on_rows_that_exist():
     for row in ROWS.values():
         assert row.encoder_from is None or row.encoder_from in ROWS
