@@ -358,7 +358,11 @@ def certificate_from_results(env_id: str, without_oracle: dict, with_oracle: dic
              "without_oracle": _result_rate(without_oracle)}
     entry = certificate_entry(env_id, rates, budget, command, started)
     entry["trained_by"] = {name: r["command"] for name, r in recipes.items()}
-    entry["git_commit"] = recipe.get("git_commit") or entry.get("git_commit")
+    # The code that trained the policies, else the code that evaluated them; never this process's,
+    # which only added the fixed guess and the expert's rate (its commit is `certified_at`).
+    entry["certified_at"] = entry.get("git_commit")
+    entry["git_commit"] = (recipe.get("git_commit") or without_oracle.get("git_commit")
+                           or "unknown: neither results file records it")
     # The machine and threads the policies were evaluated with, not this process's.
     entry["hardware"] = without_oracle.get("hardware") or entry.get("hardware")
     return entry

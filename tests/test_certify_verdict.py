@@ -155,6 +155,7 @@ def test_a_certificate_from_results_computes_the_rest(tmp_path, capsys):
     assert entry["with_oracle"]["successes"] == 4 and entry["without_oracle"]["successes"] == 0
     assert entry["best_fixed_guess"]["episodes"] == 4 and entry["expert"]["episodes"] == 100
     assert entry["trained_by"]["with_oracle"] == "aem-bench sweep (oracle True)"
+    assert entry["git_commit"] == "c" * 40  # the policies' training commit, not this process's
     assert entry["verdict"] == verdict(entry)
     assert "verdict:" in capsys.readouterr().out
     # budget flags belong to a certificate run that trains
@@ -202,3 +203,22 @@ def test_a_certificate_from_results_given_as_dicts_names_what_is_missing():
                        r"training\.recipe\.seed"):
         certificate_from_results("AEM/ShellGame-v0", sweep_result(False, 0), _without(
             _without(sweep_result(True, 4), "successes"), "training.recipe.seed"), command="c")
+
+
+@pytest.mark.parametrize(("drop", "commit"), [
+    (["training.recipe.git_commit"], "e" * 40),  # trained at an unknown commit: the evaluation's
+    (["training.recipe.git_commit", "git_commit"], "unknown: neither results file records it"),
+])
+def test_a_certificate_from_results_never_takes_this_process_commit_for_theirs(drop, commit):
+    """A certificate from results made elsewhere names the code that made them, or says it is
+    unknown; this process's commit, which only computed the fixed guess, is `certified_at`."""
+    from aem_bench.certify import certificate_from_results
+    from aem_bench.evaluator.report import collect_provenance
+
+    results = [{**sweep_result(False, 0), "git_commit": "e" * 40},
+               {**sweep_result(True, 4), "git_commit": "e" * 40}]
+    for dotted in drop:
+        results = [_without(result, dotted) for result in results]
+    entry = certificate_from_results("AEM/ShellGame-v0", *results, command="c")
+    assert entry["git_commit"] == commit
+    assert entry["certified_at"] == collect_provenance().get("git_commit")
