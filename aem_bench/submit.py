@@ -11,6 +11,13 @@ the same evaluation (same episodes on the same expert-solvable seeds).
 per task that ``aem_bench.leaderboard.results.validate_result`` accepts, with a ``submission``
 field saying what was submitted (reference, class, distribution and version, options,
 fingerprints) under which protocol (its name and every parameter).
+
+A submission's cells are sweep cells (``aem_bench.sweep``): the encoder becomes a row of the
+sweep, trained and evaluated by the sweep's code in the sweep's cache, on the demonstrations
+every row of the protocol trains on. Nothing is recorded or trained twice, and the built-in
+default encoder submitted is the sweep's ``singleframe-dp`` row itself. What submitting adds is
+the encoder's check before any work, the claim on its checkpoint folder (another submission's
+is refused, not resumed) and the ``submission`` field.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aem_bench.errors import InputError, read_json
+from aem_bench.errors import InputError, UsageError, read_json
 from aem_bench.policies import encoders
 from aem_bench.progress import progress_write
 from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
+from aem_bench.sweep import ROWS, Cell, Row, Sweep, default_cache
 
 __all__ = ["PROTOCOLS", "SMOKE", "STANDARD", "Protocol", "get_protocol", "submit"]
 
@@ -85,31 +93,39 @@ def check_encoder(encoder: encoders.Encoder, crop: int, name: str) -> None:
 
 
 def _safe(text: str) -> str:
-    """A file-name-safe form of a task id or an encoder reference."""
+    """A file-name-safe form of an encoder reference."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def record_demos(task: str, protocol: Protocol, cache_dir: Path, progress: bool = True) -> Path:
-    """The protocol's demonstrations of ``task``: recorded once, reused while the file matches."""
-    from aem_bench.demos import DemoFileError, load_demos
-    from aem_bench.expert import record_demos as record_expert_demos
+def _as_json(options: dict) -> dict:
+    """Options as a config saves them: a tuple and a list of the same values are one option."""
+    return json.loads(json.dumps(options))
 
-    camera = (protocol.camera, protocol.camera)
-    path = cache_dir / (f"{_safe(task)}_{protocol.demos}demos_{protocol.camera}px_"
-                        f"seed{protocol.demo_seed}.h5")
-    if path.is_file():
-        try:
-            cached = load_demos(path)
-        except DemoFileError:
-            cached = None  # damaged: record again
-        if (cached is not None and cached.env_id == task
-                and cached.env_kwargs.get("camera_size") == list(camera)
-                and len(cached.episodes) == protocol.demos):
-            return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record_expert_demos(task, protocol.demos, path, seed=protocol.demo_seed, progress=progress,
-                        camera_size=camera)
-    return path
+
+def submission_row(protocol: Protocol, encoder: SubmittedEncoder, options: dict,
+                   built_options: dict) -> Row:
+    """The sweep row a submission is: the protocol's policy with its encoder replaced, named
+    ``ENCODER-HEAD`` (``tiny-dp``), so that its cells are the sweep's, in the sweep's cache.
+
+    The policy's own encoder at its default options (``built_options``, as built) replaces
+    nothing: that submission is the sweep's row of the policy itself (``singleframe-dp``), the
+    very same cells, trained once whichever of the two asks first."""
+    from aem_bench.policies import POLICIES
+
+    plain = ROWS.get(protocol.policy)
+    default = POLICIES[protocol.policy]["encoder"]
+    if (plain is not None and not plain.overrides and plain.encoder_from is None
+            and plain.aem_ablation is None and encoder.name == default
+            and _as_json(built_options) == _as_json(
+                encoders.make_encoder(default, load_weights=False).options)):
+        return plain
+    name = f"{_safe(encoder.name)}-{protocol.head}"
+    if name in ROWS:  # its cache folder is that row's checkpoint, of another policy
+        raise UsageError("encoder", f"a submission of '{encoder.name}' would be the sweep's row "
+                         f"'{name}' ({ROWS[name].description}); register the encoder under "
+                         "another name")
+    return Row(name, protocol.policy, {"encoder": encoder.name, "encoder_options": options},
+               description=f"the submitted encoder {encoder.reference}")
 
 
 def _submission(encoder: SubmittedEncoder, protocol: Protocol, options: dict,
@@ -131,7 +147,6 @@ def _submission(encoder: SubmittedEncoder, protocol: Protocol, options: dict,
 
 
 SUBMISSION_FILE = "submission.json"  # in a checkpoint directory: whose training it holds
-EVAL_LOG = "eval.jsonl"  # in a checkpoint directory: the episodes evaluated so far
 
 
 def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
@@ -143,7 +158,7 @@ def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
     this encoder."""
     path = checkpoint / SUBMISSION_FILE
     if path.is_file():
-        recover = f"move {checkpoint} away, or pass another --out, to start afresh"
+        recover = f"move {checkpoint} away, or pass another --cache, to start afresh"
         saved = read_json(path, recover)
         if not isinstance(saved, dict):
             raise InputError(f"{path}: damaged (not a JSON object); {recover}")
@@ -151,90 +166,94 @@ def claim_checkpoint(checkpoint: Path, submission: dict) -> bool:
                          if key != "encoder_ref" and saved.get(key) != submission[key])
         if changed:
             raise InputError(f"{checkpoint} holds another submission (it differs in {changed}); "
-                             f"delete that directory, or pass another --out, to start afresh")
+                             f"move that directory away, or pass another --cache, to start afresh")
         return True
     checkpoint.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(submission, indent=2) + "\n")
     return False
 
 
+RESULTS_DIR = "runs/submit/results"  # where a submission's results files go unless told
+
+
 def submit(
     encoder_ref: str,
     protocol: Protocol | str = STANDARD,
-    out_dir: str | os.PathLike = "runs/submit",
+    cache: str | os.PathLike | None = None,
     encoder_options: dict | None = None,
     progress: bool = True,
     results_dir: str | os.PathLike | None = None,
+    command: str | None = None,
 ) -> list[Path]:
-    """Run ``protocol`` for an encoder and write one leaderboard results file per task.
+    """Run ``protocol`` for an encoder and write one leaderboard results file per task and scene.
 
-    ``out_dir`` holds the demonstrations (``demos/``, recorded once and shared by every
-    submission that uses the same ``out_dir``), a checkpoint per task
-    (``checkpoints/PROTOCOL/ENCODER_TASK``, with the evaluation's episode log) and, unless
-    ``results_dir`` says otherwise, the results files (``results/``). Run again after an
-    interruption, it resumes: training from its last saved step, evaluation from its last
-    finished episode. Returns the results files' paths.
+    The submission is a sweep row (:func:`submission_row`) whose cells the sweep's code makes in
+    the sweep's cache (``cache``, default ``runs/sweep/PROTOCOL``): the task's demonstrations
+    (``TASK/demos.h5``, the very file every sweep row of the protocol trains on), the checkpoint
+    (``TASK/ROW/``, with the evaluation's episode log and :data:`SUBMISSION_FILE`) and, in
+    ``results_dir`` (default :data:`RESULTS_DIR`), the sweep's results file of the cell (``ROW_TASK_PROTOCOL.json``) with a
+    ``submission`` field. Run again after an interruption, it resumes: training from its last
+    saved step, evaluation from its last finished episode. Returns the results files' paths.
     """
-    import torch
-
-    from aem_bench.evaluator import evaluate
-    from aem_bench.leaderboard.results import validate_result
-    from aem_bench.policies import load_policy
-    from aem_bench.policies.training import train
-
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     options = dict(encoder_options or {})
-    out_dir = Path(out_dir)
-    results_dir = Path(results_dir) if results_dir is not None else out_dir / "results"
     encoder = resolve_encoder(encoder_ref)
+    submission, built_options = _checked_submission(encoder, protocol, options)
+    row = submission_row(protocol, encoder, options, built_options)
+    sweep = Sweep(protocol, Path(cache) if cache is not None else default_cache(protocol),
+                  Path(results_dir or RESULTS_DIR), progress=progress, command=command)
+    _say(progress, f"submitting encoder '{encoder.name}' ({submission['class']}) under the "
+         f"'{protocol.name}' protocol as the sweep row '{row.name}' in {sweep.cache}: "
+         f"{len(protocol.tasks)} task(s)")
+    return [_submit_cell(sweep, Cell(row, task, scene), submission)
+            for task in protocol.tasks for scene in protocol.scenes]
 
-    def say(message: str) -> None:
-        if progress:
-            progress_write(message)
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        progress_write(message)
+
+
+def _checked_submission(encoder: SubmittedEncoder, protocol: Protocol,
+                        options: dict) -> tuple[dict, dict]:
+    """The submission's record and the encoder's options as built (defaults included: what
+    rebuilds it, whatever the submitter passed), from the encoder built once, as training
+    builds it, and checked on blank frames before any work."""
+    import torch
 
     torch.manual_seed(protocol.train_seed)
     built = encoders.make_encoder(encoder.name, **options)
     check_encoder(built, int(0.9 * protocol.camera), encoder.name)  # the policy's default crop
-    # Its options as built, defaults included: what rebuilds it, whatever the submitter passed.
-    submission = _submission(encoder, protocol, dict(built.options), built.fingerprint())
-    del built
-    say(f"submitting encoder '{encoder.name}' ({submission['class']}) under the "
-        f"'{protocol.name}' protocol: {len(protocol.tasks)} task(s)")
+    built_options = dict(built.options)
+    return _submission(encoder, protocol, built_options, built.fingerprint()), built_options
 
-    written = []
-    for task in protocol.tasks:
-        started = time.perf_counter()
-        demos = record_demos(task, protocol, out_dir / "demos", progress)
-        checkpoint = (out_dir / "checkpoints" / protocol.name
-                      / f"{_safe(encoder.name)}_{_safe(task)}")
-        if claim_checkpoint(checkpoint, submission):
-            say(f"{task}: resuming the submission saved in {checkpoint}")
-        train(protocol.policy, demos, checkpoint, steps=protocol.train_steps,
-              batch_size=protocol.batch_size, seed=protocol.train_seed,
-              config_overrides={"encoder": encoder.name, "encoder_options": options},
-              num_threads=protocol.threads, progress=progress, resume=True)
-        trained_at = time.perf_counter()
-        # Evaluated as saved, as anyone would load it: the checkpoint round trip is tested too.
-        torch.set_num_threads(protocol.threads)
-        policy = load_policy(checkpoint)
-        report = evaluate(policy, task, protocol.eval_episodes, seed=protocol.eval_seed,
-                          env_kwargs={"camera_size": (protocol.camera, protocol.camera)},
-                          progress=progress, policy_name=f"{encoder.name}-{protocol.head} "
-                          f"({protocol.name} protocol)", encoder=encoder.name, head=protocol.head,
-                          log=checkpoint / EVAL_LOG)
-        result = {**report.to_dict(), "submission": {
-            **submission,
-            "trained_fingerprint": policy.encoder.fingerprint(),
-            "demos": demos.name,
-            "checkpoint": str(checkpoint),
-            "train_minutes": round((trained_at - started) / 60, 2),
-            "minutes": round((time.perf_counter() - started) / 60, 2),
-        }}
-        path = results_dir / f"{_safe(encoder.name)}-{protocol.head}_{_safe(task)}_" \
-                             f"{protocol.name}.json"
-        validate_result(result, source=str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        say(f"{task}: success {report.successes}/{len(report.records)}; written to {path}")
-        written.append(path)
-    return written
+
+def _submit_cell(sweep: Sweep, cell: Cell, submission: dict) -> Path:
+    """Train and evaluate one of the submission's cells with the sweep's code; its results
+    file, the sweep's with the ``submission`` field."""
+    from aem_bench.leaderboard.results import validate_result
+    from aem_bench.policies import load_policy
+
+    started = time.perf_counter()
+    checkpoint = sweep.checkpoint_dir(cell.task, cell.row)
+    if claim_checkpoint(checkpoint, submission):
+        _say(sweep.progress, f"{cell.task}: resuming the submission saved in {checkpoint}")
+    sweep.checkpoint(cell.task, cell.row)
+    trained_at = time.perf_counter()
+    # Evaluated as saved, as anyone would load it: the checkpoint round trip is tested too.
+    report = sweep.evaluate_cell(cell)
+    result = {**report.to_dict(), "submission": {
+        **submission,
+        "trained_fingerprint": load_policy(checkpoint).encoder.fingerprint(),
+        "demos": str(sweep.demos_file(cell.task)),
+        "checkpoint": str(checkpoint),
+        "train_minutes": round((trained_at - started) / 60, 2),
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+    }}
+    path = cell.results_file(sweep.results_dir, sweep.protocol)
+    validate_result(result, source=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    _say(sweep.progress, f"{cell.eval_task}: success {report.successes}/{len(report.records)}; "
+         f"written to {path}")
+    return path

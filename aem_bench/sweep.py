@@ -4,10 +4,12 @@ A cell is one row (a zoo policy with its settings, :data:`ROWS`) on one task in 
 it takes stages, each a file or folder in the sweep's cache (``CACHE/TASK/...``), built once and
 shared by every cell that needs it:
 
-- ``demos.h5``: the protocol's demonstrations of the task (a memory task's with its oracle);
+- ``demos.h5``: the protocol's demonstrations of the task (a memory task's with its oracle),
+  read by every row and every submitted encoder (``aem_bench.submit``) trained on the task; one
+  found damaged is refused, naming it, rather than recorded over;
 - ``corpus.h5`` and ``aem-pre-ABLATION/``: AEM pretraining episodes and the pretraining run;
-- ``ROW/``: the row's checkpoint; a row that takes another row's frame encoder
-  (``encoder_from``) builds that row's checkpoint first;
+- ``ROW/``: the row's checkpoint (a submission's row too); a row that takes another row's frame
+  encoder (``encoder_from``) builds that row's checkpoint first;
 - ``ROW/eval_SCENE.jsonl``: the evaluation's episode log;
 
 and the cell's results file, ``RESULTS/ROW_TASK_PROTOCOL.json``. Each stage is resumable
@@ -38,6 +40,12 @@ from aem_bench.errors import InputError, read_json
 from aem_bench.recipe import Protocol
 
 DONE = ".done"  # in a checkpoint folder: training reached the protocol's steps
+CACHE_ROOT = Path("runs/sweep")  # the default cache is CACHE_ROOT/PROTOCOL
+
+
+def default_cache(protocol: Protocol) -> Path:
+    """The protocol's default cache: every sweep and submission under it shares its stages."""
+    return CACHE_ROOT / protocol.name
 
 
 @dataclass(frozen=True)
@@ -157,22 +165,32 @@ class Sweep:
     progress: bool = True
     command: str | None = None
     video_dir: Path | None = None  # a GIF of each cell's first evaluation episode, when given
+    # The demonstration files found loadable by this process: each is read once, not per stage.
+    _loadable: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     def task_dir(self, task: str) -> Path:
         return self.cache / task.split("/")[-1]
 
+    def checkpoint_dir(self, task: str, row: Row) -> Path:
+        return self.task_dir(task) / row.name
+
     def _say(self, message: str) -> None:
         if self.progress:
             print(message, flush=True)
+
+    def demos_file(self, task: str, corpus: bool = False) -> Path:
+        return self.task_dir(task) / ("corpus.h5" if corpus else "demos.h5")
 
     def demos(self, task: str, corpus: bool = False) -> Path:
         """The task's demonstrations (or AEM's pretraining corpus), recorded once."""
         from aem_bench.expert import record_demos
         from aem_bench.registration import get_task
 
-        path = self.task_dir(task) / ("corpus.h5" if corpus else "demos.h5")
+        path = self.demos_file(task, corpus)
         with _locked(path):
-            if not path.is_file():
+            if path.is_file():
+                self._check_demos(path, task)
+            else:
                 p = self.protocol
                 episodes = p.corpus_episodes if corpus else p.budget(task)[0]
                 seed = p.corpus_seed if corpus else p.demo_seed
@@ -184,6 +202,26 @@ class Sweep:
                              **env_kwargs)
         return path
 
+    def _check_demos(self, path: Path, task: str) -> None:
+        """A cached recording must load and be the task's at the protocol's camera. A damaged
+        one is refused, not recorded again over: it may be the only copy of hours of recording,
+        and a file that went bad unnoticed should be looked at before it is replaced."""
+        from aem_bench.demos import DemoFileError, load_demos
+
+        if path in self._loadable:
+            return
+        recover = f"move {path} away to record it again"
+        try:
+            demos = load_demos(path)
+        except DemoFileError as err:
+            raise InputError(f"{err}; {recover}") from None
+        camera = [self.protocol.camera, self.protocol.camera]
+        if demos.env_id != task or demos.env_kwargs.get("camera_size") != camera:
+            raise InputError(f"{path} holds {demos.env_id} at camera "
+                             f"{demos.env_kwargs.get('camera_size')}, not {task} at {camera}: "
+                             f"another protocol's cache? {recover}")
+        self._loadable.add(path)
+
     def pretraining(self, task: str, ablation: str, encoder: Path) -> Path:
         """AEM pretrained under ``ablation`` on the task's corpus, over ``encoder``'s frames."""
         from aem_bench.policies.configuration_aem import ablation as settings
@@ -192,9 +230,10 @@ class Sweep:
 
         same = pretraining_run(ablation)
         path = self.task_dir(task) / f"aem-pre-{same}"
-        corpus = self.demos(task, corpus=True)
         with _locked(path):
             if not (path / DONE).is_file():
+                # Asked for only now: a finished stage does not read (nor check) its recording.
+                corpus = self.demos(task, corpus=True)
                 self._say(f"{task}: AEM pretraining ({same}) in {path}")
                 pretrain(corpus, path, steps=self.protocol.pretrain_steps,
                          seed=self.protocol.train_seed,
@@ -210,8 +249,7 @@ class Sweep:
         from aem_bench.policies.configuration_aem import ablation as settings
         from aem_bench.policies.training import train
 
-        path = self.task_dir(task) / row.name
-        demos = self.demos(task)
+        path = self.checkpoint_dir(task, row)
         overrides = dict(row.overrides)
         encoder = self.checkpoint(task, ROWS[row.encoder_from]) if row.encoder_from else None
         if row.aem_ablation is not None:
@@ -225,6 +263,7 @@ class Sweep:
             overrides["encoder_checkpoint"] = str(encoder)
         with _locked(path):
             if not (path / DONE).is_file():
+                demos = self.demos(task)  # as for the corpus: only for a stage left to build
                 _, steps = self.protocol.budget(task)
                 self._say(f"{task}: training {row.name} for {steps} steps in {path}")
                 train(row.policy, demos, path, steps=steps, batch_size=self.protocol.batch_size,
@@ -236,7 +275,6 @@ class Sweep:
 
     def run_cell(self, cell: Cell) -> Path:
         """Build what the cell needs and evaluate it; its results file."""
-        from aem_bench.checkpoint_eval import evaluate_checkpoint
         from aem_bench.evaluator import write_report
 
         out = cell.results_file(self.results_dir, self.protocol)
@@ -244,6 +282,18 @@ class Sweep:
             check_result(out, self.protocol)
             return out
         started = time.perf_counter()
+        report = self.evaluate_cell(cell)
+        write_report(report, out)
+        self._say(f"{cell.row.name} on {cell.eval_task}: {report.successes}/"
+                  f"{len(report.records)} ({time.perf_counter() - started:.0f} s); "
+                  f"written to {out}")
+        return out
+
+    def evaluate_cell(self, cell: Cell):
+        """The cell's evaluation report, its checkpoint built first; resumes from its episode
+        log, so a cell already evaluated is read back, not run again."""
+        from aem_bench.checkpoint_eval import evaluate_checkpoint
+
         checkpoint = self.checkpoint(cell.task, cell.row)
         p = self.protocol
         report = evaluate_checkpoint(
@@ -255,11 +305,7 @@ class Sweep:
             raise RuntimeError(f"{cell.row.name} on {cell.eval_task}: every episode errored, "
                                f"the first with: {report.records[0].error}")
         report.training = {**report.training, "protocol": p.to_dict(), "row": cell.row.name}
-        write_report(report, out)
-        self._say(f"{cell.row.name} on {cell.eval_task}: {report.successes}/"
-                  f"{len(report.records)} ({time.perf_counter() - started:.0f} s); "
-                  f"written to {out}")
-        return out
+        return report
 
 
 def check_result(path: Path, protocol: Protocol) -> None:
@@ -282,7 +328,7 @@ def cell_state(sweep: Sweep, cell: Cell) -> str:
     or "left"."""
     if cell.results_file(sweep.results_dir, sweep.protocol).is_file():
         return "done"
-    path = sweep.task_dir(cell.task) / cell.row.name
+    path = sweep.checkpoint_dir(cell.task, cell.row)
     if (path / DONE).is_file():
         return "trained"
     return "training" if (path / "train_log.jsonl").is_file() else "left"
@@ -305,7 +351,7 @@ def estimate_minutes(sweep: Sweep, cell: Cell) -> float:
     if state == "done":
         return 0.0
     _, steps = sweep.protocol.budget(cell.task)
-    path = sweep.task_dir(cell.task) / cell.row.name
+    path = sweep.checkpoint_dir(cell.task, cell.row)
     per_step = SECONDS_PER_STEP.get(cell.row.policy, 0.3)
     if cell.row.aem_ablation in ("episode-causal-finetune", "episode-no-pretraining"):
         per_step = SECONDS_PER_FINETUNE_STEP

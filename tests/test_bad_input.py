@@ -154,13 +154,14 @@ CASES = [
     ("pipeline --policy aem-dp --out {dir}/p", "--policy", "singleframe-dp"),
     ("pipeline --out {run}", "--out", "--overwrite"),
     # submit
-    ("submit --encoder no_such_encoder --protocol smoke --out {dir}/s", "--encoder",
+    ("submit --encoder no_such_encoder --protocol smoke --cache {dir}/s", "--encoder",
      "unknown encoder"),
-    ("submit --encoder resnet --options [1] --protocol smoke --out {dir}/s", "--options",
+    ("submit --encoder resnet --options [1] --protocol smoke --cache {dir}/s", "--options",
      "JSON object"),
-    ("submit --encoder resnet --options {{nope --protocol smoke --out {dir}/s", "--options",
+    ("submit --encoder resnet --options {{nope --protocol smoke --cache {dir}/s", "--options",
      "not JSON"),
-    ("submit --encoder resnet --protocol smoke --out {file}", "--out", "expected a folder"),
+    ("submit --encoder resnet --protocol smoke --cache {file}", "--cache", "expected a folder"),
+    ("submit --encoder resnet --protocol smoke --out {dir}/s", "--out", "--cache"),
     # leaderboard
     ("leaderboard --results {dir}/missing --out {dir}/L.md", "--results", "no such folder"),
     ("leaderboard --results {file} --out {dir}/L.md", "--results", "expected a folder"),
@@ -312,7 +313,7 @@ def test_an_unknown_task_names_the_closest_ids(capsys):
 def test_submit_names_its_own_option_for_offline_weights(tmp_path, capsys):
     """The weights hint is the training command's (--config) unless submit rewrites it."""
     assert main(["submit", "--encoder", "dinov2", "--protocol", "smoke",
-                 "--out", str(tmp_path / "s")]) == 2
+                 "--cache", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no pretrained weights" in err
     assert """--options '{"weights": "/path/to/file"}'""" in err and "--config" not in err

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from aem_bench.cli import main
-from aem_bench.demos import Episode, load_demos
-from aem_bench.errors import InputError
+from aem_bench.demos import Episode
+from aem_bench.errors import InputError, UsageError
 from aem_bench.leaderboard.results import validate_result
 from aem_bench.policies import encoders, load_policy
 from aem_bench.policies.encoders import (
@@ -33,11 +33,14 @@ from aem_bench.submit import (
     SMOKE,
     STANDARD,
     SUBMISSION_FILE,
+    SubmittedEncoder,
     check_encoder,
     claim_checkpoint,
-    record_demos,
     resolve_encoder,
+    submission_row,
+    submit,
 )
+from aem_bench.sweep import ROWS, Sweep
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aem_bench_tiny_encoder"
 EXAMPLE_DIST = "aem-bench-tiny-encoder"
@@ -87,11 +90,11 @@ def test_protocols_are_frozen_and_name_registered_tasks():
 ])
 def test_bad_reference_is_one_clear_line(reference, message, tmp_path, capsys):
     assert main(["submit", "--encoder", reference, "--protocol", "smoke",
-                 "--out", str(tmp_path)]) == 2
+                 "--cache", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "demos").exists()  # rejected before any work
+    assert not list(tmp_path.iterdir())  # rejected before any work
 
 
 def test_broken_entry_point_names_itself_and_its_distribution(tmp_path, monkeypatch):
@@ -169,22 +172,86 @@ def fake_rollouts(calls: list):
     return rollouts
 
 
-def test_demonstrations_are_recorded_once_and_reused(tmp_path, monkeypatch):
-    protocol = dataclasses.replace(SMOKE, demos=3, demo_seed=7)
-    calls = []
-    monkeypatch.setattr("aem_bench.expert.expert_rollouts", fake_rollouts(calls))
-    path = record_demos("AEM/ClickBell-v0", protocol, tmp_path, progress=False)
-    assert calls == [("AEM/ClickBell-v0", [7], {"camera_size": (64, 64)})]
-    demos = load_demos(path)
-    assert [episode.seed for episode in demos.episodes] == [7, 8, 9]
-    assert demos.env_kwargs == {"camera_size": [64, 64]}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no partial file left
+# --- a submission's cells are the sweep's ------------------------------------------------------
+def test_the_default_encoder_submitted_is_the_sweeps_own_row():
+    resnet = resolve_encoder("resnet")
+    defaults = dict(make_encoder("resnet").options)
+    assert submission_row(SMOKE, resnet, {}, defaults) is ROWS["singleframe-dp"]
+    # The same options spelt out (in JSON, lists) build the same encoder: the same cell still.
+    spelt_out = json.loads(json.dumps(defaults))
+    assert submission_row(SMOKE, resnet, spelt_out, spelt_out) is ROWS["singleframe-dp"]
+    narrow = {"channels": [8, 8, 8]}
+    row = submission_row(SMOKE, resnet, narrow, {**defaults, **narrow})
+    assert (row.name, row.policy, row.overrides) == (
+        "resnet-dp", "singleframe-dp", {"encoder": "resnet", "encoder_options": narrow})
 
-    assert record_demos("AEM/ClickBell-v0", protocol, tmp_path, progress=False) == path
-    assert len(calls) == 1  # reused
-    path.write_bytes(b"truncated")
-    record_demos("AEM/ClickBell-v0", protocol, tmp_path, progress=False)
-    assert len(calls) == 2 and len(load_demos(path).episodes) == 3  # damaged: recorded again
+
+def test_an_encoder_named_like_a_sweep_row_is_refused():
+    gru = SubmittedEncoder("gru", "gru", WrongShape, encoders.encoder_source("resnet"))
+    with pytest.raises(UsageError, match="would be the sweep's row 'gru-dp'"):
+        submission_row(SMOKE, gru, {}, {})
+
+
+class StopAtTraining(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("options", "row", "overrides"), [
+    ({"channels": [8, 8, 8]}, "resnet-dp",
+     {"encoder": "resnet", "encoder_options": {"channels": [8, 8, 8]}}),
+    ({}, "singleframe-dp", {}),  # the sweep's row, the very same cell
+])
+def test_a_submission_trains_in_the_sweep_cache_on_the_sweeps_demos(options, row, overrides,
+                                                                   tmp_path, monkeypatch):
+    rollouts = []
+    monkeypatch.setattr("aem_bench.expert.expert_rollouts", fake_rollouts(rollouts))
+    sweep = Sweep(SMOKE, tmp_path / "cache", tmp_path / "results", progress=False)
+    task = SMOKE.tasks[0]
+    demos = sweep.demos(task)  # recorded by the sweep, as any of its rows would
+    recorded = demos.read_bytes()
+    trained = []
+
+    def train(policy, demos_path, out_dir, **kwargs):
+        trained.append((policy, Path(demos_path), Path(out_dir), kwargs["config_overrides"]))
+        raise StopAtTraining
+
+    monkeypatch.setattr("aem_bench.policies.training.train", train)
+    with pytest.raises(StopAtTraining):
+        submit("resnet", SMOKE, tmp_path / "cache", encoder_options=options, progress=False,
+               results_dir=tmp_path / "results")
+    [(policy, demos_path, checkpoint, given)] = trained
+    assert (policy, given) == ("singleframe-dp", overrides)
+    assert checkpoint == tmp_path / "cache" / "ClickBell-v1" / row
+    assert (checkpoint / SUBMISSION_FILE).is_file()
+    assert demos_path == demos and demos.read_bytes() == recorded
+    assert len(rollouts) == 1  # recorded once, by the sweep
+
+
+def test_a_damaged_cached_demos_file_is_named_and_left_in_place(tmp_path, monkeypatch):
+    rollouts = []
+    monkeypatch.setattr("aem_bench.expert.expert_rollouts", fake_rollouts(rollouts))
+    demos = Sweep(SMOKE, tmp_path / "cache", tmp_path / "results").demos_file(SMOKE.tasks[0])
+    demos.parent.mkdir(parents=True)
+    demos.write_bytes(b"cut short")
+    with pytest.raises(InputError) as refused:
+        submit("resnet", SMOKE, tmp_path / "cache", progress=False,
+               results_dir=tmp_path / "results")
+    message = str(refused.value)
+    assert message.startswith(str(demos)) and "not a readable HDF5 file" in message, message
+    assert f"move {demos} away to record it again" in message
+    assert demos.read_bytes() == b"cut short" and rollouts == []  # left, not recorded over
+
+
+def test_a_cached_demos_file_of_another_task_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("aem_bench.expert.expert_rollouts", fake_rollouts([]))
+    sweep = Sweep(SMOKE, tmp_path / "cache", tmp_path / "results", progress=False)
+    other = sweep.demos("AEM/ClickBell-v0")
+    demos = sweep.demos_file(SMOKE.tasks[0])
+    demos.parent.mkdir(parents=True)
+    other.rename(demos)
+    with pytest.raises(InputError, match=r"holds AEM/ClickBell-v0 at camera \[64, 64\], not "
+                                         r"AEM/ClickBell-v1 at \[64, 64\]"):
+        sweep.demos(SMOKE.tasks[0])
 
 
 def test_a_checkpoint_of_another_submission_is_not_resumed(tmp_path):
@@ -261,7 +328,7 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     def submit_smoke() -> subprocess.CompletedProcess:
         run = subprocess.run(
             [*command, "submit", "--encoder", "tiny", "--protocol", "smoke",
-             "--options", '{"channels": 8}', "--out", "run", "--results-dir", "results"],
+             "--options", '{"channels": 8}', "--cache", "cache", "--results-dir", "results"],
             check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
             env={**os.environ, "PYTHONPATH": str(installed_example)})
         assert run.returncode == 0, run.stderr[-3000:]
@@ -269,8 +336,10 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
 
     submit_smoke()
     [path] = sorted((tmp_path / "results").glob("*.json"))
+    assert path.name == "tiny-dp_ClickBell-v1_smoke.json"  # the sweep's name for the cell
     result = validate_result(json.loads(path.read_text()), source=str(path))
-    checkpoint = tmp_path / "run" / "checkpoints" / "smoke" / "tiny_AEM_ClickBell-v1"
+    checkpoint = tmp_path / "cache" / "ClickBell-v1" / "tiny-dp"  # the sweep's cache layout
+    assert (checkpoint / "eval_clean.jsonl").is_file()
     weights = (checkpoint / "model.safetensors").read_bytes()
 
     # The same command again resumes: nothing is trained or evaluated twice.
@@ -279,6 +348,7 @@ def test_example_is_submitted_and_loads_back(installed_example, tmp_path, monkey
     assert (checkpoint / "model.safetensors").read_bytes() == weights
     assert json.loads(path.read_text())["records"] == result["records"]
     assert (result["encoder"], result["head"], result["task"]) == ("tiny", "dp", SMOKE.tasks[0])
+    assert result["policy"] == result["training"]["row"] == "tiny-dp"
     assert result["episodes"] == SMOKE.eval_episodes
     assert result["env_kwargs"]["camera_size"] == [SMOKE.camera, SMOKE.camera]
     submission = result["submission"]

@@ -7,6 +7,7 @@ functions the other commands run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -137,11 +138,11 @@ def cmd_submit(args) -> int:
     from aem_bench.policies.encoders.weights import MissingWeightsError
     from aem_bench.submit import get_protocol, submit
 
-    options = _check_submit_args(args)
     protocol = get_protocol(args.protocol)
+    options, cache = _check_submit_args(args, protocol)
     try:
-        paths = submit(args.encoder, protocol, args.out, encoder_options=options,
-                       results_dir=args.results_dir)
+        paths = submit(args.encoder, protocol, cache, encoder_options=options,
+                       results_dir=args.results_dir, command=args.command_line)
     except MissingWeightsError as err:
         # The hint is the training command's (--config); submit takes the options themselves.
         raise MissingWeightsError(str(err).replace(
@@ -155,10 +156,14 @@ def cmd_submit(args) -> int:
     return 0
 
 
-def _check_submit_args(args) -> dict:
-    """The encoder's options, every flag checked."""
+def _check_submit_args(args, protocol) -> tuple[dict, Path]:
+    """The encoder's options and the cache folder, every flag checked."""
     from aem_bench.policies.encoders import encoder_class
 
+    if args.out is not None:  # a flag of earlier versions: say where its contents went
+        raise UsageError("--out", "no longer taken: a submission's demonstrations, checkpoints "
+                         "and episode logs are the sweep's, in --cache (default "
+                         "runs/sweep/PROTOCOL), and its results files go to --results-dir")
     example = "a JSON object of the encoder's options, e.g. '{\"channels\": 32}'"
     try:
         options = json.loads(args.options) if args.options else {}
@@ -170,10 +175,18 @@ def _check_submit_args(args) -> dict:
         encoder_class(args.encoder)
     except UsageError as err:  # the zoo's unknown name
         raise UsageError("--encoder", err.message) from None
-    check_output("--out", args.out, folder=True)
     if args.results_dir:
         check_output("--results-dir", args.results_dir, folder=True)
-    return options
+    return options, _checked_cache(args, protocol)
+
+
+def _checked_cache(args, protocol) -> Path:
+    """--cache, or the protocol's default cache that sweeps and submissions share."""
+    from aem_bench.sweep import default_cache
+
+    cache = args.cache or default_cache(protocol)
+    check_output("--cache", cache, folder=True)
+    return cache
 
 
 def cmd_sweep(args) -> int:
@@ -222,8 +235,7 @@ def _check_sweep_args(args):
                          f"{no_oracle[0]} is not a memory task")
     check_at_least(args, 1, "workers")
     check_output("--results-dir", args.results_dir, folder=True)
-    cache = args.cache or Path("runs/sweep") / protocol.name
-    check_output("--cache", cache, folder=True)
+    cache = _checked_cache(args, protocol)
     if args.video:
         check_output("--video", args.video, folder=True)
     check_backend(args)
@@ -264,10 +276,10 @@ def add_commands(sub) -> None:
                    help="standard: the leaderboard's (estimated half an hour per task on 2 "
                    "CPU cores); smoke: a minute, to check that the package works")
     p.add_argument("--options", help='JSON of the encoder\'s options, e.g. \'{"channels": 32}\'')
-    p.add_argument("--out", type=Path, default=Path("runs/submit"),
-                   help="work directory: demonstrations (recorded once, shared by submissions), "
-                   "checkpoints, results (default runs/submit)")
-    p.add_argument("--results-dir", type=Path, help="where results files go (default OUT/results)")
+    _add_cache_argument(p, "; a submission's cells are sweep cells, trained once for both")
+    p.add_argument("--results-dir", type=Path,
+                   help="where results files go (default runs/submit/results)")
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # refused, saying what replaced it
 
     from aem_bench.recipe import protocol_names
     from aem_bench.sweep import MEMORY_ROWS
@@ -292,10 +304,15 @@ def add_commands(sub) -> None:
     add_protocol_arguments(p, {"demos": None}, notes={
         "demos": "instead of the protocol's (a study of how many a policy needs); the protocol "
                  "is then named PROTOCOL-{N}demos"})
-    p.add_argument("--cache", type=Path,
-                   help="demonstrations, checkpoints, episode logs (default runs/sweep/PROTOCOL)")
+    _add_cache_argument(p)
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"))
     p.add_argument("--video", type=Path,
                    help="write a GIF of each cell's first evaluation episode under VIDEO/ROW/")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells, their state and the core-minutes left; run nothing")
+
+
+def _add_cache_argument(parser, note: str = "") -> None:
+    parser.add_argument("--cache", type=Path,
+                        help="demonstrations, checkpoints, episode logs (default "
+                        f"runs/sweep/PROTOCOL, shared by sweeps and submissions{note})")
