@@ -28,6 +28,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/policy_latency.py
+	$(BIN)/python benchmarks/scan_training.py
 
 lint: setup
 	$(BIN)/ruff check .
