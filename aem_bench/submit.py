@@ -32,10 +32,10 @@ from pathlib import Path
 from aem_bench.errors import InputError, UsageError, read_json
 from aem_bench.policies import encoders
 from aem_bench.progress import progress_write
-from aem_bench.recipe import PROTOCOLS, SMOKE, STANDARD, Protocol, get_protocol
+from aem_bench.recipe import PROTOCOLS, SMOKE, Protocol, get_protocol
 from aem_bench.sweep import ROWS, Cell, Row, Sweep, default_cache
 
-__all__ = ["PROTOCOLS", "SMOKE", "STANDARD", "Protocol", "get_protocol", "submit"]
+__all__ = ["PROTOCOLS", "SMOKE", "Protocol", "get_protocol", "submit"]
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ RESULTS_DIR = "runs/submit/results"  # where a submission's results files go unl
 
 def submit(
     encoder_ref: str,
-    protocol: Protocol | str = STANDARD,
+    protocol: Protocol | str = "standard",
     cache: str | os.PathLike | None = None,
     encoder_options: dict | None = None,
     progress: bool = True,
@@ -234,6 +234,7 @@ def _submit_cell(sweep: Sweep, cell: Cell, submission: dict) -> Path:
     from aem_bench.leaderboard.results import validate_result
     from aem_bench.policies import load_policy
 
+    sweep = sweep.for_task(cell.task)  # a cell shared with another protocol is made as its
     started = time.perf_counter()
     checkpoint = sweep.checkpoint_dir(cell.task, cell.row)
     if claim_checkpoint(checkpoint, submission):

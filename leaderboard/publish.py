@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from aem_bench.recipe import Protocol
+
 from .page import render_html
 from .plots import CAPTIONS, render_plots
 from .results import load_results
@@ -18,11 +20,13 @@ PLOTS_DIR = "plots"  # next to the Markdown file
 PAGE = "index.html"
 
 
-def write_leaderboard(results_dir: str | os.PathLike, out_path: str | os.PathLike) -> list[Path]:
+def write_leaderboard(results_dir: str | os.PathLike, out_path: str | os.PathLike,
+                      protocol: Protocol | None = None) -> list[Path]:
     """Validate every results file in ``results_dir``; write the Markdown to ``out_path``, and
-    ``index.html`` and ``plots/*.png`` beside it. Returns the paths written, Markdown first."""
+    ``index.html`` and ``plots/*.png`` beside it. With ``protocol``, the matrices hold only the
+    results made under it (``build_sections``). Returns the paths written, Markdown first."""
     results = load_results(results_dir)
-    sections = build_sections(results)
+    sections = build_sections(results, protocol)
     plots = render_plots(results)
 
     out_path = Path(out_path)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from aem_bench.recipe import Protocol
 from aem_bench.registration import TASKS, VARIANT_SUFFIXES, current_tasks
 from aem_bench.stats import aggregate_success
 from aem_bench.sweep import ABLATION_ROWS, ABLATION_TASKS
@@ -331,9 +332,42 @@ def _ablation_table(results: list[dict]) -> Table | None:
                  " so compare the order of the rows more than their values.")
 
 
-def build_sections(results: list[dict]) -> list[Section]:
+def protocol_note(protocol: Protocol) -> str:
+    """What the protocol fixes, in a sentence, from the protocol itself."""
+    budgets = ", a task with a budget of its own (a memory task's certificate's) at that" \
+        if protocol.budgets else ""
+    return (f"`aem-bench sweep --protocol {protocol.name}`: {protocol.demos} demonstrations and "
+            f"{protocol.train_steps:,} training steps of batch {protocol.batch_size} per "
+            f"task{budgets}, {protocol.camera}x{protocol.camera} camera, "
+            f"{protocol.eval_episodes} evaluation episodes from seed {protocol.eval_seed}")
+
+
+def under_protocol(result: dict, protocol: Protocol) -> bool:
+    """Was ``result`` made as ``protocol`` makes its task's cells? By the protocol the result
+    records (a sweep's or a submission's: the same :meth:`Protocol.cell_recipe`), or, for a
+    result made before results recorded it, by its training recipe (demonstrations, steps,
+    batch, seed, camera); either way evaluated on the protocol's episodes and seeds."""
+    task = TASKS[result["task"]].base_id
+    if task not in protocol.tasks or result["episodes"] != protocol.eval_episodes \
+            or min(result["seeds"]) < protocol.eval_seed:
+        return False
+    training = result.get("training") or {}
+    recorded = training.get("protocol") or (result.get("submission") or {}).get("protocol")
+    if recorded is not None:
+        return Protocol.from_dict(recorded).cell_recipe(task) == protocol.cell_recipe(task)
+    recipe = training.get("recipe") or {}
+    camera = (recipe.get("config_overrides") or {}).get("image_size")
+    return ((recipe.get("demo_episodes"), recipe.get("steps"), recipe.get("batch_size"),
+             recipe.get("seed"), camera)
+            == (*protocol.budget(task), protocol.batch_size, protocol.train_seed,
+                [protocol.camera, protocol.camera]))
+
+
+def build_sections(results: list[dict], protocol: Protocol | None = None) -> list[Section]:
     """Validated results grouped by suite and variant, each with its matrix (policies x tasks),
-    its aggregate table and a table per task."""
+    its aggregate table and a table per task. With ``protocol``, the matrices and aggregates
+    hold only the results made under it (:func:`under_protocol`), so that every number in one
+    compares with every other; the tables per task keep them all."""
     sections = []
     for suite in SUITES:
         for variant in VARIANTS:
@@ -346,12 +380,19 @@ def build_sections(results: list[dict]) -> list[Section]:
             ]
             # The matrix and aggregates are of the suite's current tasks; a superseded version
             # keeps its own table.
-            current = [r for r in mine if TASKS[r["task"]].superseded_by is None]
+            current = [r for r in mine if TASKS[r["task"]].superseded_by is None
+                       and (protocol is None or under_protocol(r, protocol))]
             if current:
                 aggregates, left_out = _aggregates(suite, variant, current)
                 if aggregate := _aggregate_table(aggregates, left_out):
                     tables.insert(0, aggregate)
-                tables.insert(0, _matrix_table(current, {a["policy"]: a for a in aggregates}))
+                matrix = _matrix_table(current, {a["policy"]: a for a in aggregates})
+                if protocol is not None:
+                    matrix = replace(matrix, note=(
+                        f"Only results made under the '{protocol.name}' protocol "
+                        f"({protocol_note(protocol)}); the tables of single tasks below hold "
+                        f"every result. {matrix.note}"))
+                tables.insert(0, matrix)
             if (suite, variant) == ("manipulation", "clean") and (ablations := _ablation_table(mine)):
                 # After the matrix and the aggregates, before the tables of single tasks.
                 tables.insert(len(tables) - len({r["task"] for r in mine}), ablations)

@@ -267,7 +267,7 @@ def test_an_error_of_another_class_is_a_bug_not_bad_input(error, workdir, monkey
     ValueError included, reaches the caller with its traceback instead of exit code 2."""
     import aem_bench.leaderboard.publish
 
-    def write_leaderboard(results_dir, out_path):
+    def write_leaderboard(results_dir, out_path, protocol=None):
         raise error("a bug in the leaderboard")
 
     monkeypatch.setattr(aem_bench.leaderboard.publish, "write_leaderboard", write_leaderboard)

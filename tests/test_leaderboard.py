@@ -337,6 +337,42 @@ def test_results_without_their_training_are_marked_and_superseded_tasks_kept_apa
     assert [row[0] for row in matrix] == ["recorded", "unrecorded"] and len(matrix[0]) == 6
 
 
+def test_under_a_protocol_the_matrix_holds_only_its_results():
+    """The matrix compares like with like: results made under the protocol's recipe for their
+    task, recorded (a sweep's protocol) or from the training recipe of an older results file;
+    a variant's, another evaluation's and unrecorded results stay in the tables per task."""
+    from aem_bench.recipe import get_protocol
+
+    standard, certified = get_protocol("standard"), get_protocol("certificate-budget")
+    demos, steps = standard.budget(PUT_BACK)
+
+    def recipe(demo_episodes=demos, train_steps=steps):
+        return {"recipe": {"demo_episodes": demo_episodes, "steps": train_steps,
+                           "batch_size": 64, "seed": 0,
+                           "config_overrides": {"image_size": [64, 64]}}}
+
+    results = [
+        make_result("swept", 50, 100, task=PUT_BACK,
+                    training={"protocol": certified.to_dict()}),  # the shared cell
+        make_result("scripted", 40, 100, task=PUT_BACK, training=recipe()),
+        make_result("fewer-episodes", 30, 50, task=PUT_BACK,
+                    training={"protocol": certified.to_dict()}),
+        make_result("variant", 30, 100, task=PUT_BACK,
+                    training={"protocol": certified.with_demos(500).to_dict()}),
+        make_result("other-budget", 30, 100, task=PUT_BACK, training=recipe(train_steps=10)),
+        make_result("unrecorded", 30, 100, task=PUT_BACK, training=None),
+    ]
+    checked = [validate_result(r) for r in results]
+    markdown = render_markdown(build_sections(checked, standard))
+    memory = _section(markdown, "## Memory suite, clean scene")
+    assert sorted(row[0] for row in _table_rows(memory, "### Success % by task")) == \
+        ["scripted", "swept"]
+    assert "Only results made under the 'standard' protocol" in memory
+    assert len(_policies(markdown, f"### {PUT_BACK}")) == len(results)  # every result here
+    # Without a protocol, every policy's latest result.
+    assert len(_table_rows(markdown_of(results), "### Success % by task")) == len(results)
+
+
 def test_markdown_aggregate_row_is_the_rliable_aggregate():
     results = [make_result("two-tasks", successes=9), make_result("two-tasks", 4, task=STACK)]
     [row] = _table_rows(markdown_of(results), "### Across tasks")

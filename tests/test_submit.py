@@ -27,15 +27,15 @@ from aem_bench.policies.encoders import (
     installed_encoders,
     make_encoder,
 )
+from aem_bench.recipe import Protocol, protocol_names
 from aem_bench.registration import TASKS
 from aem_bench.submit import (
-    PROTOCOLS,
     SMOKE,
-    STANDARD,
     SUBMISSION_FILE,
     SubmittedEncoder,
     check_encoder,
     claim_checkpoint,
+    get_protocol,
     resolve_encoder,
     submission_row,
     submit,
@@ -70,13 +70,15 @@ def fake_distribution(root: Path, name: str, entry_points: dict[str, str]) -> No
 
 # --- the protocol ----------------------------------------------------------------------------
 def test_protocols_are_frozen_and_name_registered_tasks():
-    assert set(PROTOCOLS) == {"standard", "smoke", "demo"}
-    for protocol in PROTOCOLS.values():
+    assert set(protocol_names()) == {"standard", "certificate-budget", "smoke", "demo"}
+    for name in protocol_names():
+        protocol = get_protocol(name)
         assert all(task in TASKS for task in protocol.tasks)
         assert protocol.policy == "singleframe-dp" and protocol.head == "dp"
         json.dumps(protocol.to_dict())  # goes into every results file
+        assert Protocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
     with pytest.raises(dataclasses.FrozenInstanceError):
-        STANDARD.train_steps = 1  # type: ignore[misc]
+        get_protocol("standard").train_steps = 1  # type: ignore[misc]
     assert SMOKE.demos <= 2 and SMOKE.eval_episodes <= 2
 
 

@@ -13,7 +13,18 @@ import pytest
 from aem_bench.cli import main
 from aem_bench.errors import InputError
 from aem_bench.recipe import Protocol, get_protocol
-from aem_bench.sweep import ROWS, Cell, Row, Sweep, cell_state, cells, check_result, run
+from aem_bench.sweep import (
+    MATRIX_ROWS,
+    ROWS,
+    Cell,
+    Row,
+    Sweep,
+    cell_state,
+    cells,
+    check_result,
+    default_cache,
+    run,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,7 +109,7 @@ def test_the_dry_run_lists_cells_and_runs_nothing(tmp_path, capsys):
 @pytest.mark.parametrize(("argv", "argument"), [
     (["--rows", "no-such-row"], "--rows"),
     (["--protocol", "standard", "--rows", "singleframe-dp-with-oracle", "--tasks",
-      "AEM/ClickBell-v0"], "--rows"),
+      "AEM/ClickBell-v1"], "--rows"),
     (["--tasks", "AEM/ShellGam-v0"], "--tasks"),
     (["--scenes", "dusty"], "--scenes"),
     (["--workers", "0"], "--workers"),
@@ -162,6 +173,66 @@ def test_a_new_version_is_swept_at_its_certified_predecessors_budget(monkeypatch
                         lambda: {task: entry for task, entry in certified.items()
                                  if task != "AEM/SwapBlocks-v0"})
     assert "AEM/SwapBlocks-v1" not in get_protocol("certificate-budget").tasks
+
+
+# --- the standard protocol: both suites, one recipe, the memory cells shared -------------------
+def test_standard_covers_both_suites_and_takes_the_memory_cells_of_the_certificates():
+    from aem_bench.registration import current_tasks
+
+    standard, certified = get_protocol("standard"), get_protocol("certificate-budget")
+    suites = {task: spec for task, spec in current_tasks().items() if spec.scene == "clean"}
+    assert set(standard.tasks) == set(suites)  # every current task, none superseded
+    assert (standard.eval_episodes, standard.eval_seed) == (100, 100_000)
+    assert standard.scenes == ("clean", "randomized")
+    for task, spec in suites.items():
+        home = standard.home(task)
+        if spec.memory is None:
+            assert home is standard and standard.budget(task) == (50, 2000)
+        else:  # the certificate's budget: the very cells of certificate-budget
+            assert home == certified and standard.budget(task) == certified.budget(task)
+            assert standard.cell_recipe(task) == certified.cell_recipe(task)
+    # A variant with other demonstrations makes cells of its own.
+    more = standard.with_demos(200)
+    assert more.home("AEM/ShellGame-v0") is more
+
+
+def test_a_shared_cell_is_made_and_named_by_its_home_protocol(tmp_path):
+    standard = get_protocol("standard")
+    sweep = Sweep(standard, default_cache(standard), tmp_path / "results")
+    shell, handover = "AEM/ShellGame-v0", "AEM/HandoverBlock-v0"
+    home = sweep.for_task(shell)
+    assert home.protocol.name == "certificate-budget"
+    assert home.cache == default_cache(home.protocol)  # runs/sweep/certificate-budget
+    assert sweep.for_task(handover) is sweep
+    cell = Cell(ROWS["gru-dp"], shell, "clean")
+    assert cell.results_file(home.results_dir, home.protocol).name == \
+        "gru-dp_ShellGame-v0_certificate-budget.json"
+    # A cache of one's own holds the shared cells too: nothing lands outside it.
+    own = Sweep(standard, tmp_path / "cache", tmp_path / "results")
+    assert own.for_task(shell).cache == tmp_path / "cache"
+    # Without --rows: each suite's matrix rows; the memory cells in their home's scenes.
+    made = cells(standard, tasks=[handover, shell])
+    assert {(c.row.name, c.task, c.scene) for c in made} == {
+        *((row, handover, scene) for row in MATRIX_ROWS["manipulation"]
+          for scene in ("clean", "randomized")),
+        *((row, shell, "clean") for row in MATRIX_ROWS["memory"])}
+    names = [c.row.name for c in made]
+    assert names.index("singleframe-dp") < names.index("gru-dp")  # what others build on first
+
+
+def test_a_results_file_of_another_evaluation_is_stale_not_done(tmp_path):
+    from aem_bench.registration import TASKS
+
+    standard = get_protocol("standard")
+    sweep = Sweep(standard, tmp_path / "cache", tmp_path / "results")
+    cell = Cell(ROWS["singleframe-dp"], "AEM/HandoverBlock-v0", "clean")
+    out = cell.results_file(sweep.results_dir, standard)
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"episodes": 50, "seeds": list(range(100_000, 100_050))}))
+    assert cell_state(sweep, cell) == "stale"
+    assert TASKS[cell.task].memory is None
+    out.write_text(json.dumps({"episodes": 100, "seeds": list(range(100_000, 100_100))}))
+    assert cell_state(sweep, cell) == "done"
 
 
 def test_every_row_builds_on_rows_that_exist():

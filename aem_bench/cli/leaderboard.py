@@ -32,6 +32,7 @@ from aem_bench.seeds import EVAL_SEED_START
 
 def cmd_leaderboard(args) -> int:
     from aem_bench.leaderboard.publish import write_leaderboard
+    from aem_bench.recipe import get_protocol
 
     if Path(args.results).is_file():
         raise UsageError("--results", f"{args.results} is a file; expected a folder of results "
@@ -39,7 +40,8 @@ def cmd_leaderboard(args) -> int:
     if not Path(args.results).exists():
         raise UsageError("--results", f"{args.results}: no such folder")
     check_output("--out", args.out, folder=False)
-    for path in write_leaderboard(args.results, args.out):
+    protocol = None if args.protocol == "any" else get_protocol(args.protocol)
+    for path in write_leaderboard(args.results, args.out, protocol):
         print(f"wrote {path}")
     return 0
 
@@ -216,7 +218,7 @@ def _check_sweep_args(args):
     if args.demos is not None:
         check_at_least(args, 1, "demos")
         protocol = protocol.with_demos(args.demos)
-    unknown = [name for name in args.rows if name not in ROWS]
+    unknown = [name for name in args.rows or () if name not in ROWS]
     if unknown:
         raise UsageError("--rows", f"unknown rows {unknown}; rows: {', '.join(sorted(ROWS))}")
     tasks = args.tasks or list(protocol.tasks)
@@ -228,7 +230,7 @@ def _check_sweep_args(args):
     for scene in args.scenes or []:
         if scene not in VARIANT_SUFFIXES:
             raise bad_value("--scenes", scene, f"one of {', '.join(VARIANT_SUFFIXES)}")
-    oracle_rows = [name for name in args.rows if ROWS[name].reads_oracle]
+    oracle_rows = [name for name in args.rows or () if ROWS[name].reads_oracle]
     no_oracle = [task for task in tasks if TASKS[task].memory is None]
     if oracle_rows and no_oracle:
         raise UsageError("--rows", f"{oracle_rows[0]} reads a memory task's oracle; "
@@ -254,6 +256,11 @@ def add_commands(sub) -> None:
                     "render results files: Markdown, a self-contained web page, plots",
                     "aem-bench leaderboard --results runs/demo/results --out runs/demo/README.md")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    from aem_bench.recipe import protocol_names
+
+    p.add_argument("--protocol", default="standard", choices=[*protocol_names(), "any"],
+                   help="the protocol whose results make the matrices (default standard; "
+                   "'any': every result, the latest per policy and task)")
     p.add_argument("--out", type=Path, default=Path("leaderboard/README.md"),
                    help="the Markdown file; index.html and plots/ are written beside it")
 
@@ -273,8 +280,8 @@ def add_commands(sub) -> None:
     p.add_argument("--encoder", required=True,
                    help="a registered or installed encoder name, or package.module:Class")
     p.add_argument("--protocol", default="standard", choices=["standard", "smoke"],
-                   help="standard: the leaderboard's (estimated half an hour per task on 2 "
-                   "CPU cores); smoke: a minute, to check that the package works")
+                   help="standard: the leaderboard's, every task of both suites (10-40 "
+                   "core-minutes per task); smoke: a minute, to check that the package works")
     p.add_argument("--options", help='JSON of the encoder\'s options, e.g. \'{"channels": 32}\'')
     _add_cache_argument(p, "; a submission's cells are sweep cells, trained once for both")
     p.add_argument("--results-dir", type=Path,
@@ -282,7 +289,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # refused, saying what replaced it
 
     from aem_bench.recipe import protocol_names
-    from aem_bench.sweep import MEMORY_ROWS
+    from aem_bench.sweep import MATRIX_ROWS
 
     p = add_command(sub, "sweep", cmd_sweep,
                     "policy rows x tasks x scenes under one protocol, every stage cached and "
@@ -291,8 +298,9 @@ def add_commands(sub) -> None:
     p.add_argument("--protocol", default="certificate-budget", choices=protocol_names(),
                    help="certificate-budget: the memory suite at each task's certificate budget; "
                    "demo: what `make demo` runs")
-    p.add_argument("--rows", nargs="+", default=list(MEMORY_ROWS),
-                   help="policy rows (default: the memory suite's)")
+    p.add_argument("--rows", nargs="+",
+                   help="policy rows, on every task (default: the leaderboard matrix's rows of "
+                   f"each task's suite: {'; '.join(f'{suite}: ' + ', '.join(rows) for suite, rows in MATRIX_ROWS.items())})")
     p.add_argument("--tasks", nargs="+", help="clean task ids (default: the protocol's)")
     p.add_argument("--scenes", nargs="+", help="scenes to evaluate in (default: the protocol's)")
     p.add_argument("--workers", type=int, default=1,
