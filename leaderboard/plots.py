@@ -19,8 +19,10 @@ SUCCESS_VS_LATENCY = "success_vs_latency.png"
 SUCCESS_HEATMAP = "success_heatmap.png"
 CAPTIONS = {
     SUCCESS_VS_LATENCY: "Mean success across a suite's tasks against 95th-percentile policy "
-                        "latency, clean scene (one point per policy; n: its tasks)",
-    SUCCESS_HEATMAP: "Success % per policy and task, clean scene (blank: not run)",
+                        "latency, clean scene, the matrices' results (one point per policy; n: "
+                        "its tasks)",
+    SUCCESS_HEATMAP: "Success % per policy and task, clean scene, the matrices' results "
+                     "(blank: not run)",
 }
 # A zero latency has no place on a log axis: draw it at this floor.
 MIN_LATENCY_MS = 1e-3

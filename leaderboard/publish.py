@@ -13,7 +13,7 @@ from aem_bench.recipe import Protocol
 from .page import render_html
 from .plots import CAPTIONS, render_plots
 from .results import load_results
-from .sections import build_sections
+from .sections import build_sections, in_matrix
 from .table import render_markdown
 
 PLOTS_DIR = "plots"  # next to the Markdown file
@@ -27,7 +27,7 @@ def write_leaderboard(results_dir: str | os.PathLike, out_path: str | os.PathLik
     results made under it (``build_sections``). Returns the paths written, Markdown first."""
     results = load_results(results_dir)
     sections = build_sections(results, protocol)
-    plots = render_plots(results)
+    plots = render_plots([r for r in results if in_matrix(r, protocol)])  # what the matrices show
 
     out_path = Path(out_path)
     plots_dir = out_path.parent / PLOTS_DIR

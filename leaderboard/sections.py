@@ -363,6 +363,13 @@ def under_protocol(result: dict, protocol: Protocol) -> bool:
                 [protocol.camera, protocol.camera]))
 
 
+def in_matrix(result: dict, protocol: Protocol | None) -> bool:
+    """Does ``result`` belong in its suite's matrix: a current task's, made under ``protocol``
+    (any, without one)?"""
+    return TASKS[result["task"]].superseded_by is None and (
+        protocol is None or under_protocol(result, protocol))
+
+
 def build_sections(results: list[dict], protocol: Protocol | None = None) -> list[Section]:
     """Validated results grouped by suite and variant, each with its matrix (policies x tasks),
     its aggregate table and a table per task. With ``protocol``, the matrices and aggregates
@@ -380,8 +387,7 @@ def build_sections(results: list[dict], protocol: Protocol | None = None) -> lis
             ]
             # The matrix and aggregates are of the suite's current tasks; a superseded version
             # keeps its own table.
-            current = [r for r in mine if TASKS[r["task"]].superseded_by is None
-                       and (protocol is None or under_protocol(r, protocol))]
+            current = [r for r in mine if in_matrix(r, protocol)]
             if current:
                 aggregates, left_out = _aggregates(suite, variant, current)
                 if aggregate := _aggregate_table(aggregates, left_out):
