@@ -425,18 +425,42 @@ def _last_logged(log: Path) -> dict | None:
     return None
 
 
+def spent_minutes(sweep: Sweep, cell: Cell) -> float:
+    """Core-minutes the cell's own stages took so far: its training (as its log says) and its
+    evaluation's finished episodes; shared stages (demonstrations, pretraining, the encoder's
+    row) not included. A line the log cannot parse is not counted here; running the cell
+    names it."""
+    sweep = sweep.for_task(cell.task)
+    path = sweep.checkpoint_dir(cell.task, cell.row)
+    seconds = 0.0
+    log = path / "train_log.jsonl"
+    if log.is_file() and (last := _last_logged(log)) is not None:
+        seconds += last["seconds"]
+    episodes = path / f"eval_{cell.scene}.jsonl"
+    if episodes.is_file():
+        for line in episodes.read_text().splitlines()[1:]:
+            try:
+                seconds += float(json.loads(line).get("seconds", 0.0))
+            except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+                continue
+    return seconds / 60
+
+
 def status_table(sweep: Sweep, all_cells: list[Cell]) -> str:
     from tabulate import tabulate
 
     rows = [[cell.row.name, cell.eval_task, cell_state(sweep, cell),
-             f"{estimate_minutes(sweep, cell):.0f}"] for cell in all_cells]
+             f"{spent_minutes(sweep, cell):.0f}", f"{estimate_minutes(sweep, cell):.0f}"]
+            for cell in all_cells]
     left = sum(estimate_minutes(sweep, cell) for cell in all_cells)
+    spent = sum(spent_minutes(sweep, cell) for cell in all_cells)
     counts = {state: sum(r[2] == state for r in rows)
               for state in ("done", "stale", "trained", "training", "left")}
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
-    return (tabulate(rows, headers=["row", "task", "state", "core-minutes left"],
-                     tablefmt="github")
-            + f"\n\n{len(rows)} cells: {summary}; about {left / 60:.1f} core-hours left")
+    return (tabulate(rows, headers=["row", "task", "state", "core-minutes so far",
+                                    "core-minutes left"], tablefmt="github")
+            + f"\n\n{len(rows)} cells: {summary}; {spent / 60:.1f} core-hours so far, about "
+              f"{left / 60:.1f} left")
 
 
 # ------------------------------------------------------------------------------------- running

@@ -24,6 +24,8 @@ from aem_bench.sweep import (
     check_result,
     default_cache,
     run,
+    spent_minutes,
+    status_table,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -233,6 +235,23 @@ def test_a_results_file_of_another_evaluation_is_stale_not_done(tmp_path):
     assert TASKS[cell.task].memory is None
     out.write_text(json.dumps({"episodes": 100, "seeds": list(range(100_000, 100_100))}))
     assert cell_state(sweep, cell) == "done"
+
+
+def test_the_progress_view_counts_the_time_each_cell_took(tmp_path):
+    protocol = get_protocol("standard")
+    sweep = Sweep(protocol, tmp_path / "cache", tmp_path / "results")
+    cell = Cell(ROWS["singleframe-dp"], "AEM/HandoverBlock-v0", "clean")
+    assert spent_minutes(sweep, cell) == 0
+    checkpoint = sweep.checkpoint_dir(cell.task, cell.row)
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "train_log.jsonl").write_text(
+        '{"step": 500, "seconds": 60.0}\n{"step": 1000, "seconds": 120.0}\n')
+    (checkpoint / "eval_clean.jsonl").write_text(
+        '{"header": {}}\n{"seed": 1, "seconds": 30.0}\n{"seed": 2, "seconds": 30.0}\n')
+    assert spent_minutes(sweep, cell) == pytest.approx(3.0)
+    table = status_table(sweep, [cell])
+    assert "core-minutes so far" in table and "0.1 core-hours so far" in table
+    assert re.search(r"\| training\s+\|\s+3 \|", table), table
 
 
 def test_every_row_builds_on_rows_that_exist():

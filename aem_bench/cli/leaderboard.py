@@ -317,7 +317,7 @@ def add_commands(sub) -> None:
     p.add_argument("--video", type=Path,
                    help="write a GIF of each cell's first evaluation episode under VIDEO/ROW/")
     p.add_argument("--dry-run", action="store_true",
-                   help="list the cells, their state and the core-minutes left; run nothing")
+                   help="list the cells, their state, the core-minutes they took so far and those left; run nothing")
 
 
 def _add_cache_argument(parser, note: str = "") -> None:
