@@ -328,8 +328,15 @@ def _ablation_table(results: list[dict]) -> Table | None:
                  "`aem-bench sweep --protocol standard --rows` with these rows, beside the paper's "
                  "success rates. The settings differ: the paper pretrains over a frozen DINOv2 "
                  "and evaluates 100 episodes; here AEM reads the single-frame DP's frozen ResNet "
-                 "(64x64 camera, 50 demonstrations, 2,000 steps, 50 episodes, one training seed),"
-                 " so compare the order of the rows more than their values.")
+                 "(64x64 camera, 50 demonstrations, 2,000 steps, "
+                 f"{_episode_counts(latest.values())} episodes, one training seed), so compare "
+                 "the order of the rows more than their values.")
+
+
+def _episode_counts(results) -> str:
+    """The evaluation episodes of ``results``: "100", or "50 and 100" when they differ."""
+    counts = sorted({r["episodes"] for r in results})
+    return " and ".join(str(count) for count in counts)
 
 
 def protocol_note(protocol: Protocol) -> str:
