@@ -91,6 +91,9 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         description="a GRU trained with the head through whole episodes"),
     *(_aem_row(ablation, description) for ablation, description in (
         ("episode-causal", "AEM's history pretrained from step 0 over whole episodes, frozen"),
+        ("episode", "the same windows without the causal term (masked reconstruction alone)"),
+        ("episode-bottleneck",
+         "the same windows, the decoder reading the history vector alone (the paper's bottleneck)"),
         ("episode-causal-finetune",
          "the same history fine-tuned with the head through whole episodes"),
         ("episode-no-pretraining", "AEM's Mamba from random weights, trained with the head"),
