@@ -16,6 +16,10 @@ The same probe runs beside it on inputs without memory, because only the differe
 - ``random_memory``: a memory of the same architecture with freshly initialised weights, over the
   same frames (what the architecture gives without learning).
 
+Beside it, for a policy whose memory is one vector (a recurrent memory, AEM's history), the
+memory-swap test (:mod:`aem_bench.memory_use`) asks whether the head acts on that vector at the
+probed rows: "held" from the probe, "used" from the swap.
+
 Moments, per episode, from a state-mode replay of the episode's seed (the task records them):
 ``cue_visible`` (the last step the cue is in the frame: there the frame probe says whether the
 frame features show the fact at all), ``cue_hidden`` (the step the cue leaves the frame),
@@ -48,6 +52,7 @@ import torch
 
 from aem_bench.demos import load_demos
 from aem_bench.errors import InputError, UsageError
+from aem_bench.memory_use import SwapRows, swap_test, takes_swap_test
 from aem_bench.expert import run_expert
 from aem_bench.provenance import command_line, git_commit
 from aem_bench.registration import TASKS, task_class
@@ -221,6 +226,7 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
         raise InputError(f"{demos_path}: every episode has the same hidden fact; the probe needs "
                          "episodes with at least two of its values")
     random_policy = random_memory_copy(policy, seed) if memory_name != "framestack" else None
+    swap_rows = SwapRows() if takes_swap_test(policy) else None
 
     rows = {moment: {name: [] for name in INPUTS} for moment in MOMENTS}
     pooled_rows = {name: [] for name in INPUTS}
@@ -252,6 +258,11 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
             pooled_labels.append(label)
             pooled_episodes.append(index)
             pooled_steps.append(step)
+        if swap_rows is not None:  # the rows of the probe at the top level of the result
+            memory = torch.from_numpy(traces["memory"])
+            for step, label in (marks.pooled if pooled_probe is not None else
+                                [(min(marks.steps["decision"], len(episode) - 1), marks.fact)]):
+                swap_rows.add(policy, features, state, memory, actions, step, label)
     labels = np.array([marks.fact for marks in moments])
 
     results = [{"step": moment,
@@ -271,6 +282,8 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
                **_probe_entry(pooled_rows, pooled_labels, folds, seed,
                               groups=np.array(pooled_episodes))}
         results.append(top)
+    if swap_rows is not None:
+        top.update(swap_test(policy, swap_rows, seed))
     values, counts = np.unique(labels, return_counts=True)
     return {
         "task": demos.env_id,
@@ -320,5 +333,12 @@ def probe_table(result: dict) -> str:
     rows = [[entry["step"], steps(entry), cell(entry, "probe"), cell(entry, "frame_probe"),
              cell(entry, "qpos_probe"), cell(entry, "random_memory_probe")]
             for entry in result["moments"]]
-    return tabulate(rows, headers=["moment", "step (median)", f"{result['memory']} memory",
-                                   "frame + qpos", "qpos", "random memory"])
+    table = tabulate(rows, headers=["moment", "step (median)", f"{result['memory']} memory",
+                                    "frame + qpos", "qpos", "random memory"])
+    if result.get("memory_use_rate") is None:
+        return table
+    low, high = result["memory_use_ci95"]
+    return (f"{table}\n\nmemory-swap test at the {result['step']} rows: its own memory brings the "
+            f"head's actions closer to the expert's than another row's memory in "
+            f"{100 * result['memory_use_rate']:.0f}% of {result['memory_use_rows']} rows "
+            f"({100 * low:.0f}-{100 * high:.0f}); 50% means the head does not act on the memory")

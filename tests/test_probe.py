@@ -96,6 +96,62 @@ def test_probe_writes_one_file_with_every_probe(shell_game, capsys):
         lo, hi = result[f"{key}_ci95"]
         assert lo <= result[f"{key}_accuracy"] <= hi
     assert result["git_commit"] and "probe --policy" in result["command"]
+    # The memory-swap test at the decision step: one row per episode.
+    assert result["memory_use_rows"] == 12 and "memory-swap test" in printed
+    lo, hi = result["memory_use_ci95"]
+    assert 0.0 <= lo <= result["memory_use_rate"] <= hi <= 1.0
+
+
+def _swap_rows(directory, demos_path, step=8):
+    """The tiny gru-dp of ``directory`` and its swap-test rows at ``step`` of every episode,
+    labelled by episode parity."""
+    import torch
+
+    from aem_bench.demos import load_demos
+    from aem_bench.memory_use import SwapRows
+    from aem_bench.policies import load_policy
+
+    policy = load_policy(directory)
+    rows = SwapRows()
+    for index, episode in enumerate(load_demos(demos_path).episodes):
+        with torch.inference_mode():
+            features = policy.encode(torch.from_numpy(episode.rgb))
+        state = torch.from_numpy(episode.qpos.astype(np.float32))
+        actions = torch.from_numpy(episode.actions.astype(np.float32))
+        memory = policy.memory_trace(features, state, actions)
+        rows.add(policy, features, state, memory, actions, step, index % 2)
+    return policy, rows
+
+
+def test_the_swap_test_tells_a_head_that_acts_on_its_memory_from_one_that_cannot(shell_game):
+    import torch
+
+    from aem_bench.memory_use import swap_test
+
+    policy, rows = _swap_rows(shell_game / "gru", shell_game / "demos.h5")
+    # The expert did exactly what the head does with its own memory (the test's noise): only a
+    # head that reads the memory moves away from it when the memory is swapped.
+    batch = {"features": torch.stack(rows.features), "state": torch.stack(rows.state),
+             "memory_vector": torch.stack(rows.memory)}
+    own = policy.predict_action_chunk(batch, torch.Generator().manual_seed(0))
+    rows.expert = list(own[:, :policy.config.action_steps])
+    used = swap_test(policy, rows, seed=0)
+    assert used["memory_use_rate"] == 1.0 and used["own_memory_error_median"] < 1e-10
+    assert used["swapped_memory_error_median"] > 0
+    # Every row with the same memory vector: swapping changes nothing, the rate is one half.
+    rows.memory = [rows.memory[0]] * len(rows.memory)
+    unused = swap_test(policy, rows, seed=0)
+    assert unused["memory_use_rate"] == 0.5
+    assert unused["own_memory_error_median"] == unused["swapped_memory_error_median"]
+
+
+def test_the_swap_test_needs_two_labels(shell_game):
+    from aem_bench.memory_use import swap_test
+
+    policy, rows = _swap_rows(shell_game / "gru", shell_game / "demos.h5")
+    rows.labels = [0] * len(rows.labels)
+    with pytest.raises(ValueError, match="at least two labels"):
+        swap_test(policy, rows)
 
 
 def test_an_aem_pretraining_run_is_probed_as_the_history_it_gives(shell_game):
@@ -110,6 +166,7 @@ def test_an_aem_pretraining_run_is_probed_as_the_history_it_gives(shell_game):
     result = json.loads((out / "ShellGame-v0_aem.json").read_text())
     assert result["memory"] == "aem" and result["policy_type"] == "aem-pretrain"
     assert result["random_memory_probe_accuracy"] is not None
+    assert "memory_use_rate" not in result  # a pretraining run has no head to act on it
 
 
 def test_a_policy_without_memory_is_refused(shell_game, capsys):
@@ -232,3 +289,4 @@ def test_swap_blocks_probe_reports_the_pooled_moves_done(swap_blocks, capsys):
     assert [m["step"] for m in result["moments"]] == ["cue_visible", "cue_hidden", "midway",
                                                      "decision", "moves_done_at_move_start"]
     assert result["git_commit"] and "probe --policy" in result["command"]
+    assert result["memory_use_rows"] == 36  # the swap test reads the pooled rows too
