@@ -12,7 +12,7 @@ from aem_bench.recipe import Protocol
 
 from .page import render_html
 from .plots import CAPTIONS, render_plots
-from .results import load_results
+from .results import load_probes, load_results
 from .sections import build_sections, in_matrix
 from .table import render_markdown
 
@@ -21,12 +21,17 @@ PAGE = "index.html"
 
 
 def write_leaderboard(results_dir: str | os.PathLike, out_path: str | os.PathLike,
-                      protocol: Protocol | None = None) -> list[Path]:
+                      protocol: Protocol | None = None,
+                      probes_dir: str | os.PathLike | None = None) -> list[Path]:
     """Validate every results file in ``results_dir``; write the Markdown to ``out_path``, and
     ``index.html`` and ``plots/*.png`` beside it. With ``protocol``, the matrices hold only the
-    results made under it (``build_sections``). Returns the paths written, Markdown first."""
+    results made under it (``build_sections``). The memory probes of ``probes_dir`` (default:
+    ``probes/`` beside ``results_dir``) are shown with the memory suite. Returns the paths
+    written, Markdown first."""
     results = load_results(results_dir)
-    sections = build_sections(results, protocol)
+    probes = load_probes(Path(results_dir).parent / "probes" if probes_dir is None
+                         else probes_dir)
+    sections = build_sections(results, protocol, probes)
     plots = render_plots([r for r in results if in_matrix(r, protocol)])  # what the matrices show
 
     out_path = Path(out_path)

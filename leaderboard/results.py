@@ -249,3 +249,25 @@ def load_results(directory: str | os.PathLike) -> list[dict]:
     if not directory.is_dir():
         raise ResultsFileError(f"{directory}: no such results directory")
     return [load_result(path) for path in sorted(directory.glob("*.json"))]
+
+
+# The fields of a memory probe's JSON (``aem-bench probe``) that the leaderboard shows.
+PROBE_FIELDS = ("task", "memory", "checkpoint", "step", "probe_accuracy", "probe_ci95",
+                "frame_probe_accuracy", "qpos_probe_accuracy", "episodes")
+
+
+def load_probes(directory: str | os.PathLike) -> list[dict]:
+    """Every memory probe in ``directory`` (sorted by name); none when it does not exist. A
+    :class:`ResultsFileError` names a file that is not JSON or lacks a field shown."""
+    directory = Path(directory)
+    probes = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            probe = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ResultsFileError(f"{path}: not a JSON memory probe: {err}") from None
+        missing = [key for key in PROBE_FIELDS if not isinstance(probe, dict) or key not in probe]
+        if missing:
+            raise ResultsFileError(f"{path}: a memory probe without the field(s) {missing}")
+        probes.append(probe)
+    return probes

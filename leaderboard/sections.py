@@ -333,6 +333,47 @@ def _ablation_table(results: list[dict]) -> Table | None:
                  "the order of the rows more than their values.")
 
 
+PROBE_TITLE = "Memory probes: is the fact held, and is it used?"
+
+
+def _percent(entry: dict, key: str) -> str:
+    """``KEY_accuracy`` as a percentage, with ``KEY_ci95`` when the probe gives it."""
+    value = entry.get(f"{key}_accuracy")
+    if value is None:
+        return NO_VALUE
+    interval = entry.get(f"{key}_ci95")
+    return f"{100 * value:.0f}" if interval is None else format_rate(value, interval)
+
+
+def probe_table(probes: list[dict]) -> Table | None:
+    """One row per memory probe (``aem-bench probe``): what the memory holds at the probed step,
+    beside the frame, the joints and a random memory, and the memory-swap test's rate."""
+    if not probes:
+        return None
+    columns = tuple(Column(header, numeric, None) for header, numeric in (
+        ("Task", False), ("Checkpoint", False), ("Memory", False), ("Probed at", False),
+        ("Memory % (95% CI)", True), ("Frame + qpos %", True), ("qpos %", True),
+        ("Random memory %", True), ("Acts on memory % (95% CI)", True)))
+    rows = [[short_task(p["task"]), p["checkpoint"].rstrip("/").split("/")[-1], p["memory"],
+             p["step"], _percent(p, "probe"), _percent(p, "frame_probe"),
+             _percent(p, "qpos_probe"), _percent(p, "random_memory_probe"),
+             NO_VALUE if p.get("memory_use_rate") is None else
+             format_rate(p["memory_use_rate"], p["memory_use_ci95"])]
+            for p in sorted(probes, key=lambda p: (p["task"], p["checkpoint"]))]
+    return Table(PROBE_TITLE, columns, rows,
+                 "`aem-bench probe` on held-out expert episodes: a linear probe (logistic "
+                 "regression, whole episodes held out) for the hidden fact at the decision step, "
+                 "or for a pooled target at its rows (SwapBlocks: the moves done as each move "
+                 "begins), read from the memory, from the frame's features and the joints, from "
+                 "the joints alone and from a memory of the same shape with random weights; 95% "
+                 "Wilson intervals. The last column is the memory-swap test: how often the head's "
+                 "actions come closer to the expert's with its own memory vector than with "
+                 "another row's (the same frame, joints and noise); 50% means the head does not "
+                 "act on its memory. A memory that holds the fact while its policy fails is "
+                 "unused; one at the frame's level holds nothing more. '-': not measured (a frame "
+                 "stack's random memory; probes made before the swap test).")
+
+
 def _episode_counts(results) -> str:
     """The evaluation episodes of ``results``: "100", or "50 and 100" when they differ."""
     counts = sorted({r["episodes"] for r in results})
@@ -377,11 +418,13 @@ def in_matrix(result: dict, protocol: Protocol | None) -> bool:
         protocol is None or under_protocol(result, protocol))
 
 
-def build_sections(results: list[dict], protocol: Protocol | None = None) -> list[Section]:
+def build_sections(results: list[dict], protocol: Protocol | None = None,
+                   probes: list[dict] | None = None) -> list[Section]:
     """Validated results grouped by suite and variant, each with its matrix (policies x tasks),
     its aggregate table and a table per task. With ``protocol``, the matrices and aggregates
     hold only the results made under it (:func:`under_protocol`), so that every number in one
-    compares with every other; the tables per task keep them all."""
+    compares with every other; the tables per task keep them all. ``probes`` (memory probes)
+    go into the memory suite's clean section, after its matrix and aggregates."""
     sections = []
     for suite in SUITES:
         for variant in VARIANTS:
@@ -409,5 +452,7 @@ def build_sections(results: list[dict], protocol: Protocol | None = None) -> lis
             if (suite, variant) == ("manipulation", "clean") and (ablations := _ablation_table(mine)):
                 # After the matrix and the aggregates, before the tables of single tasks.
                 tables.insert(len(tables) - len({r["task"] for r in mine}), ablations)
+            if (suite, variant) == ("memory", "clean") and (held := probe_table(probes or [])):
+                tables.insert(len(tables) - len({r["task"] for r in mine}), held)
             sections.append(Section(suite, variant, tables))
     return sections

@@ -636,3 +636,48 @@ def test_the_papers_ablation_table_sets_this_suites_rates_beside_the_papers():
     assert rows["aem-dp-no-actions"][1:] == ["-", "68", "-", "44"]
     # the single frame alone is no ablation: no table to set beside the paper's
     assert heading not in markdown_of([make_result("singleframe-dp", successes=6)])
+
+
+# --- Memory probes -----------------------------------------------------------------------------
+
+
+def _probe(checkpoint, accuracy, use=None, **extra):
+    """A memory probe as `aem-bench probe` writes it (the fields the leaderboard shows)."""
+    probe = {"task": PUT_BACK, "memory": "gru", "checkpoint": f"runs/sweep/x/{checkpoint}",
+             "step": "decision", "probe_accuracy": accuracy, "probe_ci95": [accuracy - 0.1, 1.0],
+             "frame_probe_accuracy": 0.55, "frame_probe_ci95": [0.48, 0.62],
+             "qpos_probe_accuracy": 0.61, "qpos_probe_ci95": [0.54, 0.67],
+             "random_memory_probe_accuracy": None, "episodes": 200, **extra}
+    if use is not None:
+        probe.update(memory_use_rate=use, memory_use_ci95=[use - 0.05, use + 0.05])
+    return probe
+
+
+def test_the_memory_section_shows_each_probe_held_and_used(tmp_path):
+    results_dir = _results_dir(tmp_path, [make_result("gru-dp", task=PUT_BACK)])
+    probes_dir = tmp_path / "probes"
+    probes_dir.mkdir()
+    (probes_dir / "a.json").write_text(json.dumps(_probe("gru-dp", 1.0, use=0.56)))
+    (probes_dir / "b.json").write_text(json.dumps(_probe("framestack-dp", 0.3)))
+    out = tmp_path / "README.md"
+    write_leaderboard(results_dir, out)  # probes/ beside results/ by default
+    markdown = out.read_text()
+    memory = markdown[markdown.index("## Memory suite, clean scene"):]
+    assert "### Memory probes: is the fact held, and is it used?" in memory
+    rows = [line for line in memory.splitlines() if line.startswith("| PutBackBlock-v1")]
+    gru = next(row for row in rows if "gru-dp" in row)
+    assert "100.0 [90.0, 100.0]" in gru and "55.0 [48.0, 62.0]" in gru and "56.0 [51.0, 61.0]" in gru
+    framestack = next(row for row in rows if "framestack-dp" in row)
+    assert framestack.rstrip(" |").endswith("-")  # no swap test: a dash, not a number
+    # Before the table of the single task.
+    assert memory.index("Memory probes") < memory.index("### AEM/PutBackBlock-v1")
+    assert "Memory probes" in (tmp_path / "index.html").read_text()
+
+
+def test_a_probe_without_a_field_shown_is_named_with_its_file(tmp_path):
+    from aem_bench.leaderboard.results import ResultsFileError, load_probes
+
+    (tmp_path / "p.json").write_text(json.dumps({"task": PUT_BACK}))
+    with pytest.raises(ResultsFileError, match=r"p\.json: a memory probe without .*'checkpoint'"):
+        load_probes(tmp_path)
+    assert load_probes(tmp_path / "absent") == []
