@@ -17,8 +17,8 @@ The same probe runs beside it on inputs without memory, because only the differe
   same frames (what the architecture gives without learning).
 
 Beside it, for a policy whose memory is one vector (a recurrent memory, AEM's history), the
-memory-swap test (:mod:`aem_bench.memory_use`) asks whether the head acts on that vector at the
-probed rows: "held" from the probe, "used" from the swap.
+memory-swap test (:mod:`aem_bench.memory_use`) asks whether the head acts on that vector, and on
+the fact in it, at the probed rows: "held" from the probe, "used" from the swap.
 
 Moments, per episode, from a state-mode replay of the episode's seed (the task records them):
 ``cue_visible`` (the last step the cue is in the frame: there the frame probe says whether the
@@ -262,7 +262,7 @@ def probe(checkpoint: str | os.PathLike, demos_path: str | os.PathLike, folds: i
             memory = torch.from_numpy(traces["memory"])
             for step, label in (marks.pooled if pooled_probe is not None else
                                 [(min(marks.steps["decision"], len(episode) - 1), marks.fact)]):
-                swap_rows.add(policy, features, state, memory, actions, step, label)
+                swap_rows.add(policy, features, state, memory, actions, step, label, index)
     labels = np.array([marks.fact for marks in moments])
 
     results = [{"step": moment,
@@ -338,7 +338,11 @@ def probe_table(result: dict) -> str:
     if result.get("memory_use_rate") is None:
         return table
     low, high = result["memory_use_ci95"]
-    return (f"{table}\n\nmemory-swap test at the {result['step']} rows: its own memory brings the "
-            f"head's actions closer to the expert's than another row's memory in "
-            f"{100 * result['memory_use_rate']:.0f}% of {result['memory_use_rows']} rows "
-            f"({100 * low:.0f}-{100 * high:.0f}); 50% means the head does not act on the memory")
+    fact_low, fact_high = result["fact_use_ci95"]
+    return (f"{table}\n\nmemory-swap test at the {result['step']} rows "
+            f"({result['memory_use_rows']}), the head's actions closer to the expert's with its own "
+            f"memory than with another fact's: {100 * result['memory_use_rate']:.0f}% "
+            f"({100 * low:.0f}-{100 * high:.0f}); with another episode's memory of the same fact "
+            f"than with another fact's: {100 * result['fact_use_rate']:.0f}% "
+            f"({100 * fact_low:.0f}-{100 * fact_high:.0f}). 50%: the head does not act on its "
+            f"memory, or not on the fact in it")

@@ -353,12 +353,13 @@ def probe_table(probes: list[dict]) -> Table | None:
     columns = tuple(Column(header, numeric, None) for header, numeric in (
         ("Task", False), ("Checkpoint", False), ("Memory", False), ("Probed at", False),
         ("Memory % (95% CI)", True), ("Frame + qpos %", True), ("qpos %", True),
-        ("Random memory %", True), ("Acts on memory % (95% CI)", True)))
+        ("Random memory %", True), ("Acts on memory % (95% CI)", True),
+        ("Acts on the fact % (95% CI)", True)))
     rows = [[short_task(p["task"]), p["checkpoint"].rstrip("/").split("/")[-1], p["memory"],
              p["step"], _percent(p, "probe"), _percent(p, "frame_probe"),
              _percent(p, "qpos_probe"), _percent(p, "random_memory_probe"),
-             NO_VALUE if p.get("memory_use_rate") is None else
-             format_rate(p["memory_use_rate"], p["memory_use_ci95"])]
+             *(NO_VALUE if p.get(f"{key}_rate") is None else
+               format_rate(p[f"{key}_rate"], p[f"{key}_ci95"]) for key in ("memory_use", "fact_use"))]
             for p in sorted(probes, key=lambda p: (p["task"], p["checkpoint"]))]
     return Table(PROBE_TITLE, columns, rows,
                  "`aem-bench probe` on held-out expert episodes: a linear probe (logistic "
@@ -366,12 +367,13 @@ def probe_table(probes: list[dict]) -> Table | None:
                  "or for a pooled target at its rows (SwapBlocks: the moves done as each move "
                  "begins), read from the memory, from the frame's features and the joints, from "
                  "the joints alone and from a memory of the same shape with random weights; 95% "
-                 "Wilson intervals. The last column is the memory-swap test: how often the head's "
-                 "actions come closer to the expert's with its own memory vector than with "
-                 "another row's (the same frame, joints and noise); 50% means the head does not "
-                 "act on its memory. A memory that holds the fact while its policy fails is "
-                 "unused; one at the frame's level holds nothing more. '-': not measured (a frame "
-                 "stack's random memory; probes made before the swap test).")
+                 "Wilson intervals. The last two columns are the memory-swap test (the same frame, "
+                 "joints and noise, another memory vector): how often the head's actions come "
+                 "closer to the expert's with its own memory than with that of a row with another "
+                 "fact, and with that of another episode with the same fact than with another "
+                 "fact's; 50% means the head does not act on its memory, or not on the fact in "
+                 "it. '-': not measured (a frame stack's random memory; probes made before the "
+                 "swap test).")
 
 
 def _episode_counts(results) -> str:

@@ -98,8 +98,9 @@ def test_probe_writes_one_file_with_every_probe(shell_game, capsys):
     assert result["git_commit"] and "probe --policy" in result["command"]
     # The memory-swap test at the decision step: one row per episode.
     assert result["memory_use_rows"] == 12 and "memory-swap test" in printed
-    lo, hi = result["memory_use_ci95"]
-    assert 0.0 <= lo <= result["memory_use_rate"] <= hi <= 1.0
+    for key in ("memory_use", "fact_use"):
+        lo, hi = result[f"{key}_ci95"]
+        assert 0.0 <= lo <= result[f"{key}_rate"] <= hi <= 1.0
 
 
 def _swap_rows(directory, demos_path, step=8):
@@ -119,7 +120,7 @@ def _swap_rows(directory, demos_path, step=8):
         state = torch.from_numpy(episode.qpos.astype(np.float32))
         actions = torch.from_numpy(episode.actions.astype(np.float32))
         memory = policy.memory_trace(features, state, actions)
-        rows.add(policy, features, state, memory, actions, step, index % 2)
+        rows.add(policy, features, state, memory, actions, step, index % 2, index)
     return policy, rows
 
 
@@ -137,12 +138,21 @@ def test_the_swap_test_tells_a_head_that_acts_on_its_memory_from_one_that_cannot
     rows.expert = list(own[:, :policy.config.action_steps])
     used = swap_test(policy, rows, seed=0)
     assert used["memory_use_rate"] == 1.0 and used["own_memory_error_median"] < 1e-10
-    assert used["swapped_memory_error_median"] > 0
-    # Every row with the same memory vector: swapping changes nothing, the rate is one half.
+    assert used["other_fact_memory_error_median"] > 0
+    # A memory that is its label alone (every row of a label the same vector): another episode's
+    # memory of the same label is as good as its own, another label's is not.
+    first = {label: rows.memory[rows.labels.index(label)] for label in set(rows.labels)}
+    rows.memory = [first[label] for label in rows.labels]
+    rows.expert = list(policy.predict_action_chunk(
+        {**batch, "memory_vector": torch.stack(rows.memory)},
+        torch.Generator().manual_seed(0))[:, :policy.config.action_steps])
+    fact = swap_test(policy, rows, seed=0)
+    assert fact["fact_use_rate"] == 1.0 and fact["same_fact_memory_error_median"] < 1e-10
+    # Every row with the same memory vector: swapping changes nothing, both rates are one half.
     rows.memory = [rows.memory[0]] * len(rows.memory)
     unused = swap_test(policy, rows, seed=0)
-    assert unused["memory_use_rate"] == 0.5
-    assert unused["own_memory_error_median"] == unused["swapped_memory_error_median"]
+    assert unused["memory_use_rate"] == 0.5 and unused["fact_use_rate"] == 0.5
+    assert unused["own_memory_error_median"] == unused["other_fact_memory_error_median"]
 
 
 def test_the_swap_test_needs_two_labels(shell_game):
@@ -150,7 +160,7 @@ def test_the_swap_test_needs_two_labels(shell_game):
 
     policy, rows = _swap_rows(shell_game / "gru", shell_game / "demos.h5")
     rows.labels = [0] * len(rows.labels)
-    with pytest.raises(ValueError, match="at least two labels"):
+    with pytest.raises(ValueError, match="at least two labels, each from at least two episodes"):
         swap_test(policy, rows)
 
 
