@@ -76,6 +76,7 @@ def _aem_row(ablation: str, description: str) -> Row:
 
 ORACLE = {"state_keys": ["qpos", "oracle"]}
 FACT = {"state_keys": ["qpos", "fact"]}
+READOUT = {"memory_readout": "oracle"}
 ROWS: dict[str, Row] = {row.name: row for row in (
     Row("singleframe-dp", "singleframe-dp", description="one frame and the joint state"),
     Row("singleframe-dp-with-oracle", "singleframe-dp", ORACLE,
@@ -89,6 +90,9 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         description="the last 8 frames' features over the single-frame DP's frozen encoder"),
     Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",
         description="a GRU trained with the head through whole episodes"),
+    Row("gru-dp-readout", "gru-dp", READOUT, encoder_from="singleframe-dp",
+        description="a GRU trained to estimate the oracle from the past (privileged labels in "
+                    "training); the head acts on its estimate"),
     *(_aem_row(ablation, description) for ablation, description in (
         ("episode-causal", "AEM's history pretrained from step 0 over whole episodes, frozen"),
         ("episode", "the same windows without the causal term (masked reconstruction alone)"),
@@ -97,6 +101,8 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         ("episode-causal-finetune",
          "the same history fine-tuned with the head through whole episodes"),
         ("episode-no-pretraining", "AEM's Mamba from random weights, trained with the head"),
+        ("episode-causal-readout", ("the frozen history read by a linear estimate of the "
+                                    "oracle (privileged labels in training); the head acts on it")),
         ("full", "AEM as in the paper: 32-step windows, frozen history"),
         # The paper's ablation table (`ABLATION_ROWS`), each one change from "full".
         ("feature-add", "the history added to the frame's features instead of concatenated"),

@@ -142,6 +142,10 @@ ABLATIONS: dict[str, dict[str, dict]] = {
                                 "policy": {"freeze_history": False}},
     "episode-no-pretraining": {"pretrain": EPISODE_CAUSAL_PRETRAINING,
                                "policy": {"pretrained_history": False}},
+    # The frozen episode-causal history read through a linear readout trained on the task's
+    # oracle labels; the head acts on the readout's estimate (``PolicyConfig.memory_readout``).
+    "episode-causal-readout": {"pretrain": EPISODE_CAUSAL_PRETRAINING,
+                               "policy": {**FROZEN, "memory_readout": "oracle"}},
 }
 def pretraining_run(name: str) -> str:
     """The ablation whose pretraining run ``name`` uses. Ablations with the same pretraining

@@ -23,6 +23,7 @@ HEAD_NAMES = ("diffusion", "flow")
 FUSIONS = ("concat", "add", "memory_only")
 MEMORIES = ("gru",)
 STATE_KEYS = ("qpos", "oracle", "fact")  # the low-dimensional observations a policy may read
+READOUTS = ("oracle", "fact")  # what a memory's readout may be trained to estimate
 
 
 @dataclass
@@ -69,6 +70,18 @@ class PolicyConfig(JsonConfig):
     # four times faster, and the loss at a decision reaches the cue through k times fewer steps.
     memory_stride: int = 4
     episodes_per_batch: int = 8  # whole episodes per training step; batch_size steps among them
+    # A readout of the memory trained on privileged labels: "oracle" (or "fact") trains a linear
+    # map from the memory vector (the recurrent memory's, or AEM's history vector) to that
+    # control input as the demonstrations record it (binary cross-entropy, ``readout_weight``),
+    # and the head reads the map's estimate (sigmoid, detached) in place of the memory vector.
+    # At run time the policy sees only the frames and qpos; in training the memory task's labels
+    # tell it what to keep, which a dataset of real demonstrations would not. It separates
+    # "the head cannot learn to act on what the memory holds" from "the memory does not hold
+    # it": the memory-swap test (``memory_use.py``) showed the first on SwapBlocks-v1. None: the
+    # head reads the memory vector.
+    memory_readout: str | None = None
+    readout_dim: int = 0  # the estimated input's length; train() fills it from the demonstrations
+    readout_weight: float = 1.0
     # Gaussian noise (std, in the normalised [-1, 1] units) on the state vector while training:
     # an expert's joint angles can carry a hidden fact (how the arm got where it is) that the
     # policy's own motion does not reproduce; noise keeps a policy from leaning on that fine print.
@@ -179,6 +192,17 @@ class PolicyConfig(JsonConfig):
                     "memory_dim, memory_layers and memory_stride must be >= 1")
             require(0.0 <= self.memory_dropout < 1.0, "memory_dropout must be in [0, 1)")
             require(self.episodes_per_batch >= 1, "episodes_per_batch must be >= 1")
+        if self.memory_readout is not None:
+            require(self.memory_readout in READOUTS, f"memory_readout must be one of {READOUTS} "
+                    f"or null, got {self.memory_readout!r}")
+            require(self.memory is not None or self.history is not None,
+                    "memory_readout reads a memory: the policy needs a recurrent memory or an "
+                    "AEM history")
+            require(self.memory_readout not in self.state_keys,
+                    f"the policy reads '{self.memory_readout}' itself (state_keys): a readout "
+                    f"estimating it from memory would be pointless")
+            require(self.readout_dim >= 1 and self.readout_weight > 0,
+                    "readout_dim must be >= 1 (train() sets it) and readout_weight > 0")
         require(self.state_noise >= 0, f"state_noise must be >= 0, got {self.state_noise}")
         require(isinstance(self.encoder_options, dict), "encoder_options must be a dict")
         require(self.prediction_type in ("epsilon", "sample"), "prediction_type: epsilon|sample")

@@ -38,6 +38,7 @@ class VisuomotorPolicy(nn.Module):
         self.config = config
         self.encoder, self.frozen_encoder = build_encoder(config, load_encoder_weights)
         feature_dim = self.encoder.feature_dim
+        self.readout = None
         self.history = None
         if config.history is not None:
             from aem_bench.policies.configuration_aem import AEMConfig
@@ -46,7 +47,7 @@ class VisuomotorPolicy(nn.Module):
             self.history = HistoryEncoder(AEMConfig.from_dict(config.history),
                                           feature_dim=feature_dim)
             self.history.requires_grad_(not config.history_frozen)
-            vector_dim = self.history.config.d_model
+            vector_dim = self._add_readout(self.history.config.d_model)
             if config.history_fusion == "add":
                 self.history_to_feature = nn.Linear(vector_dim, feature_dim)
             feature_dim = {"concat": feature_dim + vector_dim, "add": feature_dim,
@@ -56,13 +57,20 @@ class VisuomotorPolicy(nn.Module):
             self.memory = RecurrentMemory(feature_dim, config.state_dim, config.action_dim,
                                           config.memory_dim, config.memory_layers,
                                           config.memory_actions, config.memory_dropout)
-            feature_dim += config.memory_dim
+            feature_dim += self._add_readout(config.memory_dim)
         cond_dim = config.obs_horizon * (feature_dim + config.state_dim)
         self.head = make_head(config, cond_dim)
         self.state_normalizer = MinMaxNormalizer(config.state_dim, "state")
         self.action_normalizer = MinMaxNormalizer(config.action_dim, "actions")
         self.train()  # puts a frozen encoder in eval mode from the start
         self.reset()
+
+    def _add_readout(self, memory_dim: int) -> int:
+        """Build the memory's readout if the config asks for one; the width the head reads."""
+        if self.config.memory_readout is None:
+            return memory_dim
+        self.readout = nn.Linear(memory_dim, self.config.readout_dim)
+        return self.config.readout_dim
 
     def train(self, mode: bool = True) -> VisuomotorPolicy:
         super().train(mode)
@@ -94,6 +102,9 @@ class VisuomotorPolicy(nn.Module):
                      memory_vector: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, To, F), state vectors (B, To, D) [, memory_vector (B, M): the recurrent
         memory's output or AEM's history vector] -> the head's condition."""
+        if self.readout is not None and memory_vector is not None:
+            # The head acts on the estimate; only the readout's own loss trains the readout.
+            memory_vector = torch.sigmoid(self.readout(memory_vector)).detach()
         if self.memory is not None:  # one frame, joined by the memory vector
             features = torch.cat([features, memory_vector[:, None]], -1)
         elif memory_vector is not None:  # AEM: one frame, fused with the history vector
@@ -143,14 +154,26 @@ class VisuomotorPolicy(nn.Module):
             else:
                 memory_vectors = self.history.history(batch["features"], batch["taken_actions"])
             episode, step = batch["rows"].unbind(1)
-            cond = self._global_cond(batch["features"][episode, step][:, None],
-                                     batch["state"][episode, step][:, None],
-                                     memory_vectors[episode, step])
-            return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond,
-                                  generator)
-        cond = self._global_cond(self._features(batch, generator), batch["state"],
-                                 self._batch_memory_vector(batch))
-        return self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond, generator)
+            return self._loss(batch, batch["features"][episode, step][:, None],
+                              batch["state"][episode, step][:, None],
+                              memory_vectors[episode, step], generator)
+        return self._loss(batch, self._features(batch, generator), batch["state"],
+                          self._batch_memory_vector(batch), generator)
+
+    def _loss(self, batch: dict, features: torch.Tensor, state: torch.Tensor,
+              memory_vector: torch.Tensor | None,
+              generator: torch.Generator | None) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The head's loss on the batch's action chunks; with a readout, the sum with the
+        readout's loss on the batch's "readout_target" (B, readout_dim), each part named."""
+        cond = self._global_cond(features, state, memory_vector)
+        action_loss = self.head.loss(self.action_normalizer.normalize(batch["actions"]), cond,
+                                     generator)
+        if self.readout is None:
+            return action_loss
+        readout_loss = nn.functional.binary_cross_entropy_with_logits(
+            self.readout(memory_vector), batch["readout_target"])
+        return {"loss": action_loss + self.config.readout_weight * readout_loss,
+                "action_loss": action_loss, "readout_loss": readout_loss}
 
     @property
     def trains_history_through_episodes(self) -> bool:

@@ -80,10 +80,13 @@ class DemoWindows:
     """
 
     def __init__(self, demos: DemoSet, obs_horizon: int, pred_horizon: int,
-                 state_keys: tuple[str, ...] = ("qpos",)):
+                 state_keys: tuple[str, ...] = ("qpos",), readout: str | None = None):
         self.rgb = np.concatenate([ep.rgb for ep in demos.episodes])
         self.features: np.ndarray | None = None
         self.state = np.concatenate([episode_state(ep, state_keys) for ep in demos.episodes])
+        # A memory readout's labels (``PolicyConfig.memory_readout``), one row per step.
+        self.readout_targets = (None if readout is None else np.concatenate(
+            [readout_labels(ep, readout) for ep in demos.episodes]))
         self.actions = np.concatenate([ep.actions for ep in demos.episodes]).astype(np.float32)
         obs_index, action_index, episode_start, start = [], [], [], 0
         for episode in demos.episodes:
@@ -118,6 +121,8 @@ class DemoWindows:
                   else {"features": torch.from_numpy(self.features[obs])})
         batch = {**images, "state": torch.from_numpy(self.state[obs]),
                  "actions": torch.from_numpy(self.actions[act])}
+        if self.readout_targets is not None:
+            batch["readout_target"] = torch.from_numpy(self.readout_targets[rows])
         if self.history_vectors is not None:
             batch["memory_vector"] = torch.from_numpy(self.history_vectors[rows])
         elif self.history_window is not None:
@@ -158,12 +163,15 @@ class EpisodeBatches:
         flat = rng.choice(int(lengths.sum()), size=self.steps, replace=True)
         episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
         at = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
-        return {"features": torch.from_numpy(w.features[index]),
-                "state": torch.from_numpy(w.state[index]),
-                "previous_actions": torch.from_numpy(w.actions[previous]),
-                "taken_actions": torch.from_numpy(w.actions[index]),
-                "rows": torch.from_numpy(np.stack([episode, at], 1)),
-                "actions": torch.from_numpy(w.actions[w.action_index[index[episode, at]]])}
+        batch = {"features": torch.from_numpy(w.features[index]),
+                 "state": torch.from_numpy(w.state[index]),
+                 "previous_actions": torch.from_numpy(w.actions[previous]),
+                 "taken_actions": torch.from_numpy(w.actions[index]),
+                 "rows": torch.from_numpy(np.stack([episode, at], 1)),
+                 "actions": torch.from_numpy(w.actions[w.action_index[index[episode, at]]])}
+        if w.readout_targets is not None:
+            batch["readout_target"] = torch.from_numpy(w.readout_targets[index[episode, at]])
+        return batch
 
 
 @torch.inference_mode()
@@ -297,13 +305,27 @@ def episode_state(episode, state_keys: tuple[str, ...]) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def _data_shapes(demos: DemoSet, state_keys: tuple[str, ...]) -> dict:
+def readout_labels(episode, readout: str) -> np.ndarray:
+    """The (T, K) labels a memory readout learns to estimate: the episode's recorded ``readout``
+    ("oracle" or "fact"), which must lie in [0, 1] (one-hot codes) for its cross-entropy."""
+    labels = episode_state(episode, (readout,))
+    if labels.min() < 0 or labels.max() > 1:
+        raise UsageError("memory_readout", f"the demonstrations' '{readout}' takes values in "
+                         f"[{labels.min():g}, {labels.max():g}]; a readout is trained with "
+                         f"binary cross-entropy on labels in [0, 1]")
+    return labels
+
+
+def _data_shapes(demos: DemoSet, state_keys: tuple[str, ...], readout: str | None) -> dict:
     first = demos.episodes[0]
-    return {
+    shapes = {
         "image_size": tuple(first.rgb.shape[1:3]),
         "state_dim": episode_state(first, state_keys).shape[1],
         "action_dim": first.actions.shape[1],
     }
+    if readout is not None:
+        shapes["readout_dim"] = episode_state(first, (readout,)).shape[1]
+    return shapes
 
 
 def saved_run(out_dir: Path, type_key: str, type_value: str, overrides: dict) -> bool:
@@ -532,7 +554,7 @@ def train(
     if batch_size is not None:
         overrides["batch_size"] = batch_size
     state_keys = tuple(overrides.get("state_keys", ("qpos",)))
-    for key, value in _data_shapes(demos, state_keys).items():
+    for key, value in _data_shapes(demos, state_keys, overrides.get("memory_readout")).items():
         if key in overrides and not np.array_equal(overrides[key], value):
             raise UsageError(key, f"the config says {overrides[key]} but {demos_path} has "
                              f"{value}")
@@ -560,7 +582,8 @@ def train(
         write_recipe(out_dir, demos_path, len(demos.episodes), policy=policy_name, steps=steps,
                      batch_size=config.batch_size, seed=seed, config_overrides=overrides,
                      command=command)
-    dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys)
+    dataset = DemoWindows(demos, config.obs_horizon, config.pred_horizon, config.state_keys,
+                          config.memory_readout)
     del demos  # the dataset holds its own concatenated copy
     if policy.frozen_encoder:
         dataset.features = frozen_features(policy.encoder, config.crop_size, demos_path,
