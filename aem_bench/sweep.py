@@ -86,6 +86,10 @@ ROWS: dict[str, Row] = {row.name: row for row in (
     Row("singleframe-dp-frozen-encoder", "singleframe-dp", encoder_from="singleframe-dp",
         description="a new head over the single-frame DP's frozen encoder, without a memory: "
                     "the memory rows' control, which changes only the training"),
+    Row("singleframe-dp-frozen-encoder-with-oracle", "singleframe-dp", ORACLE,
+        encoder_from="singleframe-dp",
+        description="the control given the oracle: what a perfect memory over the single-frame "
+                    "DP's frozen encoder could reach, the memory rows' upper bound"),
     Row("framestack-dp", "framestack-dp", encoder_from="singleframe-dp",
         description="the last 8 frames' features over the single-frame DP's frozen encoder"),
     Row("gru-dp", "gru-dp", encoder_from="singleframe-dp",

@@ -129,10 +129,24 @@ NO_RECIPE_NOTE = ("* no training recorded: the results file does not say how its
                   "was trained (demonstrations, budget, seed, command), only its name does.")
 
 
+LABELS_MARK = " †"
+LABELS_NOTE = ("† trained on privileged labels: a readout of its memory learned to estimate "
+               "the task's oracle from the demonstrations' records, and the head acts on that "
+               "estimate; at run time it sees only the frames and the joint state.")
+
+
+def training_labels(result: dict) -> str | None:
+    """What the policy's memory readout was trained to estimate ("oracle", "fact"), if any."""
+    recipe = (result.get("training") or {}).get("recipe") or {}
+    return (recipe.get("config_overrides") or {}).get("memory_readout")
+
+
 def policy_cell(result: dict) -> str:
-    """The policy's name, marked when its results file does not carry its training recipe."""
+    """The policy's name, marked when its results file does not carry its training recipe or
+    when it was trained on privileged labels."""
     training = result.get("training") or {}
-    return result["policy"] + ("" if training.get("recipe") else NO_RECIPE_MARK)
+    return (result["policy"] + ("" if training.get("recipe") else NO_RECIPE_MARK)
+            + (LABELS_MARK if training_labels(result) else ""))
 
 
 TASK_COLUMNS = (
@@ -216,7 +230,8 @@ def _matrix_table(results: list[dict], aggregates: dict[str, dict]) -> Table:
     rows, hovers = [], []
     for policy in sorted(policies, key=order):
         mine, aggregate = by_policy[policy], aggregates.get(policy)
-        cells, tips = [policy], [""]
+        labelled = any(training_labels(r) for r in mine.values())
+        cells, tips = [policy + (LABELS_MARK if labelled else "")], [""]
         for task in tasks:
             result = mine.get(task)
             cells.append(NO_VALUE if result is None else f"{100 * result['success_rate']:.0f}")
@@ -241,7 +256,9 @@ def _matrix_table(results: list[dict], aggregates: dict[str, dict]) -> Table:
                  "the task's table below, and on hover on the page); mean and IQM across the "
                  "tasks a policy covers, with rliable intervals, where it has two or more with "
                  "per-episode records and equal episode counts; latency: the 95th percentile of the "
-                 "policy's calls, the median over its tasks.", hovers)
+                 "policy's calls, the median over its tasks."
+                 + (" " + LABELS_NOTE if any(LABELS_MARK in row[0] for row in rows) else ""),
+                 hovers)
 
 
 def _aggregates(suite: str, variant: str, results: list[dict]) -> tuple[list[dict], list[str]]:
@@ -283,8 +300,9 @@ def _task_table(task: str, results: list[dict]) -> Table:
     )
     newer = TASKS[task].superseded_by
     title = task if newer is None else f"{task} (superseded by {newer}: not in the matrix)"
-    unrecorded = any(policy_cell(r).endswith(NO_RECIPE_MARK) for r in ranked)
-    return _table(title, TASK_COLUMNS, ranked, NO_RECIPE_NOTE if unrecorded else "")
+    notes = [NO_RECIPE_NOTE] if any(NO_RECIPE_MARK in policy_cell(r) for r in ranked) else []
+    notes += [LABELS_NOTE] if any(training_labels(r) for r in ranked) else []
+    return _table(title, TASK_COLUMNS, ranked, " ".join(notes))
 
 
 # The AEM paper's ablation table (Cai et al., arXiv 2606.12499): success on RoboTwin 2.0's Handover

@@ -337,6 +337,22 @@ def test_results_without_their_training_are_marked_and_superseded_tasks_kept_apa
     assert [row[0] for row in matrix] == ["recorded", "unrecorded"] and len(matrix[0]) == 6
 
 
+def test_a_policy_trained_on_privileged_labels_is_marked_in_every_table():
+    """A memory readout trained on the oracle acts without it, but learned from it: the per-task
+    table and the matrix mark it and say why."""
+    readout = {"checkpoint": "runs/x", "policy_type": "gru-dp", "memory": "gru",
+               "recipe": {"policy": "gru-dp", "steps": 2000, "seed": 0,
+                          "config_overrides": {"memory_readout": "oracle"}}}
+    markdown = markdown_of([make_result("plain", task=PUT_BACK),
+                            make_result("read-out", successes=8, task=PUT_BACK,
+                                        training=readout)])
+    assert _policies(markdown, f"### {PUT_BACK}") == ["read-out †", "plain"]
+    assert "† trained on privileged labels" in _section(markdown, f"### {PUT_BACK}")
+    matrix = _table_rows(markdown, "### Success % by task")
+    assert sorted(row[0] for row in matrix) == ["plain", "read-out †"]
+    assert "† trained on privileged labels" in _section(markdown, "### Success % by task")
+
+
 def test_under_a_protocol_the_matrix_holds_only_its_results():
     """The matrix compares like with like: results made under the protocol's recipe for their
     task, recorded (a sweep's protocol) or from the training recipe of an older results file;
