@@ -105,6 +105,9 @@ ROWS: dict[str, Row] = {row.name: row for row in (
         ("episode-causal-finetune",
          "the same history fine-tuned with the head through whole episodes"),
         ("episode-no-pretraining", "AEM's Mamba from random weights, trained with the head"),
+        ("episode-causal-finetune-readout",
+         ("the history fine-tuned through whole episodes by a readout of the oracle (privileged "
+          "labels in training); the head acts on the readout's estimate")),
         ("episode-causal-readout", ("the frozen history read by a linear estimate of the "
                                     "oracle (privileged labels in training); the head acts on it")),
         ("full", "AEM as in the paper: 32-step windows, frozen history"),
@@ -404,7 +407,8 @@ def estimate_minutes(sweep: Sweep, cell: Cell) -> float:
     _, steps = sweep.protocol.budget(cell.task)
     path = sweep.checkpoint_dir(cell.task, cell.row)
     per_step = SECONDS_PER_STEP.get(cell.row.policy, 0.3)
-    if cell.row.aem_ablation in ("episode-causal-finetune", "episode-no-pretraining"):
+    if cell.row.aem_ablation in ("episode-causal-finetune", "episode-no-pretraining",
+                                 "episode-causal-finetune-readout"):
         per_step = SECONDS_PER_FINETUNE_STEP
     done_steps = 0
     log = path / "train_log.jsonl"

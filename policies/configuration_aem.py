@@ -146,6 +146,11 @@ ABLATIONS: dict[str, dict[str, dict]] = {
     # oracle labels; the head acts on the readout's estimate (``PolicyConfig.memory_readout``).
     "episode-causal-readout": {"pretrain": EPISODE_CAUSAL_PRETRAINING,
                                "policy": {**FROZEN, "memory_readout": "oracle"}},
+    # The same readout over the history fine-tuned through whole episodes: the readout's loss
+    # (not the head's, which reads the estimate detached) trains the history to keep the fact.
+    "episode-causal-finetune-readout": {"pretrain": EPISODE_CAUSAL_PRETRAINING,
+                                        "policy": {"freeze_history": False,
+                                                   "memory_readout": "oracle"}},
 }
 def pretraining_run(name: str) -> str:
     """The ablation whose pretraining run ``name`` uses. Ablations with the same pretraining
