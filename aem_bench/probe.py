@@ -52,8 +52,8 @@ import torch
 
 from aem_bench.demos import load_demos
 from aem_bench.errors import InputError, UsageError
-from aem_bench.memory_use import SwapRows, swap_test, takes_swap_test
 from aem_bench.expert import run_expert
+from aem_bench.memory_use import SwapRows, swap_test, takes_swap_test
 from aem_bench.provenance import command_line, git_commit
 from aem_bench.registration import TASKS, task_class
 from aem_bench.stats import wilson_interval

@@ -69,17 +69,18 @@ def table(rows: list[list[str]], reps: int) -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return "\n".join([
         "## The Mamba scan trained through whole episodes (issue 16)",
         "",
-        "Forward and backward of one selective scan layer at fine-tuning's shapes (8 episodes, "
+        ("Forward and backward of one selective scan layer at fine-tuning's shapes (8 episodes, "
         "d_inner 128, d_state 16), milliseconds, median of "
         f"{reps}, interleaved; `benchmarks/scan_training.py` on {cpu}, one core, one torch "
-        f"thread, torch {torch.__version__}.",
+        f"thread, torch {torch.__version__}."),
         "",
         tabulate(rows, headers=["tokens", "autograd through the loop (ms)",
                                 "backward written out (ms)", "speed-up"], tablefmt="github"),
@@ -102,7 +103,7 @@ def main() -> None:
     wrapped = f"{BEGIN}\n{block}\n{END}"
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: wrapped, text,
-                      flags=re.S)
+                      flags=re.DOTALL)
     else:
         text = text.rstrip("\n") + "\n\n" + wrapped + "\n"
     path.write_text(text)

@@ -169,8 +169,8 @@ CASES = [
     # sweep
     ("sweep --rows no-such-row --cache {dir}/c --results-dir {dir}/r --dry-run", "--rows",
      "no-such-row"),
-    ("sweep --protocol certificate-budget --tasks AEM/HandoverBlock-v0 --rows singleframe-dp "
-     "--cache {dir}/c --results-dir {dir}/r --dry-run", "--tasks",
+    (("sweep --protocol certificate-budget --tasks AEM/HandoverBlock-v0 --rows singleframe-dp "
+      "--cache {dir}/c --results-dir {dir}/r --dry-run"), "--tasks",
      "AEM/HandoverBlock-v0 has no budget"),
 ]
 

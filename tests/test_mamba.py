@@ -63,7 +63,8 @@ def test_the_written_out_backward_is_the_gradient():
 
     ours = torch.autograd.grad(loss(selective_scan), inputs)
     reference = torch.autograd.grad(loss(selective_scan_reference), inputs)
-    for name, got, expected in zip("u delta A B C D z h0".split(), ours, reference):
+    names = ["u", "delta", "A", "B", "C", "D", "z", "h0"]
+    for name, got, expected in zip(names, ours, reference):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10, msg=name)
 
 

@@ -154,7 +154,7 @@ def test_a_protocol_with_other_demos_is_named_apart():
 
 
 def test_a_new_version_is_swept_at_its_certified_predecessors_budget(monkeypatch):
-    import aem_bench.certify as certify
+    from aem_bench import certify
     from aem_bench.registration import TASKS, current_tasks
 
     recorded = certify.load_certificates()
