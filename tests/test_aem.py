@@ -180,7 +180,9 @@ def test_the_paper_is_an_ablation_and_the_defaults_are_the_measured_choice():
         "memory-only": "full", "feature-add": "full", "mask-0.5": "mask-0.5",
         "mask-0.9": "mask-0.9", "bottleneck": "bottleneck", "episode": "episode",
         "episode-bottleneck": "episode-bottleneck", "episode-causal": "episode-causal",
-        "episode-causal-finetune": "episode-causal", "episode-no-pretraining": "episode-causal"}
+        "episode-causal-finetune": "episode-causal", "episode-no-pretraining": "episode-causal",
+        "episode-causal-readout": "episode-causal",
+        "episode-causal-finetune-readout": "episode-causal"}
 
 
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
@@ -188,9 +190,11 @@ def test_every_ablation_is_a_valid_pair_of_settings(name):
     AEMConfig(**{**SMALL, **ablation(name, "pretrain")})
     policy_settings = ablation(name, "policy")
     history = {**AEMConfig(**SMALL).to_dict(), **policy_settings.pop("history", {})}
-    # train() freezes the frame encoder of every AEM policy (the pretraining run's)
+    # train() freezes the frame encoder of every AEM policy (the pretraining run's) and sizes a
+    # memory readout from the demonstrations
+    readout = {"readout_dim": 10} if "memory_readout" in policy_settings else {}
     make_policy("aem-dp", **HEAD, image_size=(32, 32), history=history, freeze_encoder=True,
-                **policy_settings)
+                **policy_settings, **readout)
 
 
 def test_pretraining_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
