@@ -66,6 +66,15 @@ def test_episode_batches_hold_whole_episodes_and_their_chunks(tmp_path):
     torch.testing.assert_close(batches(1)["rows"], batch["rows"])  # seeded: the same again
 
 
+def assert_acts_as_saved(policy, path) -> None:
+    """The policy saved at ``path``, loaded, acts as ``policy`` does on the same observations."""
+    loaded = load_policy(path)
+    obs = [observation(32, seed=t) for t in range(6)]
+    for model in (policy, loaded):
+        model.reset(4)
+    np.testing.assert_array_equal([policy.act(o) for o in obs], [loaded.act(o) for o in obs])
+
+
 def test_a_policy_takes_the_frozen_encoder_of_a_trained_checkpoint(tmp_path):
     write_demos(tmp_path / "demos.h5", episodes=2, steps=12)
     small = {k: v for k, v in TINY.items() if k not in ("image_size", "crop_size", "memory_dim")}
@@ -78,11 +87,7 @@ def test_a_policy_takes_the_frozen_encoder_of_a_trained_checkpoint(tmp_path):
     assert policy.frozen_encoder and policy.config.freeze_encoder
     for key, value in source.encoder.state_dict().items():
         torch.testing.assert_close(policy.encoder.state_dict()[key], value)
-    loaded = load_policy(tmp_path / "gru")
-    obs = [observation(32, seed=t) for t in range(6)]
-    for model in (policy, loaded):
-        model.reset(4)
-    np.testing.assert_array_equal([policy.act(o) for o in obs], [loaded.act(o) for o in obs])
+    assert_acts_as_saved(policy, tmp_path / "gru")
 
 
 def test_a_recurrent_memory_needs_a_frozen_encoder():
@@ -162,11 +167,7 @@ def test_a_readout_trains_on_the_oracle_and_the_head_reads_its_estimate(tmp_path
     features = torch.zeros(2, 1, policy.encoder.feature_dim)
     cond = policy._global_cond(features, torch.zeros(2, 1, 16), torch.zeros(2, 16))
     assert cond.shape == (2, policy.encoder.feature_dim + 3 + 16)
-    loaded = load_policy(tmp_path / "gru")
-    obs = [observation(32, seed=t) for t in range(6)]
-    for model in (policy, loaded):
-        model.reset(4)
-    np.testing.assert_array_equal([policy.act(o) for o in obs], [loaded.act(o) for o in obs])
+    assert_acts_as_saved(policy, tmp_path / "gru")
 
 
 def test_a_readout_must_estimate_something_the_policy_does_not_read():
